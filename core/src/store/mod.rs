@@ -1,0 +1,54 @@
+//! The storage plugin traits: [`RepoStore`], [`Sequencer`], [`AccountStore`]
+//! and [`BlobStore`], and the errors they share.
+//!
+//! Backends live in `storage-backends/`; every one of them passes the same
+//! conformance suite (`aurora-storage-testkit`).
+
+mod account;
+mod blob;
+mod repo;
+mod sequencer;
+
+pub use account::{Account, AccountLookup, AccountStatus, AccountStore, NewAccount};
+pub use blob::{BlobError, BlobStore, ByteStream, StoredBlob, TempBlob};
+pub use repo::{CommitStage, CommitWrite, RecordEntry, RecordPage, RecordWrite, RepoRoot, RepoStore};
+pub use sequencer::{SeqWatch, Sequencer};
+
+use crate::syntax::Did;
+use cid::Cid;
+
+/// A boxed error from a storage driver.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors of the storage traits.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `apply_commit`'s compare-and-swap failed: the repo's root is not the
+    /// one the writer started from (another commit won), or the repo already
+    /// exists when creating it. Nothing was written.
+    #[error("repo {did} was changed concurrently: its root is no longer {}", expected.map_or_else(|| "absent".to_owned(), |c| c.to_string()))]
+    RootConflict {
+        /// The repo.
+        did: Did,
+        /// The root the writer expected (`None`: expected no repo yet).
+        expected: Option<Cid>,
+    },
+    /// A unique value (DID, handle, email) is already taken.
+    #[error("{field} is already in use")]
+    AlreadyExists {
+        /// Which value: `"did"`, `"handle"` or `"email"`.
+        field: &'static str,
+    },
+    /// The thing to update does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The backend cannot be reached (database down, pool exhausted). Retry later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt data in storage: {0}")]
+    Corrupt(String),
+    /// Any other backend failure.
+    #[error("storage backend error: {0}")]
+    Backend(BackendError),
+}

@@ -1,0 +1,169 @@
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use cid::Cid;
+
+use super::StoreError;
+use crate::event::{EventType, NewEvent};
+use crate::syntax::{Did, Nsid, RecordKey, Tid};
+
+/// The current head of a repo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoRoot {
+    /// CID of the latest signed commit.
+    pub cid: Cid,
+    /// `rev` of that commit.
+    pub rev: Tid,
+    /// When the root last moved.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A record in the record index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordEntry {
+    /// The collection (NSID).
+    pub collection: Nsid,
+    /// The record key.
+    pub rkey: RecordKey,
+    /// CID of the record's DAG-CBOR block.
+    pub cid: Cid,
+    /// `rev` of the commit that last wrote the record.
+    pub rev: Tid,
+}
+
+/// A change to the record index, applied with a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordWrite {
+    /// Create or replace the record at `collection/rkey`.
+    Put {
+        /// The collection.
+        collection: Nsid,
+        /// The record key.
+        rkey: RecordKey,
+        /// CID of the new record block (which must be among the commit's blocks or already stored).
+        cid: Cid,
+    },
+    /// Remove the record at `collection/rkey`.
+    Delete {
+        /// The collection.
+        collection: Nsid,
+        /// The record key.
+        rkey: RecordKey,
+    },
+}
+
+/// Everything one commit changes, written by [`RepoStore::apply_commit`] in
+/// one transaction.
+#[derive(Debug, Clone)]
+pub struct CommitWrite {
+    /// The repo.
+    pub did: Did,
+    /// Compare-and-swap: the root the commit was built on, or `None` when the
+    /// commit creates the repo.
+    pub expected_root: Option<Cid>,
+    /// CID of the new signed commit block.
+    pub root: Cid,
+    /// `rev` of the new commit.
+    pub rev: Tid,
+    /// New blocks: the commit, changed MST nodes and records. Blocks already
+    /// stored for this repo are skipped.
+    pub blocks: Vec<(Cid, Bytes)>,
+    /// Changes to the record index.
+    pub records: Vec<RecordWrite>,
+    /// The event announcing the commit (`Commit`, or `Sync` for a reset).
+    pub event_type: EventType,
+    /// DAG-CBOR body of that event, without `seq`.
+    pub event_payload: Bytes,
+}
+
+impl CommitWrite {
+    /// The event this commit sequences.
+    pub fn event(&self) -> NewEvent {
+        NewEvent {
+            did: self.did.clone(),
+            event_type: self.event_type,
+            payload: self.event_payload.clone(),
+        }
+    }
+}
+
+/// The steps of [`RepoStore::apply_commit`], in order. Backends expose a
+/// fault-injection hook keyed by stage so the conformance suite can prove that
+/// a failure after any of them leaves nothing behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStage {
+    /// The root moved (compare-and-swap done).
+    Root,
+    /// The blocks are written.
+    Blocks,
+    /// The record index is updated.
+    Records,
+    /// The event is sequenced (only the transaction commit remains).
+    Event,
+}
+
+impl CommitStage {
+    /// All stages, in the order `apply_commit` performs them.
+    pub const ALL: [Self; 4] = [Self::Root, Self::Blocks, Self::Records, Self::Event];
+}
+
+/// A page of the record index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordPage {
+    /// Maximum number of records to return.
+    pub limit: usize,
+    /// Exclusive start: records after (or, when `reverse`, before) this key.
+    pub cursor: Option<RecordKey>,
+    /// `false`: descending rkey order (newest TIDs first, the
+    /// `listRecords` default); `true`: ascending.
+    pub reverse: bool,
+}
+
+/// Block storage, repo roots, the record index and the write side of the
+/// event log.
+///
+/// The one write path is [`apply_commit`](Self::apply_commit): blocks, the new
+/// root, the record index changes and the sequenced event land in ONE
+/// transaction, guarded by a compare-and-swap on the previous root. Either all
+/// of it is durable or none of it is.
+#[async_trait]
+pub trait RepoStore: Send + Sync + 'static {
+    /// The block `cid` of `did`'s repo, if stored.
+    async fn get_block(&self, did: &Did, cid: &Cid) -> Result<Option<Bytes>, StoreError>;
+
+    /// The subset of `cids` stored for `did`, in no particular order.
+    async fn get_blocks(&self, did: &Did, cids: &[Cid]) -> Result<Vec<(Cid, Bytes)>, StoreError>;
+
+    /// The repo's current root, or `None` when `did` has no repo.
+    async fn get_root(&self, did: &Did) -> Result<Option<RepoRoot>, StoreError>;
+
+    /// One record of the record index.
+    async fn get_record(
+        &self,
+        did: &Did,
+        collection: &Nsid,
+        rkey: &RecordKey,
+    ) -> Result<Option<RecordEntry>, StoreError>;
+
+    /// A page of one collection's records, ordered by record key.
+    async fn list_records(
+        &self,
+        did: &Did,
+        collection: &Nsid,
+        page: &RecordPage,
+    ) -> Result<Vec<RecordEntry>, StoreError>;
+
+    /// The collections that hold at least one record, in NSID order.
+    async fn list_collections(&self, did: &Did) -> Result<Vec<Nsid>, StoreError>;
+
+    /// Writes a commit atomically and returns the `seq` given to its event.
+    ///
+    /// Fails with [`StoreError::RootConflict`] when the repo's root is not
+    /// `commit.expected_root`; then nothing is written. Of two concurrent
+    /// commits built on the same root, exactly one succeeds.
+    async fn apply_commit(&self, commit: CommitWrite) -> Result<i64, StoreError>;
+
+    /// Sequences an event that has no commit (`#identity`, `#account`) and
+    /// returns its `seq`.
+    async fn sequence_event(&self, event: NewEvent) -> Result<i64, StoreError>;
+}

@@ -1,0 +1,153 @@
+//! Validated ATProto identifier types.
+//!
+//! Every type here is a newtype around a `String` whose only constructor is
+//! parsing, so a value of the type is proof that the string follows the
+//! ATProto syntax rules (<https://atproto.com/specs>). Handlers parse input at
+//! the edge and pass these types inward; nothing deeper re-validates.
+
+mod did;
+mod handle;
+mod nsid;
+mod record_key;
+mod tid;
+
+pub use did::Did;
+pub use handle::Handle;
+pub use nsid::Nsid;
+pub use record_key::RecordKey;
+pub use tid::Tid;
+
+/// Why a string is not a valid identifier of some kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind}: {reason}")]
+pub struct SyntaxError {
+    /// The kind of identifier, e.g. `"DID"` or `"NSID"`.
+    pub kind: &'static str,
+    /// A short, human-readable reason.
+    pub reason: &'static str,
+}
+
+impl SyntaxError {
+    pub(crate) const fn new(kind: &'static str, reason: &'static str) -> Self {
+        Self { kind, reason }
+    }
+}
+
+/// Implements the common surface of a validated string newtype: `FromStr`,
+/// `Display`, `AsRef<str>`, `as_str`, serde (validating on deserialize) and
+/// `TryFrom<String>`. The type must provide `fn validate(&str) -> Result<(), SyntaxError>`
+/// and may normalise in `fn normalize(String) -> String`.
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl $name {
+            /// Parses and validates `s`.
+            pub fn parse(s: impl Into<String>) -> Result<Self, $crate::syntax::SyntaxError> {
+                let s: String = s.into();
+                Self::validate(&s)?;
+                Ok(Self(Self::normalize(s)))
+            }
+
+            /// The identifier as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// Consumes the identifier, returning the inner string.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::syntax::SyntaxError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::syntax::SyntaxError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = $crate::syntax::SyntaxError;
+            fn try_from(s: &str) -> Result<Self, Self::Error> {
+                Self::parse(s)
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(s).map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use string_newtype;
+
+#[cfg(test)]
+pub(crate) mod vectors {
+    //! Loads the shared interop vectors (`../shared/interop-tests/syntax`).
+    use std::path::PathBuf;
+
+    /// Non-comment, non-empty lines of `syntax/<file>`, or `None` (with a
+    /// message) when the interop folder is absent.
+    pub(crate) fn lines(file: &str) -> Option<Vec<String>> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/interop-tests/syntax");
+        let path = dir.join(file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Some(
+                text.lines()
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Err(e) => {
+                eprintln!("SKIP: interop vectors not found at {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Asserts that `parse` accepts every line of `valid` and rejects every line of `invalid`.
+    pub(crate) fn check<T, E>(valid: &str, invalid: &str, parse: impl Fn(&str) -> Result<T, E>) {
+        if let Some(lines) = lines(valid) {
+            for l in lines {
+                assert!(parse(&l).is_ok(), "{valid}: rejected valid {l:?}");
+            }
+        }
+        if let Some(lines) = lines(invalid) {
+            for l in lines {
+                assert!(parse(&l).is_err(), "{invalid}: accepted invalid {l:?}");
+            }
+        }
+    }
+}

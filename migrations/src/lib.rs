@@ -1,0 +1,26 @@
+//! # aurora-migrations
+//!
+//! The Aurora Locus database schema, as sea-orm migrations that run unchanged
+//! on SQLite and Postgres. The server applies them at start-up and on
+//! `aurora migrate`; each migration runs once and is recorded in
+//! `seaql_migrations`.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_initial;
+
+/// Applies the schema, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_initial::Migration)]
+    }
+}
+
+/// Brings `db` up to the latest schema.
+pub async fn migrate(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}

@@ -1,0 +1,343 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use aurora_core::cid::Cid;
+use aurora_core::event::{NewEvent, SeqEvent};
+use aurora_core::store::{
+    Account, AccountLookup, AccountStatus, AccountStore, CommitStage, CommitWrite, RecordEntry, RecordPage,
+    RecordWrite, RepoRoot, RepoStore, SeqWatch, Sequencer, StoreError,
+};
+use aurora_core::syntax::{Did, Handle, Nsid, RecordKey};
+use bytes::Bytes;
+use chrono::Utc;
+use tokio::sync::watch;
+
+#[derive(Default)]
+struct Repo {
+    root: Option<RepoRoot>,
+    blocks: HashMap<Cid, Bytes>,
+    /// collection -> rkey -> entry, ordered like the SQL index.
+    records: BTreeMap<Nsid, BTreeMap<RecordKey, RecordEntry>>,
+}
+
+#[derive(Default)]
+struct State {
+    repos: HashMap<Did, Repo>,
+    events: BTreeMap<i64, SeqEvent>,
+    last_seq: i64,
+    accounts: BTreeMap<Did, Account>,
+}
+
+impl State {
+    fn push_event(&mut self, event: NewEvent) -> i64 {
+        self.last_seq += 1;
+        let seq = self.last_seq;
+        self.events.insert(
+            seq,
+            SeqEvent {
+                seq,
+                did: event.did,
+                event_type: event.event_type,
+                time: Utc::now(),
+                payload: event.payload,
+            },
+        );
+        seq
+    }
+}
+
+/// Repo store, sequencer and account store in memory.
+///
+/// One mutex guards all state; `apply_commit` checks and stages everything
+/// before mutating, so a failure leaves no trace.
+#[derive(Clone)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+    head: Arc<watch::Sender<i64>>,
+    fault_at: Option<CommitStage>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("head", &*self.head.borrow()).finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            state: Arc::default(),
+            head: Arc::new(watch::channel(0).0),
+            fault_at: None,
+        }
+    }
+
+    /// A view of the same data whose `apply_commit` fails right after
+    /// `stage`, for fault-injection tests. Not for production.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_fault_after(&self, stage: CommitStage) -> Self {
+        Self {
+            fault_at: Some(stage),
+            ..self.clone()
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave state half-changed
+        // (mutations happen after all checks), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn fault(&self, stage: CommitStage) -> Result<(), StoreError> {
+        if self.fault_at == Some(stage) {
+            return Err(StoreError::Backend(format!("injected fault after {stage:?}").into()));
+        }
+        Ok(())
+    }
+
+    fn advance_head(&self, seq: i64) {
+        self.head.send_replace(seq);
+    }
+}
+
+#[async_trait]
+impl RepoStore for MemoryStore {
+    async fn get_block(&self, did: &Did, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.lock().repos.get(did).and_then(|r| r.blocks.get(cid).cloned()))
+    }
+
+    async fn get_blocks(&self, did: &Did, cids: &[Cid]) -> Result<Vec<(Cid, Bytes)>, StoreError> {
+        let state = self.lock();
+        let Some(repo) = state.repos.get(did) else {
+            return Ok(Vec::new());
+        };
+        Ok(cids
+            .iter()
+            .filter_map(|cid| repo.blocks.get(cid).map(|b| (*cid, b.clone())))
+            .collect())
+    }
+
+    async fn get_root(&self, did: &Did) -> Result<Option<RepoRoot>, StoreError> {
+        Ok(self.lock().repos.get(did).and_then(|r| r.root.clone()))
+    }
+
+    async fn get_record(&self, did: &Did, collection: &Nsid, rkey: &RecordKey) -> Result<Option<RecordEntry>, StoreError> {
+        Ok(self
+            .lock()
+            .repos
+            .get(did)
+            .and_then(|r| r.records.get(collection)?.get(rkey).cloned()))
+    }
+
+    async fn list_records(&self, did: &Did, collection: &Nsid, page: &RecordPage) -> Result<Vec<RecordEntry>, StoreError> {
+        let state = self.lock();
+        let Some(repo) = state.repos.get(did) else {
+            return Ok(Vec::new());
+        };
+        let Some(records) = repo.records.get(collection) else {
+            return Ok(Vec::new());
+        };
+        let cursor = page.cursor.as_ref();
+        let entries: Vec<RecordEntry> = if page.reverse {
+            records
+                .values()
+                .filter(|e| cursor.is_none_or(|c| e.rkey > *c))
+                .take(page.limit)
+                .cloned()
+                .collect()
+        } else {
+            records
+                .values()
+                .rev()
+                .filter(|e| cursor.is_none_or(|c| e.rkey < *c))
+                .take(page.limit)
+                .cloned()
+                .collect()
+        };
+        Ok(entries)
+    }
+
+    async fn list_collections(&self, did: &Did) -> Result<Vec<Nsid>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .repos
+            .get(did)
+            .map(|r| r.records.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn apply_commit(&self, commit: CommitWrite) -> Result<i64, StoreError> {
+        let mut state = self.lock();
+        let current = state.repos.get(&commit.did).and_then(|r| r.root.as_ref()).map(|r| r.cid);
+        if current != commit.expected_root {
+            return Err(StoreError::RootConflict {
+                did: commit.did,
+                expected: commit.expected_root,
+            });
+        }
+        // Every stage is checked before anything is mutated.
+        for stage in CommitStage::ALL {
+            self.fault(stage)?;
+        }
+        let event = commit.event();
+        let repo = state.repos.entry(commit.did.clone()).or_default();
+        repo.root = Some(RepoRoot {
+            cid: commit.root,
+            rev: commit.rev.clone(),
+            updated_at: Utc::now(),
+        });
+        for (cid, bytes) in commit.blocks {
+            repo.blocks.entry(cid).or_insert(bytes);
+        }
+        for write in commit.records {
+            match write {
+                RecordWrite::Put { collection, rkey, cid } => {
+                    let entry = RecordEntry {
+                        collection: collection.clone(),
+                        rkey: rkey.clone(),
+                        cid,
+                        rev: commit.rev.clone(),
+                    };
+                    repo.records.entry(collection).or_default().insert(rkey, entry);
+                }
+                RecordWrite::Delete { collection, rkey } => {
+                    if let Some(records) = repo.records.get_mut(&collection) {
+                        records.remove(&rkey);
+                        if records.is_empty() {
+                            repo.records.remove(&collection);
+                        }
+                    }
+                }
+            }
+        }
+        let seq = state.push_event(event);
+        drop(state);
+        self.advance_head(seq);
+        Ok(seq)
+    }
+
+    async fn sequence_event(&self, event: NewEvent) -> Result<i64, StoreError> {
+        let seq = self.lock().push_event(event);
+        self.advance_head(seq);
+        Ok(seq)
+    }
+}
+
+#[async_trait]
+impl Sequencer for MemoryStore {
+    async fn current_seq(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().events.keys().next_back().copied())
+    }
+
+    async fn oldest_seq(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().events.keys().next().copied())
+    }
+
+    async fn events_in_range(&self, after: i64, up_to: i64, limit: usize) -> Result<Vec<SeqEvent>, StoreError> {
+        if after >= up_to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .lock()
+            .events
+            .range(after + 1..=up_to)
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn subscribe(&self) -> SeqWatch {
+        self.head.subscribe()
+    }
+}
+
+#[async_trait]
+impl AccountStore for MemoryStore {
+    async fn create_account(&self, new: aurora_core::store::NewAccount) -> Result<Account, StoreError> {
+        let mut state = self.lock();
+        let email = new.normalized_email();
+        if state.accounts.contains_key(&new.did) {
+            return Err(StoreError::AlreadyExists { field: "did" });
+        }
+        for existing in state.accounts.values() {
+            if existing.handle == new.handle {
+                return Err(StoreError::AlreadyExists { field: "handle" });
+            }
+            if email.is_some() && existing.email == email {
+                return Err(StoreError::AlreadyExists { field: "email" });
+            }
+        }
+        let account = Account {
+            did: new.did,
+            handle: new.handle,
+            email,
+            password_hash: new.password_hash,
+            status: AccountStatus::Active,
+            created_at: Utc::now(),
+            email_confirmed_at: None,
+        };
+        state.accounts.insert(account.did.clone(), account.clone());
+        Ok(account)
+    }
+
+    async fn get_account(&self, lookup: AccountLookup<'_>) -> Result<Option<Account>, StoreError> {
+        let state = self.lock();
+        let found = match lookup {
+            AccountLookup::Did(did) => state.accounts.get(did),
+            AccountLookup::Handle(handle) => state.accounts.values().find(|a| &a.handle == handle),
+            AccountLookup::Email(_) => {
+                let email = lookup.normalized_email();
+                state.accounts.values().find(|a| a.email == email)
+            }
+        };
+        Ok(found.cloned())
+    }
+
+    async fn list_accounts(&self, cursor: Option<&Did>, limit: usize) -> Result<Vec<Account>, StoreError> {
+        let state = self.lock();
+        let iter: Box<dyn Iterator<Item = &Account>> = match cursor {
+            Some(c) => Box::new(
+                state
+                    .accounts
+                    .range((std::ops::Bound::Excluded(c.clone()), std::ops::Bound::Unbounded))
+                    .map(|(_, a)| a),
+            ),
+            None => Box::new(state.accounts.values()),
+        };
+        Ok(iter.take(limit).cloned().collect())
+    }
+
+    async fn update_handle(&self, did: &Did, handle: &Handle) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.accounts.values().any(|a| &a.handle == handle && &a.did != did) {
+            return Err(StoreError::AlreadyExists { field: "handle" });
+        }
+        let account = state.accounts.get_mut(did).ok_or(StoreError::NotFound("account"))?;
+        account.handle = handle.clone();
+        Ok(())
+    }
+
+    async fn update_status(&self, did: &Did, status: AccountStatus) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let account = state.accounts.get_mut(did).ok_or(StoreError::NotFound("account"))?;
+        account.status = status;
+        Ok(())
+    }
+
+    async fn delete_account(&self, did: &Did) -> Result<(), StoreError> {
+        self.lock()
+            .accounts
+            .remove(did)
+            .map(|_| ())
+            .ok_or(StoreError::NotFound("account"))
+    }
+}

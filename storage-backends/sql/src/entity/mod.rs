@@ -1,0 +1,11 @@
+//! sea-orm entities for the tables of `aurora-migrations`. Private to this
+//! crate: nothing outside the backend sees a row type.
+
+// The sea-orm derives generate `pub` items; the module itself is private.
+#![allow(unreachable_pub, missing_debug_implementations)]
+
+pub(crate) mod account;
+pub(crate) mod record;
+pub(crate) mod repo_block;
+pub(crate) mod repo_root;
+pub(crate) mod repo_seq;

@@ -1,0 +1,277 @@
+//! # aurora-storage-sql
+//!
+//! [`SqlStore`]: the [`RepoStore`], [`Sequencer`] and [`AccountStore`] of
+//! Aurora Locus on SQLite or Postgres, through one sea-orm code path. The URL
+//! scheme picks the engine: `sqlite://path/to/db.sqlite` (created when
+//! missing) or `postgres://...`.
+//!
+//! SQLite runs in WAL mode with `synchronous=FULL` by default (a committed
+//! write survives power loss) and write transactions begin `IMMEDIATE`, so
+//! concurrent writers queue on the busy timeout instead of failing. On
+//! Postgres, events are numbered under a transaction-scoped advisory lock so
+//! that `seq` order is commit order across server processes.
+//!
+//! [`RepoStore`]: aurora_core::RepoStore
+//! [`Sequencer`]: aurora_core::Sequencer
+//! [`AccountStore`]: aurora_core::AccountStore
+
+mod account;
+mod convert;
+mod entity;
+mod repo;
+mod sequencer;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_core::store::{CommitStage, StoreError};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, RuntimeErr,
+    SqlxSqliteConnector, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use tokio::sync::watch;
+
+/// The database engine behind a [`SqlStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Engine {
+    /// The engine a database URL asks for, by scheme.
+    pub fn from_url(url: &str) -> Result<Self, ConnectError> {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => Err(ConnectError::UnsupportedScheme(scheme.to_owned())),
+        }
+    }
+}
+
+/// SQLite's `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// fsync on every commit: a committed write survives power loss. The default.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a process crash, may lose the
+    /// last commits on power loss. Faster.
+    Normal,
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct SqlOptions {
+    /// Maximum pooled connections.
+    pub max_connections: u32,
+    /// How long to wait for a connection (and, on SQLite, for the write lock).
+    pub acquire_timeout: Duration,
+    /// SQLite durability.
+    pub sqlite_sync: SqliteSync,
+}
+
+impl Default for SqlOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            sqlite_sync: SqliteSync::Full,
+        }
+    }
+}
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL's scheme names no supported engine.
+    #[error("unsupported database scheme {0:?} (expected sqlite:// or postgres://)")]
+    UnsupportedScheme(String),
+    /// The URL could not be parsed.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// The database could not be reached or opened.
+    #[error("cannot connect to the database: {0}")]
+    Unreachable(String),
+    /// Applying the schema failed.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+}
+
+/// Repo store, sequencer and account store on a SQL database.
+///
+/// Cheap to clone; clones share the connection pool and the live wake-up.
+#[derive(Clone)]
+pub struct SqlStore {
+    shared: Arc<Shared>,
+    fault_at: Option<CommitStage>,
+}
+
+struct Shared {
+    db: DatabaseConnection,
+    engine: Engine,
+    head: watch::Sender<i64>,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("engine", &self.shared.engine)
+            .field("head", &*self.shared.head.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// Connects and applies the schema: the usual way to get a store.
+    pub async fn open(url: &str, options: &SqlOptions) -> Result<Self, ConnectError> {
+        let store = Self::connect(url, options).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without touching the schema.
+    pub async fn connect(url: &str, options: &SqlOptions) -> Result<Self, ConnectError> {
+        let engine = Engine::from_url(url)?;
+        let db = match engine {
+            Engine::Sqlite => {
+                let connect = SqliteConnectOptions::from_str(url)
+                    .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(match options.sqlite_sync {
+                        SqliteSync::Full => SqliteSynchronous::Full,
+                        SqliteSync::Normal => SqliteSynchronous::Normal,
+                    })
+                    .busy_timeout(options.acquire_timeout)
+                    .foreign_keys(true)
+                    // 64 MiB page cache per connection, temp tables in memory.
+                    .pragma("cache_size", "-65536")
+                    .pragma("temp_store", "memory");
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect)
+                    .await
+                    .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+                SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+            }
+            Engine::Postgres => {
+                let mut opts = ConnectOptions::new(url.to_owned());
+                opts.max_connections(options.max_connections)
+                    .connect_timeout(options.acquire_timeout)
+                    .acquire_timeout(options.acquire_timeout)
+                    .sqlx_logging(false);
+                Database::connect(opts)
+                    .await
+                    .map_err(|e| ConnectError::Unreachable(e.to_string()))?
+            }
+        };
+        db.ping().await.map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let (head, _) = watch::channel(0);
+        Ok(Self {
+            shared: Arc::new(Shared { db, engine, head }),
+            fault_at: None,
+        })
+    }
+
+    /// Brings the schema up to date (idempotent) and loads the log head.
+    pub async fn migrate(&self) -> Result<(), ConnectError> {
+        aurora_migrations::migrate(&self.shared.db)
+            .await
+            .map_err(|e| ConnectError::Migration(e.to_string()))?;
+        let head = self
+            .max_seq()
+            .await
+            .map_err(|e| ConnectError::Migration(e.to_string()))?
+            .unwrap_or(0);
+        self.shared.head.send_replace(head);
+        Ok(())
+    }
+
+    /// The engine in use.
+    pub fn engine(&self) -> Engine {
+        self.shared.engine
+    }
+
+    /// The underlying sea-orm connection, for the server's own tables and
+    /// health checks.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.shared.db
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.shared.db.ping().await.map_err(db_err)
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        // Closing a cloned connection closes the shared pool.
+        let _ = self.shared.db.clone().close().await;
+    }
+
+    /// A view of the same database whose `apply_commit` fails right after
+    /// `stage`, for fault-injection tests of atomicity. Not for production.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_fault_after(&self, stage: CommitStage) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            fault_at: Some(stage),
+        }
+    }
+
+    fn fault(&self, stage: CommitStage) -> Result<(), StoreError> {
+        if self.fault_at == Some(stage) {
+            return Err(StoreError::Backend(format!("injected fault after {stage:?}").into()));
+        }
+        Ok(())
+    }
+
+    /// Begins a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so a transaction never has to upgrade a stale
+    /// read snapshot and fail with `SQLITE_BUSY`.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: (self.shared.engine == Engine::Sqlite).then_some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        self.shared.db.begin_with_options(options).await.map_err(db_err)
+    }
+
+    /// Tells subscribers that events up to `seq` are committed.
+    fn advance_head(&self, seq: i64) {
+        self.shared.head.send_if_modified(|head| {
+            let moved = seq > *head;
+            if moved {
+                *head = seq;
+            }
+            moved
+        });
+    }
+}
+
+/// Maps a database error to a [`StoreError`]: connection trouble is
+/// `Unavailable` (a 503, retryable); anything else is a backend failure.
+pub(crate) fn db_err(e: DbErr) -> StoreError {
+    use sea_orm::sqlx::Error as SqlxError;
+    let unavailable = match &e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => matches!(
+            **inner,
+            SqlxError::Io(_) | SqlxError::PoolTimedOut | SqlxError::PoolClosed | SqlxError::WorkerCrashed
+        ),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Backend(Box::new(e))
+    }
+}

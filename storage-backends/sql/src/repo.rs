@@ -1,0 +1,288 @@
+//! `RepoStore` on SQL: blocks, roots, the record index, and `apply_commit`.
+
+use async_trait::async_trait;
+use aurora_core::cid::Cid;
+use aurora_core::event::NewEvent;
+use aurora_core::store::{
+    CommitStage, CommitWrite, RecordEntry, RecordPage, RecordWrite, RepoRoot, RepoStore, StoreError,
+};
+use aurora_core::syntax::{Did, Nsid, RecordKey, Tid};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TryInsertResult,
+};
+
+use crate::entity::{record, repo_block, repo_root, repo_seq};
+use crate::{Engine, SqlStore, convert, db_err};
+
+/// Rows per multi-row INSERT, well under SQLite's and Postgres' bind-parameter limits.
+const INSERT_CHUNK: usize = 500;
+
+/// Advisory lock key serialising event numbering on Postgres ("aurora" in ASCII).
+const SEQ_LOCK_KEY: i64 = 0x6175_726f_7261;
+
+fn entry_from_row(row: record::Model) -> Result<RecordEntry, StoreError> {
+    Ok(RecordEntry {
+        cid: convert::cid(&row.cid)?,
+        collection: convert::parse(row.collection, Nsid::parse)?,
+        rkey: convert::parse(row.rkey, RecordKey::parse)?,
+        rev: convert::parse(row.repo_rev, Tid::parse)?,
+    })
+}
+
+impl SqlStore {
+    async fn swap_root(&self, txn: &DatabaseTransaction, c: &CommitWrite, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let conflict = || StoreError::RootConflict {
+            did: c.did.clone(),
+            expected: c.expected_root,
+        };
+        if let Some(expected) = c.expected_root {
+            let res = repo_root::Entity::update_many()
+                .col_expr(repo_root::Column::Cid, Expr::value(c.root.to_string()))
+                .col_expr(repo_root::Column::Rev, Expr::value(c.rev.as_str()))
+                .col_expr(repo_root::Column::UpdatedAt, Expr::value(now))
+                .filter(repo_root::Column::Did.eq(c.did.as_str()))
+                .filter(repo_root::Column::Cid.eq(expected.to_string()))
+                .exec(txn)
+                .await
+                .map_err(db_err)?;
+            if res.rows_affected != 1 {
+                return Err(conflict());
+            }
+        } else {
+            let row = repo_root::ActiveModel {
+                did: Set(c.did.as_str().to_owned()),
+                cid: Set(c.root.to_string()),
+                rev: Set(c.rev.as_str().to_owned()),
+                updated_at: Set(now),
+            };
+            let res = repo_root::Entity::insert(row)
+                .on_conflict_do_nothing_on([repo_root::Column::Did])
+                .exec_without_returning(txn)
+                .await
+                .map_err(db_err)?;
+            if !matches!(res, TryInsertResult::Inserted(1)) {
+                return Err(conflict());
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_blocks(&self, txn: &DatabaseTransaction, c: &CommitWrite) -> Result<(), StoreError> {
+        for chunk in c.blocks.chunks(INSERT_CHUNK) {
+            let rows = chunk.iter().map(|(cid, bytes)| repo_block::ActiveModel {
+                did: Set(c.did.as_str().to_owned()),
+                cid: Set(cid.to_string()),
+                repo_rev: Set(c.rev.as_str().to_owned()),
+                size: Set(i32::try_from(bytes.len()).unwrap_or(i32::MAX)),
+                content: Set(bytes.to_vec()),
+            });
+            repo_block::Entity::insert_many(rows)
+                .on_conflict_do_nothing_on([repo_block::Column::Did, repo_block::Column::Cid])
+                .exec_without_returning(txn)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn write_records(&self, txn: &DatabaseTransaction, c: &CommitWrite, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut puts = Vec::new();
+        let mut deletes = Condition::any();
+        let mut any_delete = false;
+        for write in &c.records {
+            match write {
+                RecordWrite::Put { collection, rkey, cid } => puts.push(record::ActiveModel {
+                    did: Set(c.did.as_str().to_owned()),
+                    collection: Set(collection.as_str().to_owned()),
+                    rkey: Set(rkey.as_str().to_owned()),
+                    cid: Set(cid.to_string()),
+                    repo_rev: Set(c.rev.as_str().to_owned()),
+                    indexed_at: Set(now),
+                }),
+                RecordWrite::Delete { collection, rkey } => {
+                    any_delete = true;
+                    deletes = deletes.add(
+                        Condition::all()
+                            .add(record::Column::Collection.eq(collection.as_str()))
+                            .add(record::Column::Rkey.eq(rkey.as_str())),
+                    );
+                }
+            }
+        }
+        if any_delete {
+            record::Entity::delete_many()
+                .filter(record::Column::Did.eq(c.did.as_str()))
+                .filter(deletes)
+                .exec(txn)
+                .await
+                .map_err(db_err)?;
+        }
+        let mut puts = puts.into_iter().peekable();
+        while puts.peek().is_some() {
+            let chunk: Vec<_> = puts.by_ref().take(INSERT_CHUNK).collect();
+            record::Entity::insert_many(chunk)
+                .on_conflict(
+                    OnConflict::columns([record::Column::Did, record::Column::Collection, record::Column::Rkey])
+                        .update_columns([record::Column::Cid, record::Column::RepoRev, record::Column::IndexedAt])
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts an event row and returns its `seq`. On Postgres the insert
+    /// happens under a transaction-scoped advisory lock held until commit, so
+    /// no transaction can commit a smaller `seq` after a larger one is
+    /// visible. (SQLite's single writer gives the same for free.)
+    pub(crate) async fn insert_event(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        if self.engine() == Engine::Postgres {
+            txn.execute_raw(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                "SELECT pg_advisory_xact_lock($1)",
+                [SEQ_LOCK_KEY.into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        }
+        let row = repo_seq::ActiveModel {
+            seq: NotSet,
+            did: Set(event.did.as_str().to_owned()),
+            event_type: Set(event.event_type.as_str().to_owned()),
+            event: Set(event.payload.to_vec()),
+            invalidated: Set(false),
+            sequenced_at: Set(now),
+        };
+        let res = repo_seq::Entity::insert(row).exec(txn).await.map_err(db_err)?;
+        Ok(res.last_insert_id)
+    }
+}
+
+#[async_trait]
+impl RepoStore for SqlStore {
+    async fn get_block(&self, did: &Did, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        let row = repo_block::Entity::find_by_id((did.as_str().to_owned(), cid.to_string()))
+            .one(self.connection())
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| Bytes::from(r.content)))
+    }
+
+    async fn get_blocks(&self, did: &Did, cids: &[Cid]) -> Result<Vec<(Cid, Bytes)>, StoreError> {
+        let mut found = Vec::with_capacity(cids.len());
+        for chunk in cids.chunks(INSERT_CHUNK) {
+            let rows = repo_block::Entity::find()
+                .filter(repo_block::Column::Did.eq(did.as_str()))
+                .filter(repo_block::Column::Cid.is_in(chunk.iter().map(ToString::to_string)))
+                .all(self.connection())
+                .await
+                .map_err(db_err)?;
+            for row in rows {
+                found.push((convert::cid(&row.cid)?, Bytes::from(row.content)));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn get_root(&self, did: &Did) -> Result<Option<RepoRoot>, StoreError> {
+        let Some(row) = repo_root::Entity::find_by_id(did.as_str().to_owned())
+            .one(self.connection())
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(RepoRoot {
+            cid: convert::cid(&row.cid)?,
+            rev: convert::parse(row.rev, Tid::parse)?,
+            updated_at: row.updated_at,
+        }))
+    }
+
+    async fn get_record(&self, did: &Did, collection: &Nsid, rkey: &RecordKey) -> Result<Option<RecordEntry>, StoreError> {
+        record::Entity::find_by_id((did.as_str().to_owned(), collection.as_str().to_owned(), rkey.as_str().to_owned()))
+            .one(self.connection())
+            .await
+            .map_err(db_err)?
+            .map(entry_from_row)
+            .transpose()
+    }
+
+    async fn list_records(&self, did: &Did, collection: &Nsid, page: &RecordPage) -> Result<Vec<RecordEntry>, StoreError> {
+        let mut query = record::Entity::find()
+            .filter(record::Column::Did.eq(did.as_str()))
+            .filter(record::Column::Collection.eq(collection.as_str()));
+        query = if page.reverse {
+            if let Some(cursor) = &page.cursor {
+                query = query.filter(record::Column::Rkey.gt(cursor.as_str()));
+            }
+            query.order_by_asc(record::Column::Rkey)
+        } else {
+            if let Some(cursor) = &page.cursor {
+                query = query.filter(record::Column::Rkey.lt(cursor.as_str()));
+            }
+            query.order_by_desc(record::Column::Rkey)
+        };
+        query
+            .limit(page.limit as u64)
+            .all(self.connection())
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(entry_from_row)
+            .collect()
+    }
+
+    async fn list_collections(&self, did: &Did) -> Result<Vec<Nsid>, StoreError> {
+        let names: Vec<String> = record::Entity::find()
+            .select_only()
+            .column(record::Column::Collection)
+            .distinct()
+            .filter(record::Column::Did.eq(did.as_str()))
+            .order_by_asc(record::Column::Collection)
+            .into_tuple()
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        names.into_iter().map(|n| convert::parse(n, Nsid::parse)).collect()
+    }
+
+    async fn apply_commit(&self, commit: CommitWrite) -> Result<i64, StoreError> {
+        let now = Utc::now();
+        // The root swap runs first: it takes the row lock (Postgres) that
+        // makes a concurrent commit on the same repo wait and then fail the
+        // compare-and-swap, before any other work is done.
+        let txn = self.begin_write().await?;
+        self.swap_root(&txn, &commit, now).await?;
+        self.fault(CommitStage::Root)?;
+        self.put_blocks(&txn, &commit).await?;
+        self.fault(CommitStage::Blocks)?;
+        self.write_records(&txn, &commit, now).await?;
+        self.fault(CommitStage::Records)?;
+        let seq = self.insert_event(&txn, &commit.event(), now).await?;
+        self.fault(CommitStage::Event)?;
+        txn.commit().await.map_err(db_err)?;
+        self.advance_head(seq);
+        Ok(seq)
+    }
+
+    async fn sequence_event(&self, event: NewEvent) -> Result<i64, StoreError> {
+        let txn = self.begin_write().await?;
+        let seq = self.insert_event(&txn, &event, Utc::now()).await?;
+        txn.commit().await.map_err(db_err)?;
+        self.advance_head(seq);
+        Ok(seq)
+    }
+}

@@ -1,0 +1,805 @@
+//! The storage conformance suites. Every backend runs the same tests through
+//! [`store_conformance_suite!`](crate::store_conformance_suite) and
+//! [`blob_conformance_suite!`](crate::blob_conformance_suite).
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_core::data::{BlobHasher, DAG_CBOR, cid_for};
+use aurora_core::event::EventType;
+use aurora_core::store::{
+    AccountLookup, AccountStatus, AccountStore, BlobError, BlobStore, ByteStream, CommitStage, NewAccount,
+    RecordPage, RepoStore, Sequencer, StoreError,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::fixtures::{block, commit, delete, did, handle, identity_event, nsid, put, rkey, tid};
+
+/// Repo store + sequencer + account store in one object, as database
+/// backends provide them.
+pub trait FullStore: RepoStore + Sequencer + AccountStore {}
+impl<T: RepoStore + Sequencer + AccountStore> FullStore for T {}
+
+type FaultyFactory = Box<dyn Fn(CommitStage) -> Arc<dyn FullStore> + Send + Sync>;
+
+/// What a backend hands the store suite: a fresh, empty store, and a way to
+/// get a view of the same data whose `apply_commit` fails after a stage.
+pub struct StoreHarness {
+    store: Arc<dyn FullStore>,
+    faulty: FaultyFactory,
+    _guard: Option<Box<dyn Any + Send>>,
+}
+
+impl std::fmt::Debug for StoreHarness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHarness").finish_non_exhaustive()
+    }
+}
+
+impl StoreHarness {
+    /// A harness over `store`; `fault` makes the failing views.
+    pub fn new<S, F>(store: S, fault: F) -> Self
+    where
+        S: FullStore + Clone,
+        F: Fn(&S, CommitStage) -> S + Send + Sync + 'static,
+    {
+        let base = store.clone();
+        Self {
+            store: Arc::new(store),
+            faulty: Box::new(move |stage| Arc::new(fault(&base, stage))),
+            _guard: None,
+        }
+    }
+
+    /// Keeps `guard` (a temporary folder, say) alive as long as the harness.
+    #[must_use]
+    pub fn with_guard(mut self, guard: impl Any + Send) -> Self {
+        self._guard = Some(Box::new(guard));
+        self
+    }
+}
+
+/// What a backend hands the blob suite.
+pub struct BlobHarness {
+    store: Arc<dyn BlobStore>,
+    _guard: Option<Box<dyn Any + Send>>,
+}
+
+impl std::fmt::Debug for BlobHarness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobHarness").finish_non_exhaustive()
+    }
+}
+
+impl BlobHarness {
+    /// A harness over a fresh, empty blob store.
+    pub fn new(store: impl BlobStore) -> Self {
+        Self {
+            store: Arc::new(store),
+            _guard: None,
+        }
+    }
+
+    /// Keeps `guard` alive as long as the harness.
+    #[must_use]
+    pub fn with_guard(mut self, guard: impl Any + Send) -> Self {
+        self._guard = Some(Box::new(guard));
+        self
+    }
+}
+
+/// Runs the whole store suite, one `#[tokio::test]` per case, against the
+/// harness made by `$make`: an `async fn(&'static str) -> Option<StoreHarness>`
+/// (returning `None` skips, after [`crate::skip`]).
+#[macro_export]
+macro_rules! store_conformance_suite {
+    ($make:path) => {
+        $crate::__conformance_cases!($make, store:
+            empty_store_reads_nothing,
+            first_commit_creates_repo_and_event,
+            later_commits_update_and_delete_records,
+            list_records_pages_in_both_directions,
+            blocks_are_kept_per_repo,
+            stale_root_is_rejected_and_writes_nothing,
+            concurrent_commits_on_one_repo_exactly_one_wins,
+            apply_commit_is_atomic_at_every_stage,
+            events_are_sequenced_in_commit_order,
+            concurrent_commits_on_many_repos_get_ordered_seqs,
+            subscribers_wake_on_new_events,
+            accounts_create_and_look_up,
+            accounts_reject_duplicates,
+            accounts_update_list_and_delete,
+        );
+    };
+}
+
+/// Runs the whole blob suite against the harness made by `$make`: an
+/// `async fn(&'static str) -> Option<BlobHarness>`.
+#[macro_export]
+macro_rules! blob_conformance_suite {
+    ($make:path) => {
+        $crate::__conformance_cases!($make, blob:
+            blob_upload_becomes_permanent,
+            blob_make_permanent_is_idempotent,
+            blob_delete_and_temp_cleanup,
+            blob_failed_upload_leaves_nothing,
+            blob_large_upload_streams,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($make:path, $kind:ident: $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(harness) = $make(stringify!($case)).await else {
+                    return;
+                };
+                $crate::suite::$case(harness).await;
+            }
+        )*
+    };
+}
+
+fn page(limit: usize, cursor: Option<&str>, reverse: bool) -> RecordPage {
+    RecordPage {
+        limit,
+        cursor: cursor.map(rkey),
+        reverse,
+    }
+}
+
+fn rkeys(entries: &[aurora_core::store::RecordEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.rkey.as_str()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// RepoStore + Sequencer
+
+#[doc(hidden)]
+pub async fn empty_store_reads_nothing(h: StoreHarness) {
+    let s = &h.store;
+    let alice = did("alice");
+    let (cid, _) = block("nothing");
+    assert_eq!(s.get_root(&alice).await.unwrap(), None);
+    assert_eq!(s.get_block(&alice, &cid).await.unwrap(), None);
+    assert!(s.get_blocks(&alice, &[cid]).await.unwrap().is_empty());
+    let coll = nsid("app.bsky.feed.post");
+    assert_eq!(s.get_record(&alice, &coll, &rkey("a")).await.unwrap(), None);
+    assert!(s.list_records(&alice, &coll, &page(10, None, false)).await.unwrap().is_empty());
+    assert!(s.list_collections(&alice).await.unwrap().is_empty());
+    assert_eq!(s.current_seq().await.unwrap(), None);
+    assert_eq!(s.oldest_seq().await.unwrap(), None);
+    assert!(s.events_after(0, 100).await.unwrap().is_empty());
+}
+
+#[doc(hidden)]
+pub async fn first_commit_creates_repo_and_event(h: StoreHarness) {
+    let s = &h.store;
+    let alice = did("alice");
+    let (rec_cid, rec_bytes) = block("record-1");
+    let (mst_cid, mst_bytes) = block("mst-1");
+    let c = commit(
+        &alice,
+        None,
+        "c1",
+        1,
+        vec![(rec_cid, rec_bytes.clone()), (mst_cid, mst_bytes.clone())],
+        vec![put("app.bsky.feed.post", "3k2a", rec_cid)],
+    );
+    let root = c.root;
+    let seq = s.apply_commit(c).await.unwrap();
+    assert!(seq > 0);
+
+    let got = s.get_root(&alice).await.unwrap().unwrap();
+    assert_eq!(got.cid, root);
+    assert_eq!(got.rev, tid(1));
+    assert_eq!(s.get_block(&alice, &rec_cid).await.unwrap(), Some(rec_bytes.clone()));
+    let (missing, _) = block("never-written");
+    let mut found = s.get_blocks(&alice, &[rec_cid, mst_cid, missing, root]).await.unwrap();
+    found.sort_by_key(|(c, _)| c.to_bytes());
+    let mut expected = vec![(rec_cid, rec_bytes), (mst_cid, mst_bytes)];
+    expected.push((root, s.get_block(&alice, &root).await.unwrap().unwrap()));
+    expected.sort_by_key(|(c, _)| c.to_bytes());
+    assert_eq!(found, expected);
+
+    let entry = s
+        .get_record(&alice, &nsid("app.bsky.feed.post"), &rkey("3k2a"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.cid, rec_cid);
+    assert_eq!(entry.rev, tid(1));
+    assert_eq!(s.list_collections(&alice).await.unwrap(), vec![nsid("app.bsky.feed.post")]);
+
+    assert_eq!(s.current_seq().await.unwrap(), Some(seq));
+    let events = s.events_after(0, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].seq, seq);
+    assert_eq!(events[0].did, alice);
+    assert_eq!(events[0].event_type, EventType::Commit);
+    assert_eq!(events[0].payload, Bytes::from("event:c1"));
+    assert!((chrono::Utc::now() - events[0].time).num_seconds().abs() < 60);
+}
+
+#[doc(hidden)]
+pub async fn later_commits_update_and_delete_records(h: StoreHarness) {
+    let s = &h.store;
+    let alice = did("alice");
+    let (a1, a1b) = block("a-v1");
+    let (b1, b1b) = block("b-v1");
+    let c1 = commit(
+        &alice,
+        None,
+        "c1",
+        1,
+        vec![(a1, a1b), (b1, b1b)],
+        vec![put("com.example.thing", "a", a1), put("com.example.thing", "b", b1)],
+    );
+    let r1 = c1.root;
+    s.apply_commit(c1).await.unwrap();
+
+    let (a2, a2b) = block("a-v2");
+    let (p1, p1b) = block("post-1");
+    let c2 = commit(
+        &alice,
+        Some(r1),
+        "c2",
+        2,
+        vec![(a2, a2b), (p1, p1b)],
+        vec![
+            put("com.example.thing", "a", a2),
+            delete("com.example.thing", "b"),
+            put("app.bsky.feed.post", "p1", p1),
+        ],
+    );
+    let r2 = c2.root;
+    s.apply_commit(c2).await.unwrap();
+
+    let root = s.get_root(&alice).await.unwrap().unwrap();
+    assert_eq!((root.cid, root.rev), (r2, tid(2)));
+    let thing = nsid("com.example.thing");
+    let a = s.get_record(&alice, &thing, &rkey("a")).await.unwrap().unwrap();
+    assert_eq!((a.cid, a.rev), (a2, tid(2)));
+    assert_eq!(s.get_record(&alice, &thing, &rkey("b")).await.unwrap(), None);
+    assert_eq!(
+        s.list_collections(&alice).await.unwrap(),
+        vec![nsid("app.bsky.feed.post"), nsid("com.example.thing")]
+    );
+    // Deleting a collection's last record removes the collection.
+    let c3 = commit(&alice, Some(r2), "c3", 3, vec![], vec![delete("com.example.thing", "a")]);
+    s.apply_commit(c3).await.unwrap();
+    assert_eq!(s.list_collections(&alice).await.unwrap(), vec![nsid("app.bsky.feed.post")]);
+    // Old blocks stay readable: the record index moved, the history did not.
+    assert!(s.get_block(&alice, &a1).await.unwrap().is_some());
+    assert_eq!(s.events_after(0, 10).await.unwrap().len(), 3);
+}
+
+#[doc(hidden)]
+pub async fn list_records_pages_in_both_directions(h: StoreHarness) {
+    let s = &h.store;
+    let alice = did("alice");
+    let keys = ["3a", "3b", "3c", "3d", "3e"];
+    let mut blocks = Vec::new();
+    let mut writes = Vec::new();
+    for k in keys {
+        let (cid, bytes) = block(&format!("rec-{k}"));
+        blocks.push((cid, bytes));
+        writes.push(put("com.example.note", k, cid));
+    }
+    // A record in another collection and another repo must not leak in.
+    let (other, other_b) = block("other");
+    blocks.push((other, other_b.clone()));
+    writes.push(put("com.example.zzz", "3c", other));
+    s.apply_commit(commit(&alice, None, "c1", 1, blocks, writes)).await.unwrap();
+    let bob = did("bob");
+    s.apply_commit(commit(
+        &bob,
+        None,
+        "b1",
+        1,
+        vec![(other, other_b)],
+        vec![put("com.example.note", "3z", other)],
+    ))
+    .await
+    .unwrap();
+
+    let note = nsid("com.example.note");
+    // Default order: descending (newest TIDs first).
+    let first = s.list_records(&alice, &note, &page(2, None, false)).await.unwrap();
+    assert_eq!(rkeys(&first), ["3e", "3d"]);
+    let second = s.list_records(&alice, &note, &page(2, Some("3d"), false)).await.unwrap();
+    assert_eq!(rkeys(&second), ["3c", "3b"]);
+    let last = s.list_records(&alice, &note, &page(2, Some("3b"), false)).await.unwrap();
+    assert_eq!(rkeys(&last), ["3a"]);
+    // reverse = true: ascending.
+    let asc = s.list_records(&alice, &note, &page(3, None, true)).await.unwrap();
+    assert_eq!(rkeys(&asc), ["3a", "3b", "3c"]);
+    let asc2 = s.list_records(&alice, &note, &page(3, Some("3c"), true)).await.unwrap();
+    assert_eq!(rkeys(&asc2), ["3d", "3e"]);
+    assert!(s.list_records(&alice, &note, &page(0, None, true)).await.unwrap().is_empty());
+}
+
+#[doc(hidden)]
+pub async fn blocks_are_kept_per_repo(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    let (shared, shared_b) = block("shared");
+    let (only_a, only_a_b) = block("only-alice");
+    s.apply_commit(commit(
+        &alice,
+        None,
+        "a1",
+        1,
+        vec![(shared, shared_b.clone()), (only_a, only_a_b)],
+        vec![],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(s.get_block(&bob, &only_a).await.unwrap(), None);
+    assert!(s.get_blocks(&bob, &[only_a, shared]).await.unwrap().is_empty());
+    // The same block in another repo, and again in the same repo, is fine.
+    s.apply_commit(commit(&bob, None, "b1", 1, vec![(shared, shared_b.clone())], vec![]))
+        .await
+        .unwrap();
+    let root = s.get_root(&alice).await.unwrap().unwrap().cid;
+    s.apply_commit(commit(&alice, Some(root), "a2", 2, vec![(shared, shared_b.clone())], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(s.get_block(&bob, &shared).await.unwrap(), Some(shared_b));
+}
+
+#[doc(hidden)]
+pub async fn stale_root_is_rejected_and_writes_nothing(h: StoreHarness) {
+    let s = &h.store;
+    let alice = did("alice");
+    let c1 = commit(&alice, None, "c1", 1, vec![], vec![]);
+    let r1 = c1.root;
+    s.apply_commit(c1).await.unwrap();
+    let events_before = s.events_after(0, 100).await.unwrap();
+
+    // Creating a repo that exists.
+    let again = commit(&alice, None, "again", 2, vec![], vec![]);
+    let err = s.apply_commit(again).await.unwrap_err();
+    assert!(matches!(err, StoreError::RootConflict { expected: None, .. }), "{err:?}");
+
+    // Building on a root that is not the current one.
+    let (stale_root, _) = block("not-the-root");
+    let (rec, rec_b) = block("stale-record");
+    let stale = commit(
+        &alice,
+        Some(stale_root),
+        "stale",
+        3,
+        vec![(rec, rec_b)],
+        vec![put("com.example.thing", "x", rec)],
+    );
+    let stale_commit_cid = stale.root;
+    let err = s.apply_commit(stale).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::RootConflict { did, expected } if did == &alice && *expected == Some(stale_root)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("changed concurrently"), "{err}");
+
+    let root = s.get_root(&alice).await.unwrap().unwrap();
+    assert_eq!((root.cid, root.rev), (r1, tid(1)));
+    assert_eq!(s.get_block(&alice, &rec).await.unwrap(), None);
+    assert_eq!(s.get_block(&alice, &stale_commit_cid).await.unwrap(), None);
+    assert_eq!(
+        s.get_record(&alice, &nsid("com.example.thing"), &rkey("x")).await.unwrap(),
+        None
+    );
+    assert_eq!(s.events_after(0, 100).await.unwrap(), events_before);
+}
+
+#[doc(hidden)]
+pub async fn concurrent_commits_on_one_repo_exactly_one_wins(h: StoreHarness) {
+    let s = h.store.clone();
+    let alice = did("alice");
+    let c0 = commit(&alice, None, "base", 1, vec![], vec![]);
+    let mut root = c0.root;
+    s.apply_commit(c0).await.unwrap();
+    for round in 0..10u64 {
+        let left = commit(&alice, Some(root), &format!("left-{round}"), round * 2 + 2, vec![], vec![]);
+        let right = commit(&alice, Some(root), &format!("right-{round}"), round * 2 + 3, vec![], vec![]);
+        let (lroot, rroot) = (left.root, right.root);
+        let (s1, s2) = (s.clone(), s.clone());
+        let t1 = tokio::spawn(async move { s1.apply_commit(left).await });
+        let t2 = tokio::spawn(async move { s2.apply_commit(right).await });
+        let (r1, r2) = (t1.await.unwrap(), t2.await.unwrap());
+        let winner = match (&r1, &r2) {
+            (Ok(_), Err(StoreError::RootConflict { .. })) => lroot,
+            (Err(StoreError::RootConflict { .. }), Ok(_)) => rroot,
+            other => panic!("round {round}: expected exactly one winner, got {other:?}"),
+        };
+        assert_eq!(s.get_root(&alice).await.unwrap().unwrap().cid, winner);
+        root = winner;
+    }
+    // One event per successful commit.
+    assert_eq!(s.events_after(0, 100).await.unwrap().len(), 11);
+}
+
+#[doc(hidden)]
+pub async fn apply_commit_is_atomic_at_every_stage(h: StoreHarness) {
+    let s = &h.store;
+    let alice = did("alice");
+    for (round, stage) in CommitStage::ALL.into_iter().enumerate() {
+        let round = round as u64;
+        let before_root = s.get_root(&alice).await.unwrap();
+        let before_events = s.events_after(0, 100).await.unwrap();
+        let (rec, rec_b) = block(&format!("atomic-{round}"));
+        let c = commit(
+            &alice,
+            before_root.as_ref().map(|r| r.cid),
+            &format!("fail-{round}"),
+            round * 2 + 1,
+            vec![(rec, rec_b)],
+            vec![put("com.example.thing", &format!("k{round}"), rec)],
+        );
+        let failing_root = c.root;
+        let faulty = (h.faulty)(stage);
+        assert!(faulty.apply_commit(c).await.is_err(), "fault after {stage:?} was not reported");
+
+        assert_eq!(s.get_root(&alice).await.unwrap(), before_root, "root moved after {stage:?}");
+        assert_eq!(s.get_block(&alice, &rec).await.unwrap(), None, "block left after {stage:?}");
+        assert_eq!(s.get_block(&alice, &failing_root).await.unwrap(), None);
+        assert_eq!(
+            s.get_record(&alice, &nsid("com.example.thing"), &rkey(&format!("k{round}")))
+                .await
+                .unwrap(),
+            None,
+            "record left after {stage:?}"
+        );
+        assert_eq!(s.events_after(0, 100).await.unwrap(), before_events, "event left after {stage:?}");
+
+        // The store still works, and the next commit succeeds normally.
+        let ok = commit(
+            &alice,
+            before_root.as_ref().map(|r| r.cid),
+            &format!("ok-{round}"),
+            round * 2 + 2,
+            vec![],
+            vec![],
+        );
+        s.apply_commit(ok).await.unwrap();
+    }
+}
+
+#[doc(hidden)]
+pub async fn events_are_sequenced_in_commit_order(h: StoreHarness) {
+    let s = &h.store;
+    let alice = did("alice");
+    let mut seqs = Vec::new();
+    seqs.push(s.sequence_event(identity_event(&alice, "i1")).await.unwrap());
+    let c = commit(&alice, None, "c1", 1, vec![], vec![]);
+    seqs.push(s.apply_commit(c).await.unwrap());
+    let mut account = identity_event(&alice, "a1");
+    account.event_type = EventType::Account;
+    seqs.push(s.sequence_event(account).await.unwrap());
+    for i in 0..7 {
+        seqs.push(s.sequence_event(identity_event(&alice, &format!("more-{i}"))).await.unwrap());
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(s.current_seq().await.unwrap(), seqs.last().copied());
+    assert_eq!(s.oldest_seq().await.unwrap(), seqs.first().copied());
+
+    let all = s.events_after(0, 100).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
+    assert_eq!(
+        all.iter().take(3).map(|e| e.event_type).collect::<Vec<_>>(),
+        [EventType::Identity, EventType::Commit, EventType::Account]
+    );
+    // A cursor and a limit.
+    let page = s.events_after(seqs[2], 3).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs[3..6]);
+    // A closed range.
+    let range = s.events_in_range(seqs[1], seqs[4], 100).await.unwrap();
+    assert_eq!(range.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs[2..=4]);
+    assert!(s.events_in_range(seqs[4], seqs[4], 100).await.unwrap().is_empty());
+    // Past the head: nothing.
+    assert!(s.events_after(*seqs.last().unwrap(), 100).await.unwrap().is_empty());
+}
+
+#[doc(hidden)]
+pub async fn concurrent_commits_on_many_repos_get_ordered_seqs(h: StoreHarness) {
+    let writers = 8;
+    let per_writer = 15;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let s = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let me = did(&format!("writer{w}"));
+            let mut root = None;
+            let mut seqs = Vec::new();
+            for i in 0..per_writer {
+                let c = commit(&me, root, &format!("{w}-{i}"), i + 1, vec![], vec![]);
+                let next = c.root;
+                seqs.push(s.apply_commit(c).await.unwrap());
+                root = Some(next);
+            }
+            seqs
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        let seqs = t.await.unwrap();
+        // Each writer sees its own seqs increase.
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        acknowledged.extend(seqs);
+    }
+    acknowledged.sort_unstable();
+    let logged: Vec<i64> = h.store.events_after(0, 1000).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(logged, acknowledged, "the log holds exactly the acknowledged commits, in order");
+    assert_eq!(logged.len(), writers * usize::try_from(per_writer).unwrap());
+}
+
+#[doc(hidden)]
+pub async fn subscribers_wake_on_new_events(h: StoreHarness) {
+    let s = h.store.clone();
+    let mut rx = s.subscribe();
+    let alice = did("alice");
+    let writer = tokio::spawn({
+        let s = s.clone();
+        let alice = alice.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            s.apply_commit(commit(&alice, None, "c1", 1, vec![], vec![])).await.unwrap()
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+        .await
+        .expect("no wake-up within 5 s")
+        .unwrap();
+    let seq = writer.await.unwrap();
+    assert!(*rx.borrow() >= seq);
+    let seq2 = s.sequence_event(identity_event(&alice, "i")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+        .await
+        .expect("no wake-up within 5 s")
+        .unwrap();
+    assert_eq!(*rx.borrow(), seq2);
+}
+
+// ---------------------------------------------------------------------------
+// AccountStore
+
+fn new_account(name: &str, email: Option<&str>) -> NewAccount {
+    NewAccount {
+        did: did(name),
+        handle: handle(name),
+        email: email.map(str::to_owned),
+        password_hash: Some(format!("$argon2id$fake${name}")),
+    }
+}
+
+#[doc(hidden)]
+pub async fn accounts_create_and_look_up(h: StoreHarness) {
+    let s = &h.store;
+    let created = s
+        .create_account(new_account("alice", Some("Alice@Example.COM ")))
+        .await
+        .unwrap();
+    assert_eq!(created.status, AccountStatus::Active);
+    assert_eq!(created.email.as_deref(), Some("alice@example.com"));
+
+    let by_did = s.get_account(AccountLookup::Did(&did("alice"))).await.unwrap().unwrap();
+    assert_eq!(by_did.handle, handle("alice"));
+    assert_eq!(by_did.password_hash.as_deref(), Some("$argon2id$fake$alice"));
+    assert_eq!(by_did.email_confirmed_at, None);
+    assert!((by_did.created_at - created.created_at).num_seconds().abs() <= 1);
+    let by_handle = s.get_account(AccountLookup::Handle(&handle("alice"))).await.unwrap().unwrap();
+    assert_eq!(by_handle.did, did("alice"));
+    let by_email = s
+        .get_account(AccountLookup::Email("ALICE@example.com"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_email.did, did("alice"));
+
+    assert!(s.get_account(AccountLookup::Did(&did("nobody"))).await.unwrap().is_none());
+    assert!(s.get_account(AccountLookup::Email("nobody@example.com")).await.unwrap().is_none());
+    // Accounts without an email do not clash with each other.
+    s.create_account(new_account("bob", None)).await.unwrap();
+    s.create_account(new_account("carol", None)).await.unwrap();
+}
+
+#[doc(hidden)]
+pub async fn accounts_reject_duplicates(h: StoreHarness) {
+    let s = &h.store;
+    s.create_account(new_account("alice", Some("alice@example.com"))).await.unwrap();
+
+    let mut same_did = new_account("alice", Some("other@example.com"));
+    same_did.handle = handle("other");
+    let err = s.create_account(same_did).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { field: "did" }), "{err:?}");
+
+    let mut same_handle = new_account("bob", Some("bob@example.com"));
+    same_handle.handle = handle("alice");
+    let err = s.create_account(same_handle).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { field: "handle" }), "{err:?}");
+
+    let same_email = new_account("carol", Some("ALICE@example.com"));
+    let err = s.create_account(same_email).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { field: "email" }), "{err:?}");
+
+    // Nothing of the failed attempts was stored.
+    assert_eq!(s.list_accounts(None, 10).await.unwrap().len(), 1);
+}
+
+#[doc(hidden)]
+pub async fn accounts_update_list_and_delete(h: StoreHarness) {
+    let s = &h.store;
+    for name in ["dave", "alice", "carol", "bob"] {
+        s.create_account(new_account(name, None)).await.unwrap();
+    }
+    let alice = did("alice");
+    s.update_handle(&alice, &handle("alice2")).await.unwrap();
+    let a = s.get_account(AccountLookup::Did(&alice)).await.unwrap().unwrap();
+    assert_eq!(a.handle, handle("alice2"));
+    assert!(s.get_account(AccountLookup::Handle(&handle("alice"))).await.unwrap().is_none());
+    let err = s.update_handle(&alice, &handle("bob")).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { field: "handle" }), "{err:?}");
+
+    s.update_status(&alice, AccountStatus::Deactivated).await.unwrap();
+    let a = s.get_account(AccountLookup::Did(&alice)).await.unwrap().unwrap();
+    assert_eq!(a.status, AccountStatus::Deactivated);
+    s.update_status(&alice, AccountStatus::Takendown).await.unwrap();
+    assert_eq!(
+        s.get_account(AccountLookup::Did(&alice)).await.unwrap().unwrap().status,
+        AccountStatus::Takendown
+    );
+
+    let nobody = did("nobody");
+    assert!(matches!(
+        s.update_handle(&nobody, &handle("nobody")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.update_status(&nobody, AccountStatus::Active).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let page1 = s.list_accounts(None, 2).await.unwrap();
+    let names: Vec<_> = page1.iter().map(|a| a.did.as_str().to_owned()).collect();
+    assert_eq!(names, ["did:plc:alice", "did:plc:bob"]);
+    let page2 = s.list_accounts(Some(&page1[1].did), 10).await.unwrap();
+    let names: Vec<_> = page2.iter().map(|a| a.did.as_str().to_owned()).collect();
+    assert_eq!(names, ["did:plc:carol", "did:plc:dave"]);
+
+    s.delete_account(&did("bob")).await.unwrap();
+    assert!(s.get_account(AccountLookup::Did(&did("bob"))).await.unwrap().is_none());
+    assert!(matches!(s.delete_account(&did("bob")).await, Err(StoreError::NotFound(_))));
+    assert_eq!(s.list_accounts(None, 10).await.unwrap().len(), 3);
+}
+
+// ---------------------------------------------------------------------------
+// BlobStore
+
+fn chunks(parts: &[&'static [u8]]) -> ByteStream {
+    let parts: Vec<std::io::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+    futures::stream::iter(parts).boxed()
+}
+
+async fn read_all(blob: aurora_core::store::StoredBlob) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stream = blob.stream;
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    out
+}
+
+#[doc(hidden)]
+pub async fn blob_upload_becomes_permanent(h: BlobHarness) {
+    let b = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    let temp = b.put_temp(chunks(&[b"hello ", b"blob ", b"world"])).await.unwrap();
+    assert_eq!(temp.size, 16);
+    assert_eq!(temp.cid, cid_for(aurora_core::data::RAW, b"hello blob world"));
+    assert!(b.get(&alice, &temp.cid).await.unwrap().is_none(), "temporary blobs are not served");
+    assert!(!b.contains(&alice, &temp.cid).await.unwrap());
+
+    b.make_permanent(&alice, &temp.key, &temp.cid).await.unwrap();
+    let blob = b.get(&alice, &temp.cid).await.unwrap().unwrap();
+    assert_eq!(blob.size, 16);
+    assert_eq!(read_all(blob).await, b"hello blob world");
+    assert!(b.contains(&alice, &temp.cid).await.unwrap());
+    // Blobs are per account.
+    assert!(!b.contains(&bob, &temp.cid).await.unwrap());
+    assert!(b.get(&bob, &temp.cid).await.unwrap().is_none());
+    // The temporary object is gone.
+    assert!(matches!(
+        b.make_permanent(&bob, &temp.key, &temp.cid).await,
+        Err(BlobError::TempNotFound(_))
+    ));
+}
+
+#[doc(hidden)]
+pub async fn blob_make_permanent_is_idempotent(h: BlobHarness) {
+    let b = &h.store;
+    let alice = did("alice");
+    let first = b.put_temp(chunks(&[b"same bytes"])).await.unwrap();
+    let second = b.put_temp(chunks(&[b"same ", b"bytes"])).await.unwrap();
+    assert_eq!(first.cid, second.cid);
+    assert_ne!(first.key, second.key);
+    b.make_permanent(&alice, &first.key, &first.cid).await.unwrap();
+    b.make_permanent(&alice, &second.key, &second.cid).await.unwrap();
+    let blob = b.get(&alice, &first.cid).await.unwrap().unwrap();
+    assert_eq!(read_all(blob).await, b"same bytes");
+    assert_eq!(b.delete_temp_older_than(Duration::ZERO).await.unwrap(), 0, "no temporary left over");
+}
+
+#[doc(hidden)]
+pub async fn blob_delete_and_temp_cleanup(h: BlobHarness) {
+    let b = &h.store;
+    let alice = did("alice");
+    let kept = b.put_temp(chunks(&[b"kept"])).await.unwrap();
+    b.make_permanent(&alice, &kept.key, &kept.cid).await.unwrap();
+    b.delete(&alice, &kept.cid).await.unwrap();
+    assert!(b.get(&alice, &kept.cid).await.unwrap().is_none());
+    b.delete(&alice, &kept.cid).await.unwrap();
+
+    let dropped = b.put_temp(chunks(&[b"dropped"])).await.unwrap();
+    b.delete_temp(&dropped.key).await.unwrap();
+    b.delete_temp(&dropped.key).await.unwrap();
+    assert!(matches!(
+        b.make_permanent(&alice, &dropped.key, &dropped.cid).await,
+        Err(BlobError::TempNotFound(_))
+    ));
+    // Keys that are not ours are simply not found.
+    assert!(matches!(
+        b.make_permanent(&alice, "../../etc/passwd", &dropped.cid).await,
+        Err(BlobError::TempNotFound(_))
+    ));
+
+    let _young = b.put_temp(chunks(&[b"young"])).await.unwrap();
+    let _young2 = b.put_temp(chunks(&[b"young too"])).await.unwrap();
+    assert_eq!(b.delete_temp_older_than(Duration::from_secs(3600)).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(b.delete_temp_older_than(Duration::from_millis(1)).await.unwrap(), 2);
+}
+
+#[doc(hidden)]
+pub async fn blob_failed_upload_leaves_nothing(h: BlobHarness) {
+    let b = &h.store;
+    let broken: ByteStream = futures::stream::iter(vec![
+        Ok(Bytes::from_static(b"partial")),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
+    ])
+    .boxed();
+    assert!(matches!(b.put_temp(broken).await, Err(BlobError::Input(_))));
+    assert_eq!(b.delete_temp_older_than(Duration::ZERO).await.unwrap(), 0);
+}
+
+#[doc(hidden)]
+pub async fn blob_large_upload_streams(h: BlobHarness) {
+    let b = &h.store;
+    let alice = did("alice");
+    let chunk = Bytes::from(vec![0xabu8; 64 * 1024]);
+    let n = 80; // 5 MiB
+    let mut hasher = BlobHasher::new();
+    for _ in 0..n {
+        hasher.update(&chunk);
+    }
+    let (cid, size) = hasher.finish();
+    let stream = futures::stream::iter((0..n).map(move |_| Ok(chunk.clone()))).boxed();
+    let temp = b.put_temp(stream).await.unwrap();
+    assert_eq!((temp.cid, temp.size), (cid, size));
+    b.make_permanent(&alice, &temp.key, &temp.cid).await.unwrap();
+    let blob = b.get(&alice, &cid).await.unwrap().unwrap();
+    assert_eq!(blob.size, size);
+    let mut stream = blob.stream;
+    let mut check = BlobHasher::new();
+    while let Some(part) = stream.next().await {
+        check.update(&part.unwrap());
+    }
+    assert_eq!(check.finish(), (cid, size));
+    // dag-cbor and raw CIDs of the same bytes differ: blobs use raw.
+    assert_ne!(cid, cid_for(DAG_CBOR, b""));
+}
