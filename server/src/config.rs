@@ -1,0 +1,396 @@
+//! Configuration: built-in defaults < `aurora.toml` (or `--config FILE`) <
+//! `AURORA_*` environment variables (nested keys with `__`, e.g.
+//! `AURORA_DATABASE__MAX_CONNECTIONS`).
+//!
+//! Loading validates every value; an error names the key as the user wrote
+//! it (the environment variable or the file key) and says what is wrong.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use aurora_core::syntax::{Did, Handle};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The configuration file read when `--config` is not given (if it exists).
+pub const DEFAULT_CONFIG_FILE: &str = "aurora.toml";
+
+/// Environment variables under the `AURORA_` prefix that are not
+/// configuration keys (they steer the test harness).
+const NOT_CONFIG: &[&str] = &["REQUIRE_SERVICES", "TEST_POSTGRES_URL", "PG_BINDIR"];
+
+/// A secret value: never printed, logged or serialized in clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself. Call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Environment values that look like numbers arrive as numbers.
+        Ok(Self(lenient_string(d)?))
+    }
+}
+
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::S(s) => s,
+        Raw::I(i) => i.to_string(),
+        Raw::U(u) => u.to_string(),
+        Raw::F(f) => f.to_string(),
+        Raw::B(b) => b.to_string(),
+    })
+}
+
+/// A list given either as an array or as one comma-separated string.
+fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::One(s) => s.split(',').map(str::to_owned).collect(),
+        Raw::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+/// Database pool and durability settings (`[database]`, `AURORA_DATABASE__*`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// Maximum pooled connections.
+    pub max_connections: u32,
+    /// Seconds to wait for a connection or the SQLite write lock.
+    pub acquire_timeout_secs: u64,
+    /// SQLite `synchronous`: `full` (default; survives power loss) or `normal`.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_secs: 10,
+            sqlite_synchronous: SqliteSynchronous::Full,
+        }
+    }
+}
+
+/// SQLite durability.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// fsync every commit.
+    Full,
+    /// fsync at checkpoints.
+    Normal,
+}
+
+/// The effective configuration of an `aurora` process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on (`AURORA_LISTEN`).
+    pub listen: SocketAddr,
+    /// Public hostname of this PDS (`AURORA_HOSTNAME`).
+    pub hostname: String,
+    /// The service DID (`AURORA_SERVICE_DID`); default `did:web:<hostname>`.
+    pub service_did: Option<String>,
+    /// Folder for the SQLite database, blobs and generated secrets (`AURORA_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Database URL (`AURORA_DATABASE_URL`): `sqlite://...`, `postgres://...`
+    /// or `memory:` (nothing persists). Default: SQLite in the data folder.
+    pub database_url: Option<String>,
+    /// Pool and durability settings.
+    pub database: DatabaseConfig,
+    /// Folder for blobs (`AURORA_BLOB_DIR`); default `<data_dir>/blobs`.
+    pub blob_dir: Option<PathBuf>,
+    /// Largest accepted request body and blob, in bytes (`AURORA_BLOB_MAX_BYTES`).
+    pub blob_max_bytes: u64,
+    /// Seconds a request may take before it is answered with 504 (`AURORA_REQUEST_TIMEOUT_SECS`).
+    pub request_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish on shutdown (`AURORA_SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace_secs: u64,
+    /// Password of the `admin` user for admin endpoints (`AURORA_ADMIN_PASSWORD`).
+    pub admin_password: Option<Secret>,
+    /// Secret for session JWTs (`AURORA_JWT_SECRET`); generated into the data folder when unset.
+    pub jwt_secret: Option<Secret>,
+    /// PLC rotation key, secp256k1 private key in hex (`AURORA_PLC_ROTATION_KEY`); generated when unset.
+    pub plc_rotation_key: Option<Secret>,
+    /// The PLC directory (`AURORA_PLC_URL`).
+    pub plc_url: String,
+    /// Handle domains users may register under (`AURORA_USER_DOMAINS`, comma list).
+    #[serde(deserialize_with = "comma_list")]
+    pub user_domains: Vec<String>,
+    /// Whether sign-up needs an invite code (`AURORA_INVITE_REQUIRED`).
+    pub invite_required: bool,
+    /// Privacy policy link for `describeServer` (`AURORA_PRIVACY_POLICY_URL`).
+    pub privacy_policy_url: Option<String>,
+    /// Terms of service link (`AURORA_TERMS_OF_SERVICE_URL`).
+    pub terms_of_service_url: Option<String>,
+    /// Operator contact email (`AURORA_CONTACT_EMAIL`).
+    pub contact_email: Option<String>,
+    /// Log filter, `tracing` syntax (`AURORA_LOG`; `RUST_LOG` wins when set).
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2583)),
+            hostname: "localhost".to_owned(),
+            service_did: None,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database: DatabaseConfig::default(),
+            blob_dir: None,
+            blob_max_bytes: 100 * 1024 * 1024,
+            request_timeout_secs: 120,
+            shutdown_grace_secs: 30,
+            admin_password: None,
+            jwt_secret: None,
+            plc_rotation_key: None,
+            plc_url: "https://plc.directory".to_owned(),
+            user_domains: vec![".test".to_owned()],
+            invite_required: false,
+            privacy_policy_url: None,
+            terms_of_service_url: None,
+            contact_email: None,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+/// A configuration problem: which key, where it came from, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// The key as the user wrote it, e.g. `AURORA_LISTEN` or `listen (in aurora.toml)`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The environment variable of a config key path (`database.max_connections`
+/// -> `AURORA_DATABASE__MAX_CONNECTIONS`).
+pub fn env_name(path: &str) -> String {
+    format!("AURORA_{}", path.to_ascii_uppercase().replace('.', "__"))
+}
+
+impl ConfigError {
+    fn for_key(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: env_name(key),
+            message: message.into(),
+        }
+    }
+
+    fn from_figment(e: figment::Error) -> Self {
+        let path = e.path.join(".");
+        let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+        let key = if path.is_empty() {
+            source.clone()
+        } else if source.contains("environment") {
+            env_name(&path)
+        } else if let Some(file) = e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+            format!("{path} (in {file})")
+        } else {
+            path.clone()
+        };
+        Self {
+            key: if key.is_empty() { "configuration".to_owned() } else { key },
+            message: e.kind.to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults < `file` (or `aurora.toml` when present) < `AURORA_*`
+    /// environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError {
+                        key: "--config".to_owned(),
+                        message: format!("file {} does not exist", path.display()),
+                    });
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        figment = figment.merge(
+            Env::prefixed("AURORA_")
+                .filter(|key| !NOT_CONFIG.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)))
+                .split("__"),
+        );
+        let mut config: Self = figment.extract().map_err(ConfigError::from_figment)?;
+        config.normalize_and_validate()?;
+        Ok(config)
+    }
+
+    fn normalize_and_validate(&mut self) -> Result<(), ConfigError> {
+        if Handle::parse(self.hostname.clone()).is_err() && self.hostname != "localhost" {
+            return Err(ConfigError::for_key("hostname", format!("{:?} is not a valid hostname", self.hostname)));
+        }
+        if let Some(did) = &self.service_did {
+            Did::parse(did.clone()).map_err(|e| ConfigError::for_key("service_did", e.to_string()))?;
+        }
+        if let Some(url) = &self.database_url {
+            let scheme = url.split_once(':').map_or("", |(s, _)| s);
+            if !matches!(scheme, "sqlite" | "postgres" | "postgresql" | "memory") {
+                return Err(ConfigError::for_key(
+                    "database_url",
+                    format!("unknown database scheme {scheme:?} (use sqlite://, postgres:// or memory:)"),
+                ));
+            }
+        }
+        url::Url::parse(&self.plc_url).map_err(|e| ConfigError::for_key("plc_url", format!("{e}")))?;
+        if self.user_domains.is_empty() {
+            return Err(ConfigError::for_key("user_domains", "at least one domain is needed"));
+        }
+        for domain in &mut self.user_domains {
+            if !domain.starts_with('.') {
+                domain.insert(0, '.');
+            }
+            let bare = domain.trim_start_matches('.');
+            // A single label (".test") is allowed; otherwise it must be a hostname.
+            let ok = bare.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-')
+            });
+            if !ok {
+                return Err(ConfigError::for_key("user_domains", format!("{domain:?} is not a valid domain")));
+            }
+            *domain = domain.to_ascii_lowercase();
+        }
+        if self.blob_max_bytes == 0 {
+            return Err(ConfigError::for_key("blob_max_bytes", "must be greater than 0"));
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError::for_key("request_timeout_secs", "must be greater than 0"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::for_key("database.max_connections", "must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect: the configured one, or SQLite in the data folder.
+    pub fn effective_database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("aurora.sqlite").display())
+        })
+    }
+
+    /// The blob folder in effect.
+    pub fn effective_blob_dir(&self) -> PathBuf {
+        self.blob_dir.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+
+    /// The service DID in effect.
+    pub fn effective_service_did(&self) -> String {
+        self.service_did
+            .clone()
+            .unwrap_or_else(|| format!("did:web:{}", self.hostname))
+    }
+
+    /// The effective configuration as TOML, with every default resolved and
+    /// every secret (including a password in the database URL) redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = Some(redact_url_password(&self.effective_database_url()));
+        shown.blob_dir = Some(self.effective_blob_dir());
+        shown.service_did = Some(self.effective_service_did());
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+fn redact_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("redacted"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names() {
+        assert_eq!(env_name("listen"), "AURORA_LISTEN");
+        assert_eq!(env_name("database.max_connections"), "AURORA_DATABASE__MAX_CONNECTIONS");
+    }
+
+    #[test]
+    fn redacts() {
+        let mut c = Config {
+            admin_password: Some(Secret::new("hunter2")),
+            database_url: Some("postgres://aurora:pa55word@db:5432/aurora".into()),
+            ..Config::default()
+        };
+        c.normalize_and_validate().unwrap();
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("hunter2") && !shown.contains("pa55word"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+        assert!(format!("{c:?}").contains("<redacted>") && !format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn user_domains_get_a_leading_dot() {
+        let mut c = Config {
+            user_domains: vec!["example.com".into(), ".Test".into()],
+            ..Config::default()
+        };
+        c.normalize_and_validate().unwrap();
+        assert_eq!(c.user_domains, [".example.com", ".test"]);
+    }
+}
