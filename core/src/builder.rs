@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use crate::http::HttpService;
 use crate::plugin::{Plugin, XrpcRoute};
-use crate::store::{AccountStore, BlobStore, RepoStore, Sequencer};
 use crate::sink::EventSink;
+use crate::store::{AccountStore, BlobStore, RepoStore, Sequencer};
 use crate::syntax::Did;
 
 /// Public facts about this service, as `describeServer` reports them.
@@ -55,7 +55,14 @@ impl std::fmt::Debug for PdsContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PdsContext")
             .field("service", &self.service)
-            .field("sinks", &self.sinks.iter().map(|s| s.name().to_owned()).collect::<Vec<_>>())
+            .field(
+                "sinks",
+                &self
+                    .sinks
+                    .iter()
+                    .map(|s| s.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -108,7 +115,14 @@ impl std::fmt::Debug for PdsBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PdsBuilder")
             .field("service", &self.service)
-            .field("plugins", &self.plugins.iter().map(|p| p.name().to_owned()).collect::<Vec<_>>())
+            .field(
+                "plugins",
+                &self
+                    .plugins
+                    .iter()
+                    .map(|p| p.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -129,7 +143,9 @@ impl PdsBuilder {
     where
         S: RepoStore + Sequencer + AccountStore,
     {
-        self.repo_store(store.clone()).sequencer(store.clone()).account_store(store)
+        self.repo_store(store.clone())
+            .sequencer(store.clone())
+            .account_store(store)
     }
 
     /// Sets the repo store.

@@ -67,7 +67,11 @@ mod tests {
             cid_for(RAW, b"").to_string(),
             "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
         );
-        assert!(cid_for(DAG_CBOR, b"\xa0").to_string().starts_with("bafyrei"));
+        assert!(
+            cid_for(DAG_CBOR, b"\xa0")
+                .to_string()
+                .starts_with("bafyrei")
+        );
         let mut h = BlobHasher::new();
         h.update(b"hello ");
         h.update(b"world");

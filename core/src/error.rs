@@ -28,7 +28,11 @@ pub struct XrpcError {
 
 impl XrpcError {
     /// An error with any status and name.
-    pub fn new(status: StatusCode, error: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        error: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             error: error.into(),
@@ -67,7 +71,11 @@ impl XrpcError {
 
     /// 503 `ServiceUnavailable`: a dependency (usually the database) is down.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            message,
+        )
     }
 
     /// 500 `InternalServerError`. The message sent is generic; log the cause
@@ -88,13 +96,17 @@ impl XrpcError {
             StatusCode::UNAUTHORIZED => ("AuthenticationRequired", "authentication required"),
             StatusCode::FORBIDDEN => ("Forbidden", "forbidden"),
             StatusCode::NOT_FOUND => ("NotFound", "not found"),
-            StatusCode::METHOD_NOT_ALLOWED => ("InvalidRequest", "HTTP method not allowed for this endpoint"),
-            StatusCode::REQUEST_TIMEOUT => ("RequestTimeout", "request took too long"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "InvalidRequest",
+                "HTTP method not allowed for this endpoint",
+            ),
+            StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
+                ("RequestTimeout", "request took too long")
+            }
             StatusCode::PAYLOAD_TOO_LARGE => ("PayloadTooLarge", "request body is too large"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ("InvalidRequest", "unsupported content type"),
             StatusCode::TOO_MANY_REQUESTS => ("RateLimitExceeded", "rate limit exceeded"),
             StatusCode::SERVICE_UNAVAILABLE => ("ServiceUnavailable", "service unavailable"),
-            StatusCode::GATEWAY_TIMEOUT => ("RequestTimeout", "request took too long"),
             s if s.is_server_error() => ("InternalServerError", "internal server error"),
             _ => ("InvalidRequest", "request failed"),
         };
@@ -111,8 +123,10 @@ impl XrpcError {
         let body = Bytes::from(self.to_json().to_string());
         let mut res = http::Response::new(full_body(body));
         *res.status_mut() = self.status;
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         res
     }
 }
@@ -126,7 +140,9 @@ impl From<SyntaxError> for XrpcError {
 impl From<StoreError> for XrpcError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::RootConflict { .. } => Self::new(StatusCode::CONFLICT, "InvalidSwap", e.to_string()),
+            StoreError::RootConflict { .. } => {
+                Self::new(StatusCode::CONFLICT, "InvalidSwap", e.to_string())
+            }
             StoreError::AlreadyExists { .. } => Self::invalid_request(e.to_string()),
             StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
             StoreError::Unavailable(_) => Self::unavailable("storage is temporarily unavailable"),
@@ -144,7 +160,12 @@ mod tests {
         let e = XrpcError::method_not_implemented("com.example.foo");
         assert_eq!(e.status, StatusCode::NOT_IMPLEMENTED);
         assert_eq!(e.to_json()["error"], "MethodNotImplemented");
-        assert!(e.to_json()["message"].as_str().unwrap().contains("com.example.foo"));
+        assert!(
+            e.to_json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("com.example.foo")
+        );
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub type HttpService = BoxCloneSyncService<Request, Response, Infallible>;
 
 /// A body holding `bytes`.
 pub fn full_body(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// An empty body.

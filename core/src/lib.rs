@@ -4,13 +4,13 @@
 //! the data model and syntax types, and the plugin surface every backend and
 //! plugin implements.
 //!
-//! - [`syntax`]: validated identifiers (`Did`, `Handle`, `Nsid`, ...).
-//! - [`data`]: CIDs for the ATProto data model.
-//! - [`event`]: repo events and their log entries.
-//! - [`store`]: [`RepoStore`], [`Sequencer`], [`AccountStore`], [`BlobStore`].
-//! - [`sink`]: [`EventSink`].
-//! - [`plugin`] and [`builder`]: [`Plugin`] and [`PdsBuilder`].
-//! - [`error`]: [`XrpcError`], the one error shape clients see.
+//! - [`syntax`] — validated identifiers (`Did`, `Handle`, `Nsid`, ...).
+//! - [`data`] — CIDs for the ATProto data model.
+//! - [`event`] — repo events and their log entries.
+//! - [`store`] — [`RepoStore`], [`Sequencer`], [`AccountStore`], [`BlobStore`].
+//! - [`sink`] — [`EventSink`].
+//! - [`plugin`] and [`builder`] — [`Plugin`] and [`PdsBuilder`].
+//! - [`error`] — [`XrpcError`], the one error shape clients see.
 //!
 //! This crate depends on no database, web framework or backend.
 

@@ -38,7 +38,11 @@ impl std::fmt::Debug for XrpcRoute {
 impl XrpcRoute {
     /// A route for `nsid` served by `service`.
     pub fn new(nsid: Nsid, kind: XrpcMethodKind, service: HttpService) -> Self {
-        Self { nsid, kind, service }
+        Self {
+            nsid,
+            kind,
+            service,
+        }
     }
 }
 

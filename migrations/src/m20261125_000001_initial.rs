@@ -85,6 +85,8 @@ enum RepoSeq {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    // The whole schema in one place reads better than split across helpers.
+    #[allow(clippy::too_many_lines)]
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .create_table(
@@ -206,15 +208,14 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(RepoSeq::Table)
-                    .col(
-                        big_integer(RepoSeq::Seq)
-                            .auto_increment()
-                            .primary_key(),
-                    )
+                    .col(big_integer(RepoSeq::Seq).auto_increment().primary_key())
                     .col(string(RepoSeq::Did))
-                    .col(string(RepoSeq::EventType).check(
-                        Expr::col(RepoSeq::EventType).is_in(["commit", "sync", "identity", "account"]),
-                    ))
+                    .col(
+                        string(RepoSeq::EventType).check(
+                            Expr::col(RepoSeq::EventType)
+                                .is_in(["commit", "sync", "identity", "account"]),
+                        ),
+                    )
                     .col(blob(RepoSeq::Event))
                     .col(boolean(RepoSeq::Invalidated).default(false))
                     .col(timestamp_with_time_zone(RepoSeq::SequencedAt))
@@ -252,7 +253,9 @@ impl MigrationTrait for Migration {
             RepoRoot::Table.into_iden(),
             Account::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }
@@ -286,7 +289,10 @@ mod tests {
         .await
         .unwrap();
         let rows = db
-            .query_all_raw(Statement::from_string(backend, "SELECT seq, invalidated FROM repo_seq ORDER BY seq"))
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT seq, invalidated FROM repo_seq ORDER BY seq",
+            ))
             .await
             .unwrap();
         let seqs: Vec<i64> = rows.iter().map(|r| r.try_get("", "seq").unwrap()).collect();

@@ -44,7 +44,10 @@ pub fn router(pds: &Pds, settings: &HttpSettings) -> Router {
     let mut routes = Router::new()
         .route("/", get(root))
         .route("/robots.txt", get(robots))
-        .route("/xrpc/_health", get(health).with_state(pds.context().clone()));
+        .route(
+            "/xrpc/_health",
+            get(health).with_state(pds.context().clone()),
+        );
     for route in pds.routes() {
         let service = from_http_service(route.service.clone());
         let method = match route.kind {
@@ -132,7 +135,9 @@ async fn ensure_xrpc_error_body(res: Response) -> Response {
 async fn unknown_method(Path(method): Path<String>) -> ApiError {
     match Nsid::parse(method.as_str()) {
         Ok(nsid) => ApiError(XrpcError::method_not_implemented(nsid.as_str())),
-        Err(e) => ApiError(XrpcError::invalid_request(format!("{method:?} is not a valid XRPC method: {e}"))),
+        Err(e) => ApiError(XrpcError::invalid_request(format!(
+            "{method:?} is not a valid XRPC method: {e}"
+        ))),
     }
 }
 
@@ -157,7 +162,10 @@ async fn health(State(ctx): State<PdsContext>) -> Response {
 
 async fn root() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
         "This is an AT Protocol Personal Data Server (Aurora Locus).\n\n\
          Most API routes are under /xrpc/\n",
     )

@@ -225,9 +225,13 @@ impl ConfigError {
         }
     }
 
-    fn from_figment(e: figment::Error) -> Self {
+    fn from_figment(e: &figment::Error) -> Self {
         let path = e.path.join(".");
-        let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+        let source = e
+            .metadata
+            .as_ref()
+            .map(|m| m.name.to_string())
+            .unwrap_or_default();
         let key = if path.is_empty() {
             source.clone()
         } else if source.contains("environment") {
@@ -238,7 +242,11 @@ impl ConfigError {
             path.clone()
         };
         Self {
-            key: if key.is_empty() { "configuration".to_owned() } else { key },
+            key: if key.is_empty() {
+                "configuration".to_owned()
+            } else {
+                key
+            },
             message: e.kind.to_string(),
         }
     }
@@ -266,33 +274,49 @@ impl Config {
         }
         figment = figment.merge(
             Env::prefixed("AURORA_")
-                .filter(|key| !NOT_CONFIG.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)))
+                .filter(|key| {
+                    !NOT_CONFIG
+                        .iter()
+                        .any(|k| key.as_str().eq_ignore_ascii_case(k))
+                })
                 .split("__"),
         );
-        let mut config: Self = figment.extract().map_err(ConfigError::from_figment)?;
+        let mut config: Self = figment
+            .extract()
+            .map_err(|e| ConfigError::from_figment(&e))?;
         config.normalize_and_validate()?;
         Ok(config)
     }
 
     fn normalize_and_validate(&mut self) -> Result<(), ConfigError> {
         if Handle::parse(self.hostname.clone()).is_err() && self.hostname != "localhost" {
-            return Err(ConfigError::for_key("hostname", format!("{:?} is not a valid hostname", self.hostname)));
+            return Err(ConfigError::for_key(
+                "hostname",
+                format!("{:?} is not a valid hostname", self.hostname),
+            ));
         }
         if let Some(did) = &self.service_did {
-            Did::parse(did.clone()).map_err(|e| ConfigError::for_key("service_did", e.to_string()))?;
+            Did::parse(did.clone())
+                .map_err(|e| ConfigError::for_key("service_did", e.to_string()))?;
         }
         if let Some(url) = &self.database_url {
             let scheme = url.split_once(':').map_or("", |(s, _)| s);
             if !matches!(scheme, "sqlite" | "postgres" | "postgresql" | "memory") {
                 return Err(ConfigError::for_key(
                     "database_url",
-                    format!("unknown database scheme {scheme:?} (use sqlite://, postgres:// or memory:)"),
+                    format!(
+                        "unknown database scheme {scheme:?} (use sqlite://, postgres:// or memory:)"
+                    ),
                 ));
             }
         }
-        url::Url::parse(&self.plc_url).map_err(|e| ConfigError::for_key("plc_url", format!("{e}")))?;
+        url::Url::parse(&self.plc_url)
+            .map_err(|e| ConfigError::for_key("plc_url", format!("{e}")))?;
         if self.user_domains.is_empty() {
-            return Err(ConfigError::for_key("user_domains", "at least one domain is needed"));
+            return Err(ConfigError::for_key(
+                "user_domains",
+                "at least one domain is needed",
+            ));
         }
         for domain in &mut self.user_domains {
             if !domain.starts_with('.') {
@@ -301,21 +325,35 @@ impl Config {
             let bare = domain.trim_start_matches('.');
             // A single label (".test") is allowed; otherwise it must be a hostname.
             let ok = bare.split('.').all(|l| {
-                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-')
+                !l.is_empty()
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
             });
             if !ok {
-                return Err(ConfigError::for_key("user_domains", format!("{domain:?} is not a valid domain")));
+                return Err(ConfigError::for_key(
+                    "user_domains",
+                    format!("{domain:?} is not a valid domain"),
+                ));
             }
             *domain = domain.to_ascii_lowercase();
         }
         if self.blob_max_bytes == 0 {
-            return Err(ConfigError::for_key("blob_max_bytes", "must be greater than 0"));
+            return Err(ConfigError::for_key(
+                "blob_max_bytes",
+                "must be greater than 0",
+            ));
         }
         if self.request_timeout_secs == 0 {
-            return Err(ConfigError::for_key("request_timeout_secs", "must be greater than 0"));
+            return Err(ConfigError::for_key(
+                "request_timeout_secs",
+                "must be greater than 0",
+            ));
         }
         if self.database.max_connections == 0 {
-            return Err(ConfigError::for_key("database.max_connections", "must be greater than 0"));
+            return Err(ConfigError::for_key(
+                "database.max_connections",
+                "must be greater than 0",
+            ));
         }
         Ok(())
     }
@@ -329,7 +367,9 @@ impl Config {
 
     /// The blob folder in effect.
     pub fn effective_blob_dir(&self) -> PathBuf {
-        self.blob_dir.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
+        self.blob_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
     }
 
     /// The service DID in effect.
@@ -346,7 +386,8 @@ impl Config {
         shown.database_url = Some(redact_url_password(&self.effective_database_url()));
         shown.blob_dir = Some(self.effective_blob_dir());
         shown.service_did = Some(self.effective_service_did());
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+        toml::to_string_pretty(&shown)
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
 }
 
@@ -367,7 +408,10 @@ mod tests {
     #[test]
     fn env_names() {
         assert_eq!(env_name("listen"), "AURORA_LISTEN");
-        assert_eq!(env_name("database.max_connections"), "AURORA_DATABASE__MAX_CONNECTIONS");
+        assert_eq!(
+            env_name("database.max_connections"),
+            "AURORA_DATABASE__MAX_CONNECTIONS"
+        );
     }
 
     #[test]
@@ -379,7 +423,10 @@ mod tests {
         };
         c.normalize_and_validate().unwrap();
         let shown = c.to_redacted_toml();
-        assert!(!shown.contains("hunter2") && !shown.contains("pa55word"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pa55word"),
+            "{shown}"
+        );
         assert!(shown.contains("<redacted>"));
         assert!(format!("{c:?}").contains("<redacted>") && !format!("{c:?}").contains("hunter2"));
     }

@@ -19,7 +19,11 @@ use aurora_server::{Aurora, app, storage};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "aurora", version, about = "Aurora Locus: an ATProto Personal Data Server")]
+#[command(
+    name = "aurora",
+    version,
+    about = "Aurora Locus: an ATProto Personal Data Server"
+)]
 struct Cli {
     /// Configuration file (default: ./aurora.toml when present).
     #[arg(long, global = true, value_name = "FILE")]
@@ -49,7 +53,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_tracing(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
@@ -83,7 +90,11 @@ fn init_tracing(config: &Config) {
 }
 
 async fn migrate(config: &Config) -> Result<(), ConfigError> {
-    if config.database_url.as_deref().is_some_and(|u| u.starts_with("memory:")) {
+    if config
+        .database_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("memory:"))
+    {
         tracing::info!("memory storage has no schema to migrate");
         return Ok(());
     }
@@ -102,10 +113,12 @@ async fn serve(config: Config) -> Result<(), ConfigError> {
         message: e.to_string(),
     })?;
     let app = app::router(&pds, &aurora.http_settings());
-    let server = Server::bind(listen, app, grace).await.map_err(|e| ConfigError {
-        key: "AURORA_LISTEN".to_owned(),
-        message: format!("cannot listen on {listen}: {e}"),
-    })?;
+    let server = Server::bind(listen, app, grace)
+        .await
+        .map_err(|e| ConfigError {
+            key: "AURORA_LISTEN".to_owned(),
+            message: format!("cannot listen on {listen}: {e}"),
+        })?;
     let addr = server.local_addr().map_err(|e| ConfigError {
         key: "AURORA_LISTEN".to_owned(),
         message: e.to_string(),

@@ -57,7 +57,9 @@ impl Secrets {
                 });
             }
             Some(s) => s.clone(),
-            None => read_or_create(&dir, "jwt_secret", || hex::encode(rand::random::<[u8; 32]>()))?,
+            None => read_or_create(&dir, "jwt_secret", || {
+                hex::encode(rand::random::<[u8; 32]>())
+            })?,
         };
         let plc_rotation_key = match &config.plc_rotation_key {
             Some(s) => s.clone(),
@@ -103,7 +105,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SecretsError + '_ {
     }
 }
 
-fn read_or_create(dir: &Path, name: &str, generate: impl FnOnce() -> String) -> Result<Secret, SecretsError> {
+fn read_or_create(
+    dir: &Path,
+    name: &str,
+    generate: impl FnOnce() -> String,
+) -> Result<Secret, SecretsError> {
     let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(value) => return Ok(Secret::new(value.trim())),
@@ -137,7 +143,9 @@ pub fn write_secret_file(dir: &Path, name: &str, contents: &[u8]) -> Result<(), 
     file.write_all(contents).map_err(io_err(&tmp))?;
     file.sync_all().map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
     Ok(())
 }
 
@@ -175,7 +183,10 @@ mod tests {
             ..Config::default()
         };
         let err = Secrets::load_or_generate(&config).unwrap_err();
-        assert!(err.to_string().starts_with("AURORA_PLC_ROTATION_KEY"), "{err}");
+        assert!(
+            err.to_string().starts_with("AURORA_PLC_ROTATION_KEY"),
+            "{err}"
+        );
         config.plc_rotation_key = Some(Secret::new(generate_k256_hex()));
         let s = Secrets::load_or_generate(&config).unwrap();
         assert_eq!(s.jwt_secret.expose(), "x".repeat(40));

@@ -22,7 +22,11 @@ impl Server {
     /// Binds `addr` (port 0 picks a free port).
     pub async fn bind(addr: SocketAddr, app: Router, grace: Duration) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, app, grace })
+        Ok(Self {
+            listener,
+            app,
+            grace,
+        })
     }
 
     /// The address actually bound.
@@ -32,7 +36,10 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting and waits up
     /// to the grace period for in-flight requests to finish.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let stopping = Arc::new(Notify::new());
         let signal = {
             let stopping = stopping.clone();

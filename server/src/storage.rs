@@ -61,13 +61,19 @@ pub async fn open_database(config: &Config) -> Result<SqlStore, ConfigError> {
     if config.database_url.is_none() {
         ensure_data_dir(config)?;
     }
-    SqlStore::open(&url, &sql_options(config)).await.map_err(database_error)
+    SqlStore::open(&url, &sql_options(config))
+        .await
+        .map_err(database_error)
 }
 
 impl Storage {
     /// Opens the database (migrating it) and the blob store.
     pub async fn open(config: &Config) -> Result<Self, ConfigError> {
-        if config.database_url.as_deref().is_some_and(|u| u.starts_with("memory:")) {
+        if config
+            .database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("memory:"))
+        {
             return Ok(Self::Memory {
                 store: MemoryStore::new(),
                 blobs: MemoryBlobStore::new(),
@@ -75,17 +81,21 @@ impl Storage {
         }
         let store = open_database(config).await?;
         let blob_dir = config.effective_blob_dir();
-        let blobs = FsBlobStore::open(&blob_dir).await.map_err(|e| ConfigError {
-            key: "AURORA_BLOB_DIR".to_owned(),
-            message: format!("cannot open {}: {e}", blob_dir.display()),
-        })?;
+        let blobs = FsBlobStore::open(&blob_dir)
+            .await
+            .map_err(|e| ConfigError {
+                key: "AURORA_BLOB_DIR".to_owned(),
+                message: format!("cannot open {}: {e}", blob_dir.display()),
+            })?;
         Ok(Self::Sql { store, blobs })
     }
 
     /// Hands the stores to a builder.
     pub fn install(&self, builder: PdsBuilder) -> PdsBuilder {
         match self {
-            Self::Sql { store, blobs } => builder.storage(Arc::new(store.clone())).blob_store(Arc::new(blobs.clone())),
+            Self::Sql { store, blobs } => builder
+                .storage(Arc::new(store.clone()))
+                .blob_store(Arc::new(blobs.clone())),
             Self::Memory { store, blobs } => builder
                 .storage(Arc::new(store.clone()))
                 .blob_store(Arc::new(blobs.clone())),

@@ -24,7 +24,11 @@ fn from_axum_body(body: axum::body::Body) -> Body {
 /// [`HttpService`].
 pub fn into_http_service<S>(service: S) -> HttpService
 where
-    S: Service<axum::extract::Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S: Service<axum::extract::Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
 {
     BoxCloneSyncService::new(
@@ -50,7 +54,11 @@ pub fn from_http_service(
 /// An XRPC route served by an axum `MethodRouter` (or any axum service).
 pub fn route<S>(nsid: &'static str, kind: XrpcMethodKind, service: S) -> XrpcRoute
 where
-    S: Service<axum::extract::Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S: Service<axum::extract::Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
 {
     // NSIDs given here are literals in our own code.
@@ -73,7 +81,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::Unavailable(_) => tracing::warn!(error = %e, "storage unavailable"),
-            StoreError::Backend(_) | StoreError::Corrupt(_) => tracing::error!(error = %e, "storage failure"),
+            StoreError::Backend(_) | StoreError::Corrupt(_) => {
+                tracing::error!(error = %e, "storage failure")
+            }
             _ => {}
         }
         Self(e.into())

@@ -53,10 +53,8 @@ impl Plugin for TestPlugin {
             route(
                 "com.example.test.panic",
                 XrpcMethodKind::Query,
-                get(|| async {
-                    if true {
-                        panic!("handler bug");
-                    }
+                get(|Query(p): Query<SlowParams>| async move {
+                    assert!(p.ms > 1_000_000, "handler bug");
                     ""
                 }),
             ),
@@ -67,10 +65,13 @@ impl Plugin for TestPlugin {
         into_http_service(
             axum::Router::new()
                 .fallback_service(aurora_server::xrpc::from_http_service(inner))
-                .layer(axum::middleware::map_response(|mut res: axum::response::Response| async move {
-                    res.headers_mut().insert("x-test-layer", "applied".parse().unwrap());
-                    res
-                })),
+                .layer(axum::middleware::map_response(
+                    |mut res: axum::response::Response| async move {
+                        res.headers_mut()
+                            .insert("x-test-layer", "applied".parse().unwrap());
+                        res
+                    },
+                )),
         )
     }
 }
@@ -134,9 +135,24 @@ async fn health_and_describe_server_on_postgres() {
 #[tokio::test]
 async fn unknown_invalid_and_misused_methods_get_xrpc_errors() {
     let server = start("unknown", Db::Memory, |_| {}, |b| b).await.unwrap();
-    let body = assert_xrpc_error(server.get("/xrpc/com.example.unknown.method").await, 501, "MethodNotImplemented").await;
-    assert!(body["message"].as_str().unwrap().contains("com.example.unknown.method"));
-    for bad in ["/xrpc/not..valid", "/xrpc/com.example", "/xrpc/com.example.bad-name", "/xrpc/1com.example.x"] {
+    let body = assert_xrpc_error(
+        server.get("/xrpc/com.example.unknown.method").await,
+        501,
+        "MethodNotImplemented",
+    )
+    .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("com.example.unknown.method")
+    );
+    for bad in [
+        "/xrpc/not..valid",
+        "/xrpc/com.example",
+        "/xrpc/com.example.bad-name",
+        "/xrpc/1com.example.x",
+    ] {
         assert_xrpc_error(server.get(bad).await, 400, "InvalidRequest").await;
     }
     // A query called with POST.
@@ -157,7 +173,9 @@ async fn unknown_invalid_and_misused_methods_get_xrpc_errors() {
 
 #[tokio::test]
 async fn request_ids_cors_and_compression() {
-    let server = start("layers", Db::Memory, |_| {}, with_test_plugin).await.unwrap();
+    let server = start("layers", Db::Memory, |_| {}, with_test_plugin)
+        .await
+        .unwrap();
     let res = server.get("/xrpc/_health").await;
     let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36, "a UUID: {id}");
@@ -172,10 +190,16 @@ async fn request_ids_cors_and_compression() {
 
     let preflight = server
         .http
-        .request(reqwest::Method::OPTIONS, server.url("/xrpc/com.atproto.repo.createRecord"))
+        .request(
+            reqwest::Method::OPTIONS,
+            server.url("/xrpc/com.atproto.repo.createRecord"),
+        )
         .header("origin", "https://app.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization,content-type")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
         .send()
         .await
         .unwrap();
@@ -183,8 +207,16 @@ async fn request_ids_cors_and_compression() {
     let h = preflight.headers();
     assert_eq!(h["access-control-allow-origin"], "*");
     assert_eq!(h["access-control-max-age"], "86400");
-    assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"));
-    assert_eq!(h["access-control-allow-headers"], "authorization,content-type");
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "authorization,content-type"
+    );
     let res = server
         .http
         .get(server.url("/xrpc/_health"))
@@ -203,10 +235,16 @@ async fn request_ids_cors_and_compression() {
         .await
         .unwrap();
     assert_eq!(res.headers()["content-encoding"], "gzip");
-    assert_eq!(res.headers()["x-test-layer"], "applied", "plugin layer wraps plugin routes");
+    assert_eq!(
+        res.headers()["x-test-layer"],
+        "applied",
+        "plugin layer wraps plugin routes"
+    );
     let compressed = res.bytes().await.unwrap();
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&compressed[..]).read_to_string(&mut text).unwrap();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .unwrap();
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["text"].as_str().unwrap().len(), 28_000);
     assert!(compressed.len() < 1000);
@@ -226,13 +264,27 @@ async fn body_limit_and_timeout_answer_with_xrpc_errors() {
     .await
     .unwrap();
     let echo = server.url("/xrpc/com.example.test.echo");
-    let ok = server.http.post(&echo).body(vec![7u8; 1000]).send().await.unwrap();
+    let ok = server
+        .http
+        .post(&echo)
+        .body(vec![7u8; 1000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.json::<Value>().await.unwrap()["len"], 1000);
     // Declared too large.
-    let res = server.http.post(&echo).body(vec![7u8; 2048]).send().await.unwrap();
+    let res = server
+        .http
+        .post(&echo)
+        .body(vec![7u8; 2048])
+        .send()
+        .await
+        .unwrap();
     assert_xrpc_error(res, 413, "PayloadTooLarge").await;
     // Streamed without a length, too large.
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..4).map(|_| Ok(bytes::Bytes::from(vec![1u8; 512]))).collect();
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..4)
+        .map(|_| Ok(bytes::Bytes::from(vec![1u8; 512])))
+        .collect();
     let res = server
         .http
         .post(&echo)
@@ -248,8 +300,10 @@ async fn body_limit_and_timeout_answer_with_xrpc_errors() {
 
 #[tokio::test]
 async fn a_panicking_handler_gets_500_and_the_server_lives_on() {
-    let server = start("panic", Db::Memory, |_| {}, with_test_plugin).await.unwrap();
-    let res = server.get("/xrpc/com.example.test.panic").await;
+    let server = start("panic", Db::Memory, |_| {}, with_test_plugin)
+        .await
+        .unwrap();
+    let res = server.get("/xrpc/com.example.test.panic?ms=1").await;
     let body = assert_xrpc_error(res, 500, "InternalServerError").await;
     assert!(!body["message"].as_str().unwrap().contains("handler bug"));
     assert_eq!(server.get("/xrpc/_health").await.status(), 200);
@@ -257,7 +311,9 @@ async fn a_panicking_handler_gets_500_and_the_server_lives_on() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests() {
-    let mut server = start("shutdown", Db::Sqlite, |_| {}, with_test_plugin).await.unwrap();
+    let mut server = start("shutdown", Db::Sqlite, |_| {}, with_test_plugin)
+        .await
+        .unwrap();
     let slow = tokio::spawn({
         let http = server.http.clone();
         let url = server.url("/xrpc/com.example.test.slow?ms=800");

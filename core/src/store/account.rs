@@ -50,7 +50,11 @@ impl FromStr for AccountStatus {
             "takendown" => Self::Takendown,
             "suspended" => Self::Suspended,
             "deleted" => Self::Deleted,
-            other => return Err(StoreError::Corrupt(format!("unknown account status {other:?}"))),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown account status {other:?}"
+                )));
+            }
         })
     }
 }
@@ -135,7 +139,11 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn get_account(&self, lookup: AccountLookup<'_>) -> Result<Option<Account>, StoreError>;
 
     /// Up to `limit` accounts with DIDs after `cursor`, in DID order.
-    async fn list_accounts(&self, cursor: Option<&Did>, limit: usize) -> Result<Vec<Account>, StoreError>;
+    async fn list_accounts(
+        &self,
+        cursor: Option<&Did>,
+        limit: usize,
+    ) -> Result<Vec<Account>, StoreError>;
 
     /// Changes an account's handle.
     async fn update_handle(&self, did: &Did, handle: &Handle) -> Result<(), StoreError>;

@@ -45,7 +45,9 @@ pub struct StoredBlob {
 
 impl std::fmt::Debug for StoredBlob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredBlob").field("size", &self.size).finish_non_exhaustive()
+        f.debug_struct("StoredBlob")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
     }
 }
 

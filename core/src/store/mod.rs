@@ -11,7 +11,9 @@ mod sequencer;
 
 pub use account::{Account, AccountLookup, AccountStatus, AccountStore, NewAccount};
 pub use blob::{BlobError, BlobStore, ByteStream, StoredBlob, TempBlob};
-pub use repo::{CommitStage, CommitWrite, RecordEntry, RecordPage, RecordWrite, RepoRoot, RepoStore};
+pub use repo::{
+    CommitStage, CommitWrite, RecordEntry, RecordPage, RecordWrite, RepoRoot, RepoStore,
+};
 pub use sequencer::{SeqWatch, Sequencer};
 
 use crate::syntax::Did;

@@ -22,7 +22,12 @@ pub trait Sequencer: Send + Sync + 'static {
     async fn oldest_seq(&self) -> Result<Option<i64>, StoreError>;
 
     /// Up to `limit` events with `after < seq <= up_to`, ascending.
-    async fn events_in_range(&self, after: i64, up_to: i64, limit: usize) -> Result<Vec<SeqEvent>, StoreError>;
+    async fn events_in_range(
+        &self,
+        after: i64,
+        up_to: i64,
+        limit: usize,
+    ) -> Result<Vec<SeqEvent>, StoreError>;
 
     /// Up to `limit` events with `seq > cursor`, ascending.
     async fn events_after(&self, cursor: i64, limit: usize) -> Result<Vec<SeqEvent>, StoreError> {

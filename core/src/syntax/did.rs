@@ -58,7 +58,9 @@ mod tests {
 
     #[test]
     fn interop_vectors() {
-        crate::syntax::vectors::check("did_syntax_valid.txt", "did_syntax_invalid.txt", |s| Did::parse(s));
+        crate::syntax::vectors::check("did_syntax_valid.txt", "did_syntax_invalid.txt", |s| {
+            Did::parse(s)
+        });
     }
 
     #[test]

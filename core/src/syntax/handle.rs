@@ -24,21 +24,28 @@ impl Handle {
             if label.is_empty() || label.len() > 63 {
                 return err("label must be 1 to 63 characters");
             }
-            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
                 return err("label has a character other than letters, digits and hyphens");
             }
             if label.starts_with('-') || label.ends_with('-') {
                 return err("label starts or ends with a hyphen");
             }
         }
-        if labels.last().is_some_and(|tld| tld.as_bytes()[0].is_ascii_digit()) {
+        if labels
+            .last()
+            .is_some_and(|tld| tld.as_bytes()[0].is_ascii_digit())
+        {
             return err("top-level domain starts with a digit");
         }
         Ok(())
     }
 
-    fn normalize(s: String) -> String {
-        s.to_ascii_lowercase()
+    fn normalize(mut s: String) -> String {
+        s.make_ascii_lowercase();
+        s
     }
 
     /// Whether this handle is `domain` itself or a name under it. `domain`
@@ -57,7 +64,11 @@ mod tests {
 
     #[test]
     fn interop_vectors() {
-        crate::syntax::vectors::check("handle_syntax_valid.txt", "handle_syntax_invalid.txt", |s| Handle::parse(s));
+        crate::syntax::vectors::check(
+            "handle_syntax_valid.txt",
+            "handle_syntax_invalid.txt",
+            |s| Handle::parse(s),
+        );
     }
 
     #[test]

@@ -121,7 +121,8 @@ pub(crate) mod vectors {
     /// Non-comment, non-empty lines of `syntax/<file>`, or `None` (with a
     /// message) when the interop folder is absent.
     pub(crate) fn lines(file: &str) -> Option<Vec<String>> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/interop-tests/syntax");
+        let dir =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/interop-tests/syntax");
         let path = dir.join(file);
         match std::fs::read_to_string(&path) {
             Ok(text) => Some(

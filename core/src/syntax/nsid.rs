@@ -25,7 +25,9 @@ impl Nsid {
                 return err("domain segment must be 1 to 63 characters");
             }
             if !seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                return err("domain segment has a character other than letters, digits and hyphens");
+                return err(
+                    "domain segment has a character other than letters, digits and hyphens",
+                );
             }
             if seg.starts_with('-') || seg.ends_with('-') {
                 return err("domain segment starts or ends with a hyphen");
@@ -37,7 +39,9 @@ impl Nsid {
         if name.is_empty() || name.len() > 63 {
             return err("name segment must be 1 to 63 characters");
         }
-        if !name.as_bytes()[0].is_ascii_alphabetic() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if !name.as_bytes()[0].is_ascii_alphabetic()
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
             return err("name segment must be letters and digits, starting with a letter");
         }
         Ok(())
@@ -64,7 +68,9 @@ mod tests {
 
     #[test]
     fn interop_vectors() {
-        crate::syntax::vectors::check("nsid_syntax_valid.txt", "nsid_syntax_invalid.txt", |s| Nsid::parse(s));
+        crate::syntax::vectors::check("nsid_syntax_valid.txt", "nsid_syntax_invalid.txt", |s| {
+            Nsid::parse(s)
+        });
     }
 
     #[test]

@@ -35,6 +35,10 @@ mod tests {
 
     #[test]
     fn interop_vectors() {
-        crate::syntax::vectors::check("recordkey_syntax_valid.txt", "recordkey_syntax_invalid.txt", |s| RecordKey::parse(s));
+        crate::syntax::vectors::check(
+            "recordkey_syntax_valid.txt",
+            "recordkey_syntax_invalid.txt",
+            |s| RecordKey::parse(s),
+        );
     }
 }

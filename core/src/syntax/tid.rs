@@ -36,7 +36,9 @@ mod tests {
 
     #[test]
     fn interop_vectors() {
-        crate::syntax::vectors::check("tid_syntax_valid.txt", "tid_syntax_invalid.txt", |s| Tid::parse(s));
+        crate::syntax::vectors::check("tid_syntax_valid.txt", "tid_syntax_invalid.txt", |s| {
+            Tid::parse(s)
+        });
     }
 
     #[test]

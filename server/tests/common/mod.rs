@@ -97,7 +97,11 @@ pub(crate) async fn start(
 }
 
 /// Asserts an XRPC error response: status, `error` name, and a message.
-pub(crate) async fn assert_xrpc_error(res: reqwest::Response, status: u16, error: &str) -> serde_json::Value {
+pub(crate) async fn assert_xrpc_error(
+    res: reqwest::Response,
+    status: u16,
+    error: &str,
+) -> serde_json::Value {
     assert_eq!(res.status().as_u16(), status, "status");
     let ct = res
         .headers()
@@ -107,6 +111,9 @@ pub(crate) async fn assert_xrpc_error(res: reqwest::Response, status: u16, error
     assert!(ct.starts_with("application/json"), "content-type {ct:?}");
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], error, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     body
 }

@@ -74,7 +74,8 @@ fn escape_did(did: &Did) -> String {
         if b.is_ascii_alphanumeric() || b == b'-' {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push_str(&hex::encode_upper([b]));
         }
     }
     out
@@ -120,7 +121,9 @@ impl BlobStore for FsBlobStore {
         }
         match fs::rename(&temp, &target).await {
             Ok(()) => sync_dir(&dir).await.map_err(BlobError::Storage),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::TempNotFound(temp_key.to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(BlobError::TempNotFound(temp_key.to_owned()))
+            }
             Err(e) => Err(BlobError::Storage(e)),
         }
     }
@@ -139,7 +142,9 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn contains(&self, did: &Did, cid: &Cid) -> Result<bool, BlobError> {
-        fs::try_exists(self.blob_path(did, cid)).await.map_err(BlobError::Storage)
+        fs::try_exists(self.blob_path(did, cid))
+            .await
+            .map_err(BlobError::Storage)
     }
 
     async fn delete(&self, did: &Did, cid: &Cid) -> Result<(), BlobError> {
@@ -162,12 +167,18 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn delete_temp_older_than(&self, age: Duration) -> Result<u64, BlobError> {
-        let cutoff = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut entries = fs::read_dir(self.root.join("tmp")).await.map_err(BlobError::Storage)?;
+        let cutoff = SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut entries = fs::read_dir(self.root.join("tmp"))
+            .await
+            .map_err(BlobError::Storage)?;
         let mut removed = 0;
         while let Some(entry) = entries.next_entry().await.map_err(BlobError::Storage)? {
             let modified = entry.metadata().await.and_then(|m| m.modified());
-            if matches!(modified, Ok(t) if t <= cutoff) && fs::remove_file(entry.path()).await.is_ok() {
+            if matches!(modified, Ok(t) if t <= cutoff)
+                && fs::remove_file(entry.path()).await.is_ok()
+            {
                 removed += 1;
             }
         }

@@ -5,7 +5,9 @@ use aurora_storage_testkit::{BlobHarness, blob_conformance_suite};
 
 async fn blobs(_test: &'static str) -> Option<BlobHarness> {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let store = FsBlobStore::open(dir.path().join("blobs")).await.expect("open blob store");
+    let store = FsBlobStore::open(dir.path().join("blobs"))
+        .await
+        .expect("open blob store");
     Some(BlobHarness::new(store).with_guard(dir))
 }
 

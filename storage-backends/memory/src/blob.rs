@@ -37,7 +37,9 @@ impl MemoryBlobStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Blobs> {
-        self.blobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -53,7 +55,9 @@ impl BlobStore for MemoryBlobStore {
         }
         let (cid, size) = hasher.finish();
         let key = format!("mem-{}", self.next_key.fetch_add(1, Ordering::Relaxed));
-        self.lock().temp.insert(key.clone(), (Instant::now(), buf.freeze()));
+        self.lock()
+            .temp
+            .insert(key.clone(), (Instant::now(), buf.freeze()));
         Ok(TempBlob { key, cid, size })
     }
 

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use aurora_core::cid::Cid;
 use aurora_core::event::{NewEvent, SeqEvent};
 use aurora_core::store::{
-    Account, AccountLookup, AccountStatus, AccountStore, CommitStage, CommitWrite, RecordEntry, RecordPage,
-    RecordWrite, RepoRoot, RepoStore, SeqWatch, Sequencer, StoreError,
+    Account, AccountLookup, AccountStatus, AccountStore, CommitStage, CommitWrite, RecordEntry,
+    RecordPage, RecordWrite, RepoRoot, RepoStore, SeqWatch, Sequencer, StoreError,
 };
 use aurora_core::syntax::{Did, Handle, Nsid, RecordKey};
 use bytes::Bytes;
@@ -60,7 +60,9 @@ pub struct MemoryStore {
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore").field("head", &*self.head.borrow()).finish_non_exhaustive()
+        f.debug_struct("MemoryStore")
+            .field("head", &*self.head.borrow())
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,12 +96,16 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave state half-changed
         // (mutations happen after all checks), so poisoning is ignored.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn fault(&self, stage: CommitStage) -> Result<(), StoreError> {
         if self.fault_at == Some(stage) {
-            return Err(StoreError::Backend(format!("injected fault after {stage:?}").into()));
+            return Err(StoreError::Backend(
+                format!("injected fault after {stage:?}").into(),
+            ));
         }
         Ok(())
     }
@@ -112,7 +118,11 @@ impl MemoryStore {
 #[async_trait]
 impl RepoStore for MemoryStore {
     async fn get_block(&self, did: &Did, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.lock().repos.get(did).and_then(|r| r.blocks.get(cid).cloned()))
+        Ok(self
+            .lock()
+            .repos
+            .get(did)
+            .and_then(|r| r.blocks.get(cid).cloned()))
     }
 
     async fn get_blocks(&self, did: &Did, cids: &[Cid]) -> Result<Vec<(Cid, Bytes)>, StoreError> {
@@ -130,7 +140,12 @@ impl RepoStore for MemoryStore {
         Ok(self.lock().repos.get(did).and_then(|r| r.root.clone()))
     }
 
-    async fn get_record(&self, did: &Did, collection: &Nsid, rkey: &RecordKey) -> Result<Option<RecordEntry>, StoreError> {
+    async fn get_record(
+        &self,
+        did: &Did,
+        collection: &Nsid,
+        rkey: &RecordKey,
+    ) -> Result<Option<RecordEntry>, StoreError> {
         Ok(self
             .lock()
             .repos
@@ -138,7 +153,12 @@ impl RepoStore for MemoryStore {
             .and_then(|r| r.records.get(collection)?.get(rkey).cloned()))
     }
 
-    async fn list_records(&self, did: &Did, collection: &Nsid, page: &RecordPage) -> Result<Vec<RecordEntry>, StoreError> {
+    async fn list_records(
+        &self,
+        did: &Did,
+        collection: &Nsid,
+        page: &RecordPage,
+    ) -> Result<Vec<RecordEntry>, StoreError> {
         let state = self.lock();
         let Some(repo) = state.repos.get(did) else {
             return Ok(Vec::new());
@@ -177,7 +197,11 @@ impl RepoStore for MemoryStore {
 
     async fn apply_commit(&self, commit: CommitWrite) -> Result<i64, StoreError> {
         let mut state = self.lock();
-        let current = state.repos.get(&commit.did).and_then(|r| r.root.as_ref()).map(|r| r.cid);
+        let current = state
+            .repos
+            .get(&commit.did)
+            .and_then(|r| r.root.as_ref())
+            .map(|r| r.cid);
         if current != commit.expected_root {
             return Err(StoreError::RootConflict {
                 did: commit.did,
@@ -200,14 +224,21 @@ impl RepoStore for MemoryStore {
         }
         for write in commit.records {
             match write {
-                RecordWrite::Put { collection, rkey, cid } => {
+                RecordWrite::Put {
+                    collection,
+                    rkey,
+                    cid,
+                } => {
                     let entry = RecordEntry {
                         collection: collection.clone(),
                         rkey: rkey.clone(),
                         cid,
                         rev: commit.rev.clone(),
                     };
-                    repo.records.entry(collection).or_default().insert(rkey, entry);
+                    repo.records
+                        .entry(collection)
+                        .or_default()
+                        .insert(rkey, entry);
                 }
                 RecordWrite::Delete { collection, rkey } => {
                     if let Some(records) = repo.records.get_mut(&collection) {
@@ -242,7 +273,12 @@ impl Sequencer for MemoryStore {
         Ok(self.lock().events.keys().next().copied())
     }
 
-    async fn events_in_range(&self, after: i64, up_to: i64, limit: usize) -> Result<Vec<SeqEvent>, StoreError> {
+    async fn events_in_range(
+        &self,
+        after: i64,
+        up_to: i64,
+        limit: usize,
+    ) -> Result<Vec<SeqEvent>, StoreError> {
         if after >= up_to {
             return Ok(Vec::new());
         }
@@ -262,7 +298,10 @@ impl Sequencer for MemoryStore {
 
 #[async_trait]
 impl AccountStore for MemoryStore {
-    async fn create_account(&self, new: aurora_core::store::NewAccount) -> Result<Account, StoreError> {
+    async fn create_account(
+        &self,
+        new: aurora_core::store::NewAccount,
+    ) -> Result<Account, StoreError> {
         let mut state = self.lock();
         let email = new.normalized_email();
         if state.accounts.contains_key(&new.did) {
@@ -302,13 +341,20 @@ impl AccountStore for MemoryStore {
         Ok(found.cloned())
     }
 
-    async fn list_accounts(&self, cursor: Option<&Did>, limit: usize) -> Result<Vec<Account>, StoreError> {
+    async fn list_accounts(
+        &self,
+        cursor: Option<&Did>,
+        limit: usize,
+    ) -> Result<Vec<Account>, StoreError> {
         let state = self.lock();
         let iter: Box<dyn Iterator<Item = &Account>> = match cursor {
             Some(c) => Box::new(
                 state
                     .accounts
-                    .range((std::ops::Bound::Excluded(c.clone()), std::ops::Bound::Unbounded))
+                    .range((
+                        std::ops::Bound::Excluded(c.clone()),
+                        std::ops::Bound::Unbounded,
+                    ))
                     .map(|(_, a)| a),
             ),
             None => Box::new(state.accounts.values()),
@@ -318,17 +364,27 @@ impl AccountStore for MemoryStore {
 
     async fn update_handle(&self, did: &Did, handle: &Handle) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if state.accounts.values().any(|a| &a.handle == handle && &a.did != did) {
+        if state
+            .accounts
+            .values()
+            .any(|a| &a.handle == handle && &a.did != did)
+        {
             return Err(StoreError::AlreadyExists { field: "handle" });
         }
-        let account = state.accounts.get_mut(did).ok_or(StoreError::NotFound("account"))?;
+        let account = state
+            .accounts
+            .get_mut(did)
+            .ok_or(StoreError::NotFound("account"))?;
         account.handle = handle.clone();
         Ok(())
     }
 
     async fn update_status(&self, did: &Did, status: AccountStatus) -> Result<(), StoreError> {
         let mut state = self.lock();
-        let account = state.accounts.get_mut(did).ok_or(StoreError::NotFound("account"))?;
+        let account = state
+            .accounts
+            .get_mut(did)
+            .ok_or(StoreError::NotFound("account"))?;
         account.status = status;
         Ok(())
     }

@@ -1,11 +1,15 @@
 //! `AccountStore` on SQL.
 
 use async_trait::async_trait;
-use aurora_core::store::{Account, AccountLookup, AccountStatus, AccountStore, NewAccount, StoreError};
+use aurora_core::store::{
+    Account, AccountLookup, AccountStatus, AccountStore, NewAccount, StoreError,
+};
 use aurora_core::syntax::{Did, Handle};
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+};
 
 use crate::entity::account;
 use crate::{SqlStore, convert, db_err};
@@ -39,7 +43,12 @@ fn unique_err(e: sea_orm::DbErr) -> StoreError {
 }
 
 impl SqlStore {
-    async fn update_account(&self, did: &Did, column: account::Column, value: Expr) -> Result<(), StoreError> {
+    async fn update_account(
+        &self,
+        did: &Did,
+        column: account::Column,
+        value: Expr,
+    ) -> Result<(), StoreError> {
         let res = account::Entity::update_many()
             .col_expr(column, value)
             .filter(account::Column::Did.eq(did.as_str()))
@@ -86,8 +95,12 @@ impl AccountStore for SqlStore {
         let query = account::Entity::find();
         let query = match lookup {
             AccountLookup::Did(did) => query.filter(account::Column::Did.eq(did.as_str())),
-            AccountLookup::Handle(handle) => query.filter(account::Column::Handle.eq(handle.as_str())),
-            AccountLookup::Email(_) => query.filter(account::Column::Email.eq(lookup.normalized_email())),
+            AccountLookup::Handle(handle) => {
+                query.filter(account::Column::Handle.eq(handle.as_str()))
+            }
+            AccountLookup::Email(_) => {
+                query.filter(account::Column::Email.eq(lookup.normalized_email()))
+            }
         };
         query
             .one(self.connection())
@@ -97,7 +110,11 @@ impl AccountStore for SqlStore {
             .transpose()
     }
 
-    async fn list_accounts(&self, cursor: Option<&Did>, limit: usize) -> Result<Vec<Account>, StoreError> {
+    async fn list_accounts(
+        &self,
+        cursor: Option<&Did>,
+        limit: usize,
+    ) -> Result<Vec<Account>, StoreError> {
         let mut query = account::Entity::find().order_by_asc(account::Column::Did);
         if let Some(cursor) = cursor {
             query = query.filter(account::Column::Did.gt(cursor.as_str()));

@@ -5,7 +5,10 @@ use aurora_core::cid::Cid;
 use aurora_core::store::StoreError;
 use aurora_core::syntax::SyntaxError;
 
-pub(crate) fn parse<T>(value: String, parse: impl FnOnce(String) -> Result<T, SyntaxError>) -> Result<T, StoreError> {
+pub(crate) fn parse<T>(
+    value: String,
+    parse: impl FnOnce(String) -> Result<T, SyntaxError>,
+) -> Result<T, StoreError> {
     parse(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 

@@ -26,10 +26,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurora_core::store::{CommitStage, StoreError};
-use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, RuntimeErr,
-    SqlxSqliteConnector, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    SqliteTransactionMode, SqlxSqliteConnector, TransactionOptions, TransactionTrait,
 };
 use tokio::sync::watch;
 
@@ -172,7 +174,9 @@ impl SqlStore {
                     .map_err(|e| ConnectError::Unreachable(e.to_string()))?
             }
         };
-        db.ping().await.map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        db.ping()
+            .await
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let (head, _) = watch::channel(0);
         Ok(Self {
             shared: Arc::new(Shared { db, engine, head }),
@@ -229,7 +233,9 @@ impl SqlStore {
 
     fn fault(&self, stage: CommitStage) -> Result<(), StoreError> {
         if self.fault_at == Some(stage) {
-            return Err(StoreError::Backend(format!("injected fault after {stage:?}").into()));
+            return Err(StoreError::Backend(
+                format!("injected fault after {stage:?}").into(),
+            ));
         }
         Ok(())
     }
@@ -239,10 +245,15 @@ impl SqlStore {
     /// read snapshot and fail with `SQLITE_BUSY`.
     async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
         let options = TransactionOptions {
-            sqlite_transaction_mode: (self.shared.engine == Engine::Sqlite).then_some(SqliteTransactionMode::Immediate),
+            sqlite_transaction_mode: (self.shared.engine == Engine::Sqlite)
+                .then_some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         };
-        self.shared.db.begin_with_options(options).await.map_err(db_err)
+        self.shared
+            .db
+            .begin_with_options(options)
+            .await
+            .map_err(db_err)
     }
 
     /// Tells subscribers that events up to `seq` are committed.
@@ -263,10 +274,15 @@ pub(crate) fn db_err(e: DbErr) -> StoreError {
     use sea_orm::sqlx::Error as SqlxError;
     let unavailable = match &e {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => matches!(
-            **inner,
-            SqlxError::Io(_) | SqlxError::PoolTimedOut | SqlxError::PoolClosed | SqlxError::WorkerCrashed
-        ),
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
+            matches!(
+                **inner,
+                SqlxError::Io(_)
+                    | SqlxError::PoolTimedOut
+                    | SqlxError::PoolClosed
+                    | SqlxError::WorkerCrashed
+            )
+        }
         _ => false,
     };
     if unavailable {

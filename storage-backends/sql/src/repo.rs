@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TryInsertResult,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TryInsertResult,
 };
 
 use crate::entity::{record, repo_block, repo_root, repo_seq};
@@ -35,7 +35,12 @@ fn entry_from_row(row: record::Model) -> Result<RecordEntry, StoreError> {
 }
 
 impl SqlStore {
-    async fn swap_root(&self, txn: &DatabaseTransaction, c: &CommitWrite, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn swap_root(
+        &self,
+        txn: &DatabaseTransaction,
+        c: &CommitWrite,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let conflict = || StoreError::RootConflict {
             did: c.did.clone(),
             expected: c.expected_root,
@@ -72,7 +77,11 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn put_blocks(&self, txn: &DatabaseTransaction, c: &CommitWrite) -> Result<(), StoreError> {
+    async fn put_blocks(
+        &self,
+        txn: &DatabaseTransaction,
+        c: &CommitWrite,
+    ) -> Result<(), StoreError> {
         for chunk in c.blocks.chunks(INSERT_CHUNK) {
             let rows = chunk.iter().map(|(cid, bytes)| repo_block::ActiveModel {
                 did: Set(c.did.as_str().to_owned()),
@@ -90,13 +99,22 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn write_records(&self, txn: &DatabaseTransaction, c: &CommitWrite, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn write_records(
+        &self,
+        txn: &DatabaseTransaction,
+        c: &CommitWrite,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut puts = Vec::new();
         let mut deletes = Condition::any();
         let mut any_delete = false;
         for write in &c.records {
             match write {
-                RecordWrite::Put { collection, rkey, cid } => puts.push(record::ActiveModel {
+                RecordWrite::Put {
+                    collection,
+                    rkey,
+                    cid,
+                } => puts.push(record::ActiveModel {
                     did: Set(c.did.as_str().to_owned()),
                     collection: Set(collection.as_str().to_owned()),
                     rkey: Set(rkey.as_str().to_owned()),
@@ -127,9 +145,17 @@ impl SqlStore {
             let chunk: Vec<_> = puts.by_ref().take(INSERT_CHUNK).collect();
             record::Entity::insert_many(chunk)
                 .on_conflict(
-                    OnConflict::columns([record::Column::Did, record::Column::Collection, record::Column::Rkey])
-                        .update_columns([record::Column::Cid, record::Column::RepoRev, record::Column::IndexedAt])
-                        .to_owned(),
+                    OnConflict::columns([
+                        record::Column::Did,
+                        record::Column::Collection,
+                        record::Column::Rkey,
+                    ])
+                    .update_columns([
+                        record::Column::Cid,
+                        record::Column::RepoRev,
+                        record::Column::IndexedAt,
+                    ])
+                    .to_owned(),
                 )
                 .exec_without_returning(txn)
                 .await
@@ -165,7 +191,10 @@ impl SqlStore {
             invalidated: Set(false),
             sequenced_at: Set(now),
         };
-        let res = repo_seq::Entity::insert(row).exec(txn).await.map_err(db_err)?;
+        let res = repo_seq::Entity::insert(row)
+            .exec(txn)
+            .await
+            .map_err(db_err)?;
         Ok(res.last_insert_id)
     }
 }
@@ -211,16 +240,30 @@ impl RepoStore for SqlStore {
         }))
     }
 
-    async fn get_record(&self, did: &Did, collection: &Nsid, rkey: &RecordKey) -> Result<Option<RecordEntry>, StoreError> {
-        record::Entity::find_by_id((did.as_str().to_owned(), collection.as_str().to_owned(), rkey.as_str().to_owned()))
-            .one(self.connection())
-            .await
-            .map_err(db_err)?
-            .map(entry_from_row)
-            .transpose()
+    async fn get_record(
+        &self,
+        did: &Did,
+        collection: &Nsid,
+        rkey: &RecordKey,
+    ) -> Result<Option<RecordEntry>, StoreError> {
+        record::Entity::find_by_id((
+            did.as_str().to_owned(),
+            collection.as_str().to_owned(),
+            rkey.as_str().to_owned(),
+        ))
+        .one(self.connection())
+        .await
+        .map_err(db_err)?
+        .map(entry_from_row)
+        .transpose()
     }
 
-    async fn list_records(&self, did: &Did, collection: &Nsid, page: &RecordPage) -> Result<Vec<RecordEntry>, StoreError> {
+    async fn list_records(
+        &self,
+        did: &Did,
+        collection: &Nsid,
+        page: &RecordPage,
+    ) -> Result<Vec<RecordEntry>, StoreError> {
         let mut query = record::Entity::find()
             .filter(record::Column::Did.eq(did.as_str()))
             .filter(record::Column::Collection.eq(collection.as_str()));
@@ -256,7 +299,10 @@ impl RepoStore for SqlStore {
             .all(self.connection())
             .await
             .map_err(db_err)?;
-        names.into_iter().map(|n| convert::parse(n, Nsid::parse)).collect()
+        names
+            .into_iter()
+            .map(|n| convert::parse(n, Nsid::parse))
+            .collect()
     }
 
     async fn apply_commit(&self, commit: CommitWrite) -> Result<i64, StoreError> {

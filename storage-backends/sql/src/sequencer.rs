@@ -13,7 +13,8 @@ use crate::{SqlStore, convert, db_err};
 
 impl SqlStore {
     pub(crate) async fn max_seq(&self) -> Result<Option<i64>, StoreError> {
-        self.seq_aggregate(Expr::col(repo_seq::Column::Seq).max()).await
+        self.seq_aggregate(Expr::col(repo_seq::Column::Seq).max())
+            .await
     }
 
     async fn seq_aggregate(&self, expr: Expr) -> Result<Option<i64>, StoreError> {
@@ -53,10 +54,16 @@ impl Sequencer for SqlStore {
     }
 
     async fn oldest_seq(&self) -> Result<Option<i64>, StoreError> {
-        self.seq_aggregate(Expr::col(repo_seq::Column::Seq).min()).await
+        self.seq_aggregate(Expr::col(repo_seq::Column::Seq).min())
+            .await
     }
 
-    async fn events_in_range(&self, after: i64, up_to: i64, limit: usize) -> Result<Vec<SeqEvent>, StoreError> {
+    async fn events_in_range(
+        &self,
+        after: i64,
+        up_to: i64,
+        limit: usize,
+    ) -> Result<Vec<SeqEvent>, StoreError> {
         repo_seq::Entity::find()
             .filter(repo_seq::Column::Seq.gt(after))
             .filter(repo_seq::Column::Seq.lte(up_to))

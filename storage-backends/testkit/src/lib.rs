@@ -26,7 +26,8 @@ pub use suite::{BlobHarness, FullStore, StoreHarness};
 /// Whether tests must fail instead of skipping when a service is missing
 /// (`AURORA_REQUIRE_SERVICES=1`, set by CI).
 pub fn services_required() -> bool {
-    std::env::var("AURORA_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+    std::env::var("AURORA_REQUIRE_SERVICES")
+        .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
 /// Skips `test` because `reason`: prints why, or panics when services are

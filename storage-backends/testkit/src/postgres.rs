@@ -39,7 +39,11 @@ pub fn database(test: &str) -> Option<String> {
             return None;
         }
     };
-    let name = format!("aurora_t{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        "aurora_t{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
     if let Err(e) = psql(server, &format!("CREATE DATABASE {name}")) {
         crate::skip(test, &format!("cannot create a Postgres database: {e}"));
         return None;
@@ -70,7 +74,8 @@ fn psql(server: &Server, sql: &str) -> Result<(), String> {
 
 fn start() -> Result<Server, String> {
     if let Ok(url) = std::env::var("AURORA_TEST_POSTGRES_URL") {
-        let mut base = url::Url::parse(&url).map_err(|e| format!("AURORA_TEST_POSTGRES_URL: {e}"))?;
+        let mut base =
+            url::Url::parse(&url).map_err(|e| format!("AURORA_TEST_POSTGRES_URL: {e}"))?;
         base.set_path("");
         return Ok(Server {
             base,
@@ -88,7 +93,9 @@ fn find_bindir() -> Result<PathBuf, String> {
         return Ok(PathBuf::from(dir));
     }
     let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|_| "no Postgres server binaries under /usr/lib/postgresql (install postgresql)".to_owned())?
+        .map_err(|_| {
+            "no Postgres server binaries under /usr/lib/postgresql (install postgresql)".to_owned()
+        })?
         .filter_map(Result::ok)
         .filter_map(|e| {
             let version = e.file_name().to_str()?.parse().ok()?;
@@ -114,7 +121,12 @@ fn is_root() -> bool {
 /// user when we are root (Postgres refuses to run as root).
 fn as_server_user(root: bool) -> Vec<String> {
     if root {
-        vec!["runuser".into(), "-u".into(), "postgres".into(), "--".into()]
+        vec![
+            "runuser".into(),
+            "-u".into(),
+            "postgres".into(),
+            "--".into(),
+        ]
     } else {
         Vec::new()
     }
@@ -138,11 +150,19 @@ fn run(cmd: &[String]) -> Result<(), String> {
 
 fn spawn_cluster(bindir: &Path) -> Result<Server, String> {
     let root = is_root();
-    let dir = std::env::temp_dir().join(format!("aurora-pg-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "aurora-pg-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     if root {
-        run(&["chown".into(), "postgres:postgres".into(), dir.display().to_string()])
-            .map_err(|e| format!("{e} (is the postgres user present?)"))?;
+        run(&[
+            "chown".into(),
+            "postgres:postgres".into(),
+            dir.display().to_string(),
+        ])
+        .map_err(|e| format!("{e} (is the postgres user present?)"))?;
     }
     let data = dir.join("data");
     let mut initdb = as_server_user(root);
@@ -208,7 +228,8 @@ fn spawn_cluster(bindir: &Path) -> Result<Server, String> {
         .spawn()
         .map_err(|e| format!("starting postgres: {e}"))?;
 
-    let base = url::Url::parse(&format!("postgres://postgres@127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+    let base = url::Url::parse(&format!("postgres://postgres@127.0.0.1:{port}"))
+        .map_err(|e| e.to_string())?;
     let server = Server {
         base,
         bindir: Some(bindir.to_owned()),

@@ -9,8 +9,8 @@ use std::time::Duration;
 use aurora_core::data::{BlobHasher, DAG_CBOR, cid_for};
 use aurora_core::event::EventType;
 use aurora_core::store::{
-    AccountLookup, AccountStatus, AccountStore, BlobError, BlobStore, ByteStream, CommitStage, NewAccount,
-    RecordPage, RepoStore, Sequencer, StoreError,
+    AccountLookup, AccountStatus, AccountStore, BlobError, BlobStore, ByteStream, CommitStage,
+    NewAccount, RecordPage, RepoStore, Sequencer, StoreError,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -29,7 +29,7 @@ type FaultyFactory = Box<dyn Fn(CommitStage) -> Arc<dyn FullStore> + Send + Sync
 pub struct StoreHarness {
     store: Arc<dyn FullStore>,
     faulty: FaultyFactory,
-    _guard: Option<Box<dyn Any + Send>>,
+    guard: Option<Box<dyn Any + Send>>,
 }
 
 impl std::fmt::Debug for StoreHarness {
@@ -49,14 +49,14 @@ impl StoreHarness {
         Self {
             store: Arc::new(store),
             faulty: Box::new(move |stage| Arc::new(fault(&base, stage))),
-            _guard: None,
+            guard: None,
         }
     }
 
     /// Keeps `guard` (a temporary folder, say) alive as long as the harness.
     #[must_use]
     pub fn with_guard(mut self, guard: impl Any + Send) -> Self {
-        self._guard = Some(Box::new(guard));
+        self.guard = Some(Box::new(guard));
         self
     }
 }
@@ -64,7 +64,7 @@ impl StoreHarness {
 /// What a backend hands the blob suite.
 pub struct BlobHarness {
     store: Arc<dyn BlobStore>,
-    _guard: Option<Box<dyn Any + Send>>,
+    guard: Option<Box<dyn Any + Send>>,
 }
 
 impl std::fmt::Debug for BlobHarness {
@@ -78,14 +78,14 @@ impl BlobHarness {
     pub fn new(store: impl BlobStore) -> Self {
         Self {
             store: Arc::new(store),
-            _guard: None,
+            guard: None,
         }
     }
 
     /// Keeps `guard` alive as long as the harness.
     #[must_use]
     pub fn with_guard(mut self, guard: impl Any + Send) -> Self {
-        self._guard = Some(Box::new(guard));
+        self.guard = Some(Box::new(guard));
         self
     }
 }
@@ -171,7 +171,12 @@ pub async fn empty_store_reads_nothing(h: StoreHarness) {
     assert!(s.get_blocks(&alice, &[cid]).await.unwrap().is_empty());
     let coll = nsid("app.bsky.feed.post");
     assert_eq!(s.get_record(&alice, &coll, &rkey("a")).await.unwrap(), None);
-    assert!(s.list_records(&alice, &coll, &page(10, None, false)).await.unwrap().is_empty());
+    assert!(
+        s.list_records(&alice, &coll, &page(10, None, false))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(s.list_collections(&alice).await.unwrap().is_empty());
     assert_eq!(s.current_seq().await.unwrap(), None);
     assert_eq!(s.oldest_seq().await.unwrap(), None);
@@ -199,9 +204,15 @@ pub async fn first_commit_creates_repo_and_event(h: StoreHarness) {
     let got = s.get_root(&alice).await.unwrap().unwrap();
     assert_eq!(got.cid, root);
     assert_eq!(got.rev, tid(1));
-    assert_eq!(s.get_block(&alice, &rec_cid).await.unwrap(), Some(rec_bytes.clone()));
+    assert_eq!(
+        s.get_block(&alice, &rec_cid).await.unwrap(),
+        Some(rec_bytes.clone())
+    );
     let (missing, _) = block("never-written");
-    let mut found = s.get_blocks(&alice, &[rec_cid, mst_cid, missing, root]).await.unwrap();
+    let mut found = s
+        .get_blocks(&alice, &[rec_cid, mst_cid, missing, root])
+        .await
+        .unwrap();
     found.sort_by_key(|(c, _)| c.to_bytes());
     let mut expected = vec![(rec_cid, rec_bytes), (mst_cid, mst_bytes)];
     expected.push((root, s.get_block(&alice, &root).await.unwrap().unwrap()));
@@ -215,7 +226,10 @@ pub async fn first_commit_creates_repo_and_event(h: StoreHarness) {
         .unwrap();
     assert_eq!(entry.cid, rec_cid);
     assert_eq!(entry.rev, tid(1));
-    assert_eq!(s.list_collections(&alice).await.unwrap(), vec![nsid("app.bsky.feed.post")]);
+    assert_eq!(
+        s.list_collections(&alice).await.unwrap(),
+        vec![nsid("app.bsky.feed.post")]
+    );
 
     assert_eq!(s.current_seq().await.unwrap(), Some(seq));
     let events = s.events_after(0, 10).await.unwrap();
@@ -239,7 +253,10 @@ pub async fn later_commits_update_and_delete_records(h: StoreHarness) {
         "c1",
         1,
         vec![(a1, a1b), (b1, b1b)],
-        vec![put("com.example.thing", "a", a1), put("com.example.thing", "b", b1)],
+        vec![
+            put("com.example.thing", "a", a1),
+            put("com.example.thing", "b", b1),
+        ],
     );
     let r1 = c1.root;
     s.apply_commit(c1).await.unwrap();
@@ -264,17 +281,34 @@ pub async fn later_commits_update_and_delete_records(h: StoreHarness) {
     let root = s.get_root(&alice).await.unwrap().unwrap();
     assert_eq!((root.cid, root.rev), (r2, tid(2)));
     let thing = nsid("com.example.thing");
-    let a = s.get_record(&alice, &thing, &rkey("a")).await.unwrap().unwrap();
+    let a = s
+        .get_record(&alice, &thing, &rkey("a"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((a.cid, a.rev), (a2, tid(2)));
-    assert_eq!(s.get_record(&alice, &thing, &rkey("b")).await.unwrap(), None);
+    assert_eq!(
+        s.get_record(&alice, &thing, &rkey("b")).await.unwrap(),
+        None
+    );
     assert_eq!(
         s.list_collections(&alice).await.unwrap(),
         vec![nsid("app.bsky.feed.post"), nsid("com.example.thing")]
     );
     // Deleting a collection's last record removes the collection.
-    let c3 = commit(&alice, Some(r2), "c3", 3, vec![], vec![delete("com.example.thing", "a")]);
+    let c3 = commit(
+        &alice,
+        Some(r2),
+        "c3",
+        3,
+        vec![],
+        vec![delete("com.example.thing", "a")],
+    );
     s.apply_commit(c3).await.unwrap();
-    assert_eq!(s.list_collections(&alice).await.unwrap(), vec![nsid("app.bsky.feed.post")]);
+    assert_eq!(
+        s.list_collections(&alice).await.unwrap(),
+        vec![nsid("app.bsky.feed.post")]
+    );
     // Old blocks stay readable: the record index moved, the history did not.
     assert!(s.get_block(&alice, &a1).await.unwrap().is_some());
     assert_eq!(s.events_after(0, 10).await.unwrap().len(), 3);
@@ -296,7 +330,9 @@ pub async fn list_records_pages_in_both_directions(h: StoreHarness) {
     let (other, other_b) = block("other");
     blocks.push((other, other_b.clone()));
     writes.push(put("com.example.zzz", "3c", other));
-    s.apply_commit(commit(&alice, None, "c1", 1, blocks, writes)).await.unwrap();
+    s.apply_commit(commit(&alice, None, "c1", 1, blocks, writes))
+        .await
+        .unwrap();
     let bob = did("bob");
     s.apply_commit(commit(
         &bob,
@@ -311,18 +347,38 @@ pub async fn list_records_pages_in_both_directions(h: StoreHarness) {
 
     let note = nsid("com.example.note");
     // Default order: descending (newest TIDs first).
-    let first = s.list_records(&alice, &note, &page(2, None, false)).await.unwrap();
+    let first = s
+        .list_records(&alice, &note, &page(2, None, false))
+        .await
+        .unwrap();
     assert_eq!(rkeys(&first), ["3e", "3d"]);
-    let second = s.list_records(&alice, &note, &page(2, Some("3d"), false)).await.unwrap();
+    let second = s
+        .list_records(&alice, &note, &page(2, Some("3d"), false))
+        .await
+        .unwrap();
     assert_eq!(rkeys(&second), ["3c", "3b"]);
-    let last = s.list_records(&alice, &note, &page(2, Some("3b"), false)).await.unwrap();
+    let last = s
+        .list_records(&alice, &note, &page(2, Some("3b"), false))
+        .await
+        .unwrap();
     assert_eq!(rkeys(&last), ["3a"]);
     // reverse = true: ascending.
-    let asc = s.list_records(&alice, &note, &page(3, None, true)).await.unwrap();
+    let asc = s
+        .list_records(&alice, &note, &page(3, None, true))
+        .await
+        .unwrap();
     assert_eq!(rkeys(&asc), ["3a", "3b", "3c"]);
-    let asc2 = s.list_records(&alice, &note, &page(3, Some("3c"), true)).await.unwrap();
+    let asc2 = s
+        .list_records(&alice, &note, &page(3, Some("3c"), true))
+        .await
+        .unwrap();
     assert_eq!(rkeys(&asc2), ["3d", "3e"]);
-    assert!(s.list_records(&alice, &note, &page(0, None, true)).await.unwrap().is_empty());
+    assert!(
+        s.list_records(&alice, &note, &page(0, None, true))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[doc(hidden)]
@@ -342,15 +398,34 @@ pub async fn blocks_are_kept_per_repo(h: StoreHarness) {
     .await
     .unwrap();
     assert_eq!(s.get_block(&bob, &only_a).await.unwrap(), None);
-    assert!(s.get_blocks(&bob, &[only_a, shared]).await.unwrap().is_empty());
+    assert!(
+        s.get_blocks(&bob, &[only_a, shared])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The same block in another repo, and again in the same repo, is fine.
-    s.apply_commit(commit(&bob, None, "b1", 1, vec![(shared, shared_b.clone())], vec![]))
-        .await
-        .unwrap();
+    s.apply_commit(commit(
+        &bob,
+        None,
+        "b1",
+        1,
+        vec![(shared, shared_b.clone())],
+        vec![],
+    ))
+    .await
+    .unwrap();
     let root = s.get_root(&alice).await.unwrap().unwrap().cid;
-    s.apply_commit(commit(&alice, Some(root), "a2", 2, vec![(shared, shared_b.clone())], vec![]))
-        .await
-        .unwrap();
+    s.apply_commit(commit(
+        &alice,
+        Some(root),
+        "a2",
+        2,
+        vec![(shared, shared_b.clone())],
+        vec![],
+    ))
+    .await
+    .unwrap();
     assert_eq!(s.get_block(&bob, &shared).await.unwrap(), Some(shared_b));
 }
 
@@ -366,7 +441,10 @@ pub async fn stale_root_is_rejected_and_writes_nothing(h: StoreHarness) {
     // Creating a repo that exists.
     let again = commit(&alice, None, "again", 2, vec![], vec![]);
     let err = s.apply_commit(again).await.unwrap_err();
-    assert!(matches!(err, StoreError::RootConflict { expected: None, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::RootConflict { expected: None, .. }),
+        "{err:?}"
+    );
 
     // Building on a root that is not the current one.
     let (stale_root, _) = block("not-the-root");
@@ -392,7 +470,9 @@ pub async fn stale_root_is_rejected_and_writes_nothing(h: StoreHarness) {
     assert_eq!(s.get_block(&alice, &rec).await.unwrap(), None);
     assert_eq!(s.get_block(&alice, &stale_commit_cid).await.unwrap(), None);
     assert_eq!(
-        s.get_record(&alice, &nsid("com.example.thing"), &rkey("x")).await.unwrap(),
+        s.get_record(&alice, &nsid("com.example.thing"), &rkey("x"))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(s.events_after(0, 100).await.unwrap(), events_before);
@@ -406,16 +486,30 @@ pub async fn concurrent_commits_on_one_repo_exactly_one_wins(h: StoreHarness) {
     let mut root = c0.root;
     s.apply_commit(c0).await.unwrap();
     for round in 0..10u64 {
-        let left = commit(&alice, Some(root), &format!("left-{round}"), round * 2 + 2, vec![], vec![]);
-        let right = commit(&alice, Some(root), &format!("right-{round}"), round * 2 + 3, vec![], vec![]);
-        let (lroot, rroot) = (left.root, right.root);
+        let left = commit(
+            &alice,
+            Some(root),
+            &format!("left-{round}"),
+            round * 2 + 2,
+            vec![],
+            vec![],
+        );
+        let right = commit(
+            &alice,
+            Some(root),
+            &format!("right-{round}"),
+            round * 2 + 3,
+            vec![],
+            vec![],
+        );
+        let (left_root, right_root) = (left.root, right.root);
         let (s1, s2) = (s.clone(), s.clone());
         let t1 = tokio::spawn(async move { s1.apply_commit(left).await });
         let t2 = tokio::spawn(async move { s2.apply_commit(right).await });
         let (r1, r2) = (t1.await.unwrap(), t2.await.unwrap());
         let winner = match (&r1, &r2) {
-            (Ok(_), Err(StoreError::RootConflict { .. })) => lroot,
-            (Err(StoreError::RootConflict { .. }), Ok(_)) => rroot,
+            (Ok(_), Err(StoreError::RootConflict { .. })) => left_root,
+            (Err(StoreError::RootConflict { .. }), Ok(_)) => right_root,
             other => panic!("round {round}: expected exactly one winner, got {other:?}"),
         };
         assert_eq!(s.get_root(&alice).await.unwrap().unwrap().cid, winner);
@@ -444,19 +538,38 @@ pub async fn apply_commit_is_atomic_at_every_stage(h: StoreHarness) {
         );
         let failing_root = c.root;
         let faulty = (h.faulty)(stage);
-        assert!(faulty.apply_commit(c).await.is_err(), "fault after {stage:?} was not reported");
+        assert!(
+            faulty.apply_commit(c).await.is_err(),
+            "fault after {stage:?} was not reported"
+        );
 
-        assert_eq!(s.get_root(&alice).await.unwrap(), before_root, "root moved after {stage:?}");
-        assert_eq!(s.get_block(&alice, &rec).await.unwrap(), None, "block left after {stage:?}");
+        assert_eq!(
+            s.get_root(&alice).await.unwrap(),
+            before_root,
+            "root moved after {stage:?}"
+        );
+        assert_eq!(
+            s.get_block(&alice, &rec).await.unwrap(),
+            None,
+            "block left after {stage:?}"
+        );
         assert_eq!(s.get_block(&alice, &failing_root).await.unwrap(), None);
         assert_eq!(
-            s.get_record(&alice, &nsid("com.example.thing"), &rkey(&format!("k{round}")))
-                .await
-                .unwrap(),
+            s.get_record(
+                &alice,
+                &nsid("com.example.thing"),
+                &rkey(&format!("k{round}"))
+            )
+            .await
+            .unwrap(),
             None,
             "record left after {stage:?}"
         );
-        assert_eq!(s.events_after(0, 100).await.unwrap(), before_events, "event left after {stage:?}");
+        assert_eq!(
+            s.events_after(0, 100).await.unwrap(),
+            before_events,
+            "event left after {stage:?}"
+        );
 
         // The store still works, and the next commit succeeds normally.
         let ok = commit(
@@ -476,14 +589,22 @@ pub async fn events_are_sequenced_in_commit_order(h: StoreHarness) {
     let s = &h.store;
     let alice = did("alice");
     let mut seqs = Vec::new();
-    seqs.push(s.sequence_event(identity_event(&alice, "i1")).await.unwrap());
+    seqs.push(
+        s.sequence_event(identity_event(&alice, "i1"))
+            .await
+            .unwrap(),
+    );
     let c = commit(&alice, None, "c1", 1, vec![], vec![]);
     seqs.push(s.apply_commit(c).await.unwrap());
     let mut account = identity_event(&alice, "a1");
     account.event_type = EventType::Account;
     seqs.push(s.sequence_event(account).await.unwrap());
     for i in 0..7 {
-        seqs.push(s.sequence_event(identity_event(&alice, &format!("more-{i}"))).await.unwrap());
+        seqs.push(
+            s.sequence_event(identity_event(&alice, &format!("more-{i}")))
+                .await
+                .unwrap(),
+        );
     }
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert_eq!(s.current_seq().await.unwrap(), seqs.last().copied());
@@ -501,9 +622,19 @@ pub async fn events_are_sequenced_in_commit_order(h: StoreHarness) {
     // A closed range.
     let range = s.events_in_range(seqs[1], seqs[4], 100).await.unwrap();
     assert_eq!(range.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs[2..=4]);
-    assert!(s.events_in_range(seqs[4], seqs[4], 100).await.unwrap().is_empty());
+    assert!(
+        s.events_in_range(seqs[4], seqs[4], 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Past the head: nothing.
-    assert!(s.events_after(*seqs.last().unwrap(), 100).await.unwrap().is_empty());
+    assert!(
+        s.events_after(*seqs.last().unwrap(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[doc(hidden)]
@@ -534,8 +665,18 @@ pub async fn concurrent_commits_on_many_repos_get_ordered_seqs(h: StoreHarness) 
         acknowledged.extend(seqs);
     }
     acknowledged.sort_unstable();
-    let logged: Vec<i64> = h.store.events_after(0, 1000).await.unwrap().iter().map(|e| e.seq).collect();
-    assert_eq!(logged, acknowledged, "the log holds exactly the acknowledged commits, in order");
+    let logged: Vec<i64> = h
+        .store
+        .events_after(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        logged, acknowledged,
+        "the log holds exactly the acknowledged commits, in order"
+    );
     assert_eq!(logged.len(), writers * usize::try_from(per_writer).unwrap());
 }
 
@@ -549,7 +690,9 @@ pub async fn subscribers_wake_on_new_events(h: StoreHarness) {
         let alice = alice.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            s.apply_commit(commit(&alice, None, "c1", 1, vec![], vec![])).await.unwrap()
+            s.apply_commit(commit(&alice, None, "c1", 1, vec![], vec![]))
+                .await
+                .unwrap()
         }
     });
     tokio::time::timeout(Duration::from_secs(5), rx.changed())
@@ -588,12 +731,23 @@ pub async fn accounts_create_and_look_up(h: StoreHarness) {
     assert_eq!(created.status, AccountStatus::Active);
     assert_eq!(created.email.as_deref(), Some("alice@example.com"));
 
-    let by_did = s.get_account(AccountLookup::Did(&did("alice"))).await.unwrap().unwrap();
+    let by_did = s
+        .get_account(AccountLookup::Did(&did("alice")))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(by_did.handle, handle("alice"));
-    assert_eq!(by_did.password_hash.as_deref(), Some("$argon2id$fake$alice"));
+    assert_eq!(
+        by_did.password_hash.as_deref(),
+        Some("$argon2id$fake$alice")
+    );
     assert_eq!(by_did.email_confirmed_at, None);
     assert!((by_did.created_at - created.created_at).num_seconds().abs() <= 1);
-    let by_handle = s.get_account(AccountLookup::Handle(&handle("alice"))).await.unwrap().unwrap();
+    let by_handle = s
+        .get_account(AccountLookup::Handle(&handle("alice")))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(by_handle.did, did("alice"));
     let by_email = s
         .get_account(AccountLookup::Email("ALICE@example.com"))
@@ -602,8 +756,18 @@ pub async fn accounts_create_and_look_up(h: StoreHarness) {
         .unwrap();
     assert_eq!(by_email.did, did("alice"));
 
-    assert!(s.get_account(AccountLookup::Did(&did("nobody"))).await.unwrap().is_none());
-    assert!(s.get_account(AccountLookup::Email("nobody@example.com")).await.unwrap().is_none());
+    assert!(
+        s.get_account(AccountLookup::Did(&did("nobody")))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.get_account(AccountLookup::Email("nobody@example.com"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Accounts without an email do not clash with each other.
     s.create_account(new_account("bob", None)).await.unwrap();
     s.create_account(new_account("carol", None)).await.unwrap();
@@ -612,21 +776,32 @@ pub async fn accounts_create_and_look_up(h: StoreHarness) {
 #[doc(hidden)]
 pub async fn accounts_reject_duplicates(h: StoreHarness) {
     let s = &h.store;
-    s.create_account(new_account("alice", Some("alice@example.com"))).await.unwrap();
+    s.create_account(new_account("alice", Some("alice@example.com")))
+        .await
+        .unwrap();
 
     let mut same_did = new_account("alice", Some("other@example.com"));
     same_did.handle = handle("other");
     let err = s.create_account(same_did).await.unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyExists { field: "did" }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::AlreadyExists { field: "did" }),
+        "{err:?}"
+    );
 
     let mut same_handle = new_account("bob", Some("bob@example.com"));
     same_handle.handle = handle("alice");
     let err = s.create_account(same_handle).await.unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyExists { field: "handle" }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::AlreadyExists { field: "handle" }),
+        "{err:?}"
+    );
 
     let same_email = new_account("carol", Some("ALICE@example.com"));
     let err = s.create_account(same_email).await.unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyExists { field: "email" }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::AlreadyExists { field: "email" }),
+        "{err:?}"
+    );
 
     // Nothing of the failed attempts was stored.
     assert_eq!(s.list_accounts(None, 10).await.unwrap().len(), 1);
@@ -640,18 +815,42 @@ pub async fn accounts_update_list_and_delete(h: StoreHarness) {
     }
     let alice = did("alice");
     s.update_handle(&alice, &handle("alice2")).await.unwrap();
-    let a = s.get_account(AccountLookup::Did(&alice)).await.unwrap().unwrap();
+    let a = s
+        .get_account(AccountLookup::Did(&alice))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(a.handle, handle("alice2"));
-    assert!(s.get_account(AccountLookup::Handle(&handle("alice"))).await.unwrap().is_none());
+    assert!(
+        s.get_account(AccountLookup::Handle(&handle("alice")))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let err = s.update_handle(&alice, &handle("bob")).await.unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyExists { field: "handle" }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::AlreadyExists { field: "handle" }),
+        "{err:?}"
+    );
 
-    s.update_status(&alice, AccountStatus::Deactivated).await.unwrap();
-    let a = s.get_account(AccountLookup::Did(&alice)).await.unwrap().unwrap();
+    s.update_status(&alice, AccountStatus::Deactivated)
+        .await
+        .unwrap();
+    let a = s
+        .get_account(AccountLookup::Did(&alice))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(a.status, AccountStatus::Deactivated);
-    s.update_status(&alice, AccountStatus::Takendown).await.unwrap();
+    s.update_status(&alice, AccountStatus::Takendown)
+        .await
+        .unwrap();
     assert_eq!(
-        s.get_account(AccountLookup::Did(&alice)).await.unwrap().unwrap().status,
+        s.get_account(AccountLookup::Did(&alice))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         AccountStatus::Takendown
     );
 
@@ -673,8 +872,16 @@ pub async fn accounts_update_list_and_delete(h: StoreHarness) {
     assert_eq!(names, ["did:plc:carol", "did:plc:dave"]);
 
     s.delete_account(&did("bob")).await.unwrap();
-    assert!(s.get_account(AccountLookup::Did(&did("bob"))).await.unwrap().is_none());
-    assert!(matches!(s.delete_account(&did("bob")).await, Err(StoreError::NotFound(_))));
+    assert!(
+        s.get_account(AccountLookup::Did(&did("bob")))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        s.delete_account(&did("bob")).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert_eq!(s.list_accounts(None, 10).await.unwrap().len(), 3);
 }
 
@@ -682,7 +889,8 @@ pub async fn accounts_update_list_and_delete(h: StoreHarness) {
 // BlobStore
 
 fn chunks(parts: &[&'static [u8]]) -> ByteStream {
-    let parts: Vec<std::io::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+    let parts: Vec<std::io::Result<Bytes>> =
+        parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
     futures::stream::iter(parts).boxed()
 }
 
@@ -699,16 +907,27 @@ async fn read_all(blob: aurora_core::store::StoredBlob) -> Vec<u8> {
 pub async fn blob_upload_becomes_permanent(h: BlobHarness) {
     let b = &h.store;
     let (alice, bob) = (did("alice"), did("bob"));
-    let temp = b.put_temp(chunks(&[b"hello ", b"blob ", b"world"])).await.unwrap();
+    let temp = b
+        .put_temp(chunks(&[b"hello ", b"blob ", b"world"]))
+        .await
+        .unwrap();
     assert_eq!(temp.size, 16);
-    assert_eq!(temp.cid, cid_for(aurora_core::data::RAW, b"hello blob world"));
-    assert!(b.get(&alice, &temp.cid).await.unwrap().is_none(), "temporary blobs are not served");
+    assert_eq!(
+        temp.cid,
+        cid_for(aurora_core::data::RAW, b"hello blob world")
+    );
+    assert!(
+        b.get(&alice, &temp.cid).await.unwrap().is_none(),
+        "temporary blobs are not served"
+    );
     assert!(!b.contains(&alice, &temp.cid).await.unwrap());
 
-    b.make_permanent(&alice, &temp.key, &temp.cid).await.unwrap();
-    let blob = b.get(&alice, &temp.cid).await.unwrap().unwrap();
-    assert_eq!(blob.size, 16);
-    assert_eq!(read_all(blob).await, b"hello blob world");
+    b.make_permanent(&alice, &temp.key, &temp.cid)
+        .await
+        .unwrap();
+    let stored = b.get(&alice, &temp.cid).await.unwrap().unwrap();
+    assert_eq!(stored.size, 16);
+    assert_eq!(read_all(stored).await, b"hello blob world");
     assert!(b.contains(&alice, &temp.cid).await.unwrap());
     // Blobs are per account.
     assert!(!b.contains(&bob, &temp.cid).await.unwrap());
@@ -728,11 +947,19 @@ pub async fn blob_make_permanent_is_idempotent(h: BlobHarness) {
     let second = b.put_temp(chunks(&[b"same ", b"bytes"])).await.unwrap();
     assert_eq!(first.cid, second.cid);
     assert_ne!(first.key, second.key);
-    b.make_permanent(&alice, &first.key, &first.cid).await.unwrap();
-    b.make_permanent(&alice, &second.key, &second.cid).await.unwrap();
+    b.make_permanent(&alice, &first.key, &first.cid)
+        .await
+        .unwrap();
+    b.make_permanent(&alice, &second.key, &second.cid)
+        .await
+        .unwrap();
     let blob = b.get(&alice, &first.cid).await.unwrap().unwrap();
     assert_eq!(read_all(blob).await, b"same bytes");
-    assert_eq!(b.delete_temp_older_than(Duration::ZERO).await.unwrap(), 0, "no temporary left over");
+    assert_eq!(
+        b.delete_temp_older_than(Duration::ZERO).await.unwrap(),
+        0,
+        "no temporary left over"
+    );
 }
 
 #[doc(hidden)]
@@ -740,7 +967,9 @@ pub async fn blob_delete_and_temp_cleanup(h: BlobHarness) {
     let b = &h.store;
     let alice = did("alice");
     let kept = b.put_temp(chunks(&[b"kept"])).await.unwrap();
-    b.make_permanent(&alice, &kept.key, &kept.cid).await.unwrap();
+    b.make_permanent(&alice, &kept.key, &kept.cid)
+        .await
+        .unwrap();
     b.delete(&alice, &kept.cid).await.unwrap();
     assert!(b.get(&alice, &kept.cid).await.unwrap().is_none());
     b.delete(&alice, &kept.cid).await.unwrap();
@@ -754,15 +983,26 @@ pub async fn blob_delete_and_temp_cleanup(h: BlobHarness) {
     ));
     // Keys that are not ours are simply not found.
     assert!(matches!(
-        b.make_permanent(&alice, "../../etc/passwd", &dropped.cid).await,
+        b.make_permanent(&alice, "../../etc/passwd", &dropped.cid)
+            .await,
         Err(BlobError::TempNotFound(_))
     ));
 
     let _young = b.put_temp(chunks(&[b"young"])).await.unwrap();
     let _young2 = b.put_temp(chunks(&[b"young too"])).await.unwrap();
-    assert_eq!(b.delete_temp_older_than(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(
+        b.delete_temp_older_than(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(b.delete_temp_older_than(Duration::from_millis(1)).await.unwrap(), 2);
+    assert_eq!(
+        b.delete_temp_older_than(Duration::from_millis(1))
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 #[doc(hidden)]
@@ -770,7 +1010,10 @@ pub async fn blob_failed_upload_leaves_nothing(h: BlobHarness) {
     let b = &h.store;
     let broken: ByteStream = futures::stream::iter(vec![
         Ok(Bytes::from_static(b"partial")),
-        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
     ])
     .boxed();
     assert!(matches!(b.put_temp(broken).await, Err(BlobError::Input(_))));
@@ -791,7 +1034,9 @@ pub async fn blob_large_upload_streams(h: BlobHarness) {
     let stream = futures::stream::iter((0..n).map(move |_| Ok(chunk.clone()))).boxed();
     let temp = b.put_temp(stream).await.unwrap();
     assert_eq!((temp.cid, temp.size), (cid, size));
-    b.make_permanent(&alice, &temp.key, &temp.cid).await.unwrap();
+    b.make_permanent(&alice, &temp.key, &temp.cid)
+        .await
+        .unwrap();
     let blob = b.get(&alice, &cid).await.unwrap().unwrap();
     assert_eq!(blob.size, size);
     let mut stream = blob.stream;

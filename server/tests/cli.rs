@@ -1,0 +1,250 @@
+//! Tests of the `aurora` binary as a user runs it: configuration layering
+//! and redaction, one-line errors for bad values, `migrate`, and `serve` as a
+//! real process that stops cleanly on SIGTERM.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn aurora(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aurora"));
+    // A clean environment: nothing inherited can change the configuration.
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_BACKTRACE", "1")
+        .current_dir(dir)
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    aurora(dir, args, env).output().unwrap()
+}
+
+#[test]
+fn defaults_file_and_environment_layer_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["config"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let shown: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(shown["listen"].as_str(), Some("127.0.0.1:2583"));
+    assert_eq!(shown["hostname"].as_str(), Some("localhost"));
+    assert_eq!(shown["data_dir"].as_str(), Some("./data"));
+    assert_eq!(shown["database_url"].as_str(), Some("sqlite://./data/aurora.sqlite"));
+    assert_eq!(shown["user_domains"].as_array().unwrap()[0].as_str(), Some(".test"));
+    assert_eq!(shown["service_did"].as_str(), Some("did:web:localhost"));
+
+    // aurora.toml in the working folder is read by default...
+    std::fs::write(
+        dir.path().join("aurora.toml"),
+        "hostname = \"pds.example.com\"\nlisten = \"127.0.0.1:3000\"\nadmin_password = \"file-secret\"\n[database]\nmax_connections = 7\n",
+    )
+    .unwrap();
+    // ... and the environment wins over it.
+    let out = run(
+        dir.path(),
+        &["config"],
+        &[
+            ("AURORA_LISTEN", "0.0.0.0:4000"),
+            ("AURORA_USER_DOMAINS", ".a.example, b.example"),
+            ("AURORA_ADMIN_PASSWORD", "12345678"),
+            ("AURORA_JWT_SECRET", "env-jwt-secret-env-jwt-secret-env-jwt"),
+            ("AURORA_DATABASE_URL", "postgres://aurora:db-password@db.internal/aurora"),
+            ("AURORA_DATABASE__ACQUIRE_TIMEOUT_SECS", "3"),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for secret in ["file-secret", "12345678", "env-jwt-secret", "db-password"] {
+        assert!(!text.contains(secret), "secret {secret} printed:\n{text}");
+    }
+    let shown: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(shown["hostname"].as_str(), Some("pds.example.com"));
+    assert_eq!(shown["listen"].as_str(), Some("0.0.0.0:4000"));
+    assert_eq!(shown["admin_password"].as_str(), Some("<redacted>"));
+    assert_eq!(shown["jwt_secret"].as_str(), Some("<redacted>"));
+    assert_eq!(
+        shown["database_url"].as_str(),
+        Some("postgres://aurora:redacted@db.internal/aurora")
+    );
+    assert_eq!(shown["database"]["max_connections"].as_integer(), Some(7));
+    assert_eq!(shown["database"]["acquire_timeout_secs"].as_integer(), Some(3));
+    let domains: Vec<&str> = shown["user_domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(domains, [".a.example", ".b.example"]);
+
+    // --config names another file.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "hostname = \"other.example.com\"\n").unwrap();
+    let out = run(dir.path(), &["--config", other.to_str().unwrap(), "config"], &[]);
+    let shown: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(shown["hostname"].as_str(), Some("other.example.com"));
+}
+
+/// Asserts a failed run that printed exactly one line naming `key`.
+fn assert_one_line_error(out: &Output, key: &str) -> String {
+    assert!(!out.status.success(), "expected failure: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
+    assert!(lines[0].contains(key), "{key} not named in {:?}", lines[0]);
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn bad_values_exit_non_zero_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["config"], &[("AURORA_LISTEN", "not-an-address")], "AURORA_LISTEN"),
+        (&["serve"], &[("AURORA_LISTEN", "127.0.0.1:99999")], "AURORA_LISTEN"),
+        (&["serve"], &[("AURORA_DATABASE_URL", "mysql://localhost/aurora")], "AURORA_DATABASE_URL"),
+        (&["migrate"], &[("AURORA_DATABASE_URL", "oracle:thin")], "AURORA_DATABASE_URL"),
+        (&["serve"], &[("AURORA_USER_DOMAINS", "not a domain!")], "AURORA_USER_DOMAINS"),
+        (&["serve"], &[("AURORA_HOSTNAME", "bad host name")], "AURORA_HOSTNAME"),
+        (&["serve"], &[("AURORA_PLC_URL", "::not a url")], "AURORA_PLC_URL"),
+        (
+            &["serve"],
+            &[("AURORA_DATABASE__MAX_CONNECTIONS", "lots")],
+            "AURORA_DATABASE__MAX_CONNECTIONS",
+        ),
+        (&["serve"], &[("AURORA_BLOB_MAX_BYTES", "0")], "AURORA_BLOB_MAX_BYTES"),
+    ];
+    for (args, env, key) in cases {
+        let out = run(dir.path(), args, env);
+        assert_one_line_error(&out, key);
+    }
+    // Nothing was created by the failed starts.
+    assert!(!dir.path().join("data").exists());
+
+    let out = run(dir.path(), &["--config", "missing.toml", "config"], &[]);
+    assert_one_line_error(&out, "--config");
+    std::fs::write(dir.path().join("aurora.toml"), "listen = 5\n").unwrap();
+    let line = assert_one_line_error(&run(dir.path(), &["config"], &[]), "listen");
+    assert!(line.contains("aurora.toml"), "{line}");
+}
+
+#[test]
+fn an_unreachable_database_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1.
+    let started = Instant::now();
+    let out = run(
+        dir.path(),
+        &["migrate"],
+        &[
+            ("AURORA_DATABASE_URL", "postgres://aurora@127.0.0.1:1/aurora"),
+            ("AURORA_DATABASE__ACQUIRE_TIMEOUT_SECS", "2"),
+        ],
+    );
+    let line = assert_one_line_error(&out, "AURORA_DATABASE_URL");
+    assert!(line.contains("cannot connect"), "{line}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn migrate_creates_the_sqlite_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["migrate"], &[("AURORA_DATA_DIR", "state")]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(dir.path().join("state/aurora.sqlite").exists());
+    // Running it again is a no-op.
+    let out = run(dir.path(), &["migrate"], &[("AURORA_DATA_DIR", "state")]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Runs `aurora serve`, waits for its "listening on" line, checks it
+/// answers, sends SIGTERM and expects a clean exit. Returns the log.
+fn serve_and_stop(dir: &Path, env: &[(&str, &str)]) -> String {
+    let mut env = env.to_vec();
+    env.push(("AURORA_LISTEN", "127.0.0.1:0"));
+    let mut child = aurora(dir, &["serve"], &env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited early:\n{log}");
+        log.push_str(&line);
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let health = http_get(&addr, "/xrpc/_health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains(r#"{"version":"#), "{health}");
+    let describe = http_get(&addr, "/xrpc/com.atproto.server.describeServer");
+    assert!(describe.contains(r#""availableUserDomains":[".test"]"#), "{describe}");
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    log.push_str(&rest);
+    assert!(status.success(), "exit {status:?}:\n{log}");
+    log
+}
+
+/// A minimal HTTP/1.1 GET, so this test needs no client library.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn serve_runs_on_sqlite_generates_private_secrets_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = serve_and_stop(dir.path(), &[]);
+    assert!(log.contains("stopped"), "{log}");
+    let secrets = dir.path().join("data/secrets");
+    for name in ["jwt_secret", "plc_rotation_key"] {
+        let path = secrets.join(name);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}");
+        let value = std::fs::read_to_string(&path).unwrap();
+        assert!(!log.contains(value.trim()), "secret {name} appears in the log");
+    }
+    assert!(dir.path().join("data/aurora.sqlite").exists());
+    // A second start reuses the secrets.
+    let before = std::fs::read_to_string(secrets.join("jwt_secret")).unwrap();
+    serve_and_stop(dir.path(), &[]);
+    assert_eq!(std::fs::read_to_string(secrets.join("jwt_secret")).unwrap(), before);
+}
+
+#[test]
+fn serve_runs_on_postgres() {
+    let Some(url) = aurora_storage_testkit::postgres::database("serve_runs_on_postgres") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    serve_and_stop(dir.path(), &[("AURORA_DATABASE_URL", &url)]);
+    // Migrations are recorded once; a restart works against the same database.
+    serve_and_stop(dir.path(), &[("AURORA_DATABASE_URL", &url)]);
+}
