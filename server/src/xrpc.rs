@@ -82,7 +82,7 @@ impl From<StoreError> for ApiError {
         match &e {
             StoreError::Unavailable(_) => tracing::warn!(error = %e, "storage unavailable"),
             StoreError::Backend(_) | StoreError::Corrupt(_) => {
-                tracing::error!(error = %e, "storage failure")
+                tracing::error!(error = %e, "storage failure");
             }
             _ => {}
         }

@@ -37,8 +37,14 @@ fn defaults_file_and_environment_layer_in_order() {
     assert_eq!(shown["listen"].as_str(), Some("127.0.0.1:2583"));
     assert_eq!(shown["hostname"].as_str(), Some("localhost"));
     assert_eq!(shown["data_dir"].as_str(), Some("./data"));
-    assert_eq!(shown["database_url"].as_str(), Some("sqlite://./data/aurora.sqlite"));
-    assert_eq!(shown["user_domains"].as_array().unwrap()[0].as_str(), Some(".test"));
+    assert_eq!(
+        shown["database_url"].as_str(),
+        Some("sqlite://./data/aurora.sqlite")
+    );
+    assert_eq!(
+        shown["user_domains"].as_array().unwrap()[0].as_str(),
+        Some(".test")
+    );
     assert_eq!(shown["service_did"].as_str(), Some("did:web:localhost"));
 
     // aurora.toml in the working folder is read by default...
@@ -56,7 +62,10 @@ fn defaults_file_and_environment_layer_in_order() {
             ("AURORA_USER_DOMAINS", ".a.example, b.example"),
             ("AURORA_ADMIN_PASSWORD", "12345678"),
             ("AURORA_JWT_SECRET", "env-jwt-secret-env-jwt-secret-env-jwt"),
-            ("AURORA_DATABASE_URL", "postgres://aurora:db-password@db.internal/aurora"),
+            (
+                "AURORA_DATABASE_URL",
+                "postgres://aurora:db-password@db.internal/aurora",
+            ),
             ("AURORA_DATABASE__ACQUIRE_TIMEOUT_SECS", "3"),
         ],
     );
@@ -75,7 +84,10 @@ fn defaults_file_and_environment_layer_in_order() {
         Some("postgres://aurora:redacted@db.internal/aurora")
     );
     assert_eq!(shown["database"]["max_connections"].as_integer(), Some(7));
-    assert_eq!(shown["database"]["acquire_timeout_secs"].as_integer(), Some(3));
+    assert_eq!(
+        shown["database"]["acquire_timeout_secs"].as_integer(),
+        Some(3)
+    );
     let domains: Vec<&str> = shown["user_domains"]
         .as_array()
         .unwrap()
@@ -87,7 +99,11 @@ fn defaults_file_and_environment_layer_in_order() {
     // --config names another file.
     let other = dir.path().join("other.toml");
     std::fs::write(&other, "hostname = \"other.example.com\"\n").unwrap();
-    let out = run(dir.path(), &["--config", other.to_str().unwrap(), "config"], &[]);
+    let out = run(
+        dir.path(),
+        &["--config", other.to_str().unwrap(), "config"],
+        &[],
+    );
     let shown: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
     assert_eq!(shown["hostname"].as_str(), Some("other.example.com"));
 }
@@ -99,27 +115,65 @@ fn assert_one_line_error(out: &Output, key: &str) -> String {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
     assert!(lines[0].contains(key), "{key} not named in {:?}", lines[0]);
-    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
     lines[0].to_owned()
 }
+
+/// Arguments, environment, and the key the error must name.
+type BadCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 
 #[test]
 fn bad_values_exit_non_zero_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
-        (&["config"], &[("AURORA_LISTEN", "not-an-address")], "AURORA_LISTEN"),
-        (&["serve"], &[("AURORA_LISTEN", "127.0.0.1:99999")], "AURORA_LISTEN"),
-        (&["serve"], &[("AURORA_DATABASE_URL", "mysql://localhost/aurora")], "AURORA_DATABASE_URL"),
-        (&["migrate"], &[("AURORA_DATABASE_URL", "oracle:thin")], "AURORA_DATABASE_URL"),
-        (&["serve"], &[("AURORA_USER_DOMAINS", "not a domain!")], "AURORA_USER_DOMAINS"),
-        (&["serve"], &[("AURORA_HOSTNAME", "bad host name")], "AURORA_HOSTNAME"),
-        (&["serve"], &[("AURORA_PLC_URL", "::not a url")], "AURORA_PLC_URL"),
+    let cases: &[BadCase] = &[
+        (
+            &["config"],
+            &[("AURORA_LISTEN", "not-an-address")],
+            "AURORA_LISTEN",
+        ),
+        (
+            &["serve"],
+            &[("AURORA_LISTEN", "127.0.0.1:99999")],
+            "AURORA_LISTEN",
+        ),
+        (
+            &["serve"],
+            &[("AURORA_DATABASE_URL", "mysql://localhost/aurora")],
+            "AURORA_DATABASE_URL",
+        ),
+        (
+            &["migrate"],
+            &[("AURORA_DATABASE_URL", "oracle:thin")],
+            "AURORA_DATABASE_URL",
+        ),
+        (
+            &["serve"],
+            &[("AURORA_USER_DOMAINS", "not a domain!")],
+            "AURORA_USER_DOMAINS",
+        ),
+        (
+            &["serve"],
+            &[("AURORA_HOSTNAME", "bad host name")],
+            "AURORA_HOSTNAME",
+        ),
+        (
+            &["serve"],
+            &[("AURORA_PLC_URL", "::not a url")],
+            "AURORA_PLC_URL",
+        ),
         (
             &["serve"],
             &[("AURORA_DATABASE__MAX_CONNECTIONS", "lots")],
             "AURORA_DATABASE__MAX_CONNECTIONS",
         ),
-        (&["serve"], &[("AURORA_BLOB_MAX_BYTES", "0")], "AURORA_BLOB_MAX_BYTES"),
+        (
+            &["serve"],
+            &[("AURORA_BLOB_MAX_BYTES", "0")],
+            "AURORA_BLOB_MAX_BYTES",
+        ),
     ];
     for (args, env, key) in cases {
         let out = run(dir.path(), args, env);
@@ -144,7 +198,10 @@ fn an_unreachable_database_is_one_clear_line() {
         dir.path(),
         &["migrate"],
         &[
-            ("AURORA_DATABASE_URL", "postgres://aurora@127.0.0.1:1/aurora"),
+            (
+                "AURORA_DATABASE_URL",
+                "postgres://aurora@127.0.0.1:1/aurora",
+            ),
             ("AURORA_DATABASE__ACQUIRE_TIMEOUT_SECS", "2"),
         ],
     );
@@ -178,7 +235,10 @@ fn serve_and_stop(dir: &Path, env: &[(&str, &str)]) -> String {
     let mut log = String::new();
     let addr = loop {
         let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited early:\n{log}");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited early:\n{log}"
+        );
         log.push_str(&line);
         if let Some(rest) = line.split("listening on ").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
@@ -188,10 +248,19 @@ fn serve_and_stop(dir: &Path, env: &[(&str, &str)]) -> String {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.contains(r#"{"version":"#), "{health}");
     let describe = http_get(&addr, "/xrpc/com.atproto.server.describeServer");
-    assert!(describe.contains(r#""availableUserDomains":[".test"]"#), "{describe}");
+    assert!(
+        describe.contains(r#""availableUserDomains":[".test"]"#),
+        "{describe}"
+    );
 
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -211,8 +280,14 @@ fn serve_and_stop(dir: &Path, env: &[(&str, &str)]) -> String {
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -229,13 +304,19 @@ fn serve_runs_on_sqlite_generates_private_secrets_and_stops_on_sigterm() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{name}");
         let value = std::fs::read_to_string(&path).unwrap();
-        assert!(!log.contains(value.trim()), "secret {name} appears in the log");
+        assert!(
+            !log.contains(value.trim()),
+            "secret {name} appears in the log"
+        );
     }
     assert!(dir.path().join("data/aurora.sqlite").exists());
     // A second start reuses the secrets.
     let before = std::fs::read_to_string(secrets.join("jwt_secret")).unwrap();
     serve_and_stop(dir.path(), &[]);
-    assert_eq!(std::fs::read_to_string(secrets.join("jwt_secret")).unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string(secrets.join("jwt_secret")).unwrap(),
+        before
+    );
 }
 
 #[test]
