@@ -165,6 +165,19 @@ impl NewAccount {
     pub fn normalized_email(&self) -> Option<String> {
         self.email.as_deref().map(normalize_email)
     }
+
+    /// The account as a store creates it: active, email normalised, created now.
+    pub fn into_account(self) -> Account {
+        Account {
+            email: self.normalized_email(),
+            did: self.did,
+            handle: self.handle,
+            password_hash: self.password_hash,
+            status: AccountStatus::Active,
+            created_at: chrono::Utc::now(),
+            email_confirmed_at: None,
+        }
+    }
 }
 
 impl AccountLookup<'_> {

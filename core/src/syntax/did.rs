@@ -42,10 +42,6 @@ impl Did {
         Ok(())
     }
 
-    fn normalize(s: String) -> String {
-        s
-    }
-
     /// The DID method, e.g. `plc` or `web`.
     pub fn method(&self) -> &str {
         self.0[4..].split(':').next().unwrap_or_default()

@@ -6,7 +6,7 @@ use super::{SyntaxError, string_newtype};
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Handle(String);
 
-string_newtype!(Handle);
+string_newtype!(Handle, Handle::normalize);
 
 const KIND: &str = "handle";
 

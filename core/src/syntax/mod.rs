@@ -35,16 +35,19 @@ impl SyntaxError {
 
 /// Implements the common surface of a validated string newtype: `FromStr`,
 /// `Display`, `AsRef<str>`, `as_str`, serde (validating on deserialize) and
-/// `TryFrom<String>`. The type must provide `fn validate(&str) -> Result<(), SyntaxError>`
-/// and may normalise in `fn normalize(String) -> String`.
+/// `TryFrom<String>`. The type must provide `fn validate(&str) -> Result<(), SyntaxError>`;
+/// a second argument names a `fn(String) -> String` that normalises valid input.
 macro_rules! string_newtype {
     ($name:ident) => {
+        $crate::syntax::string_newtype!($name, ::std::convert::identity);
+    };
+    ($name:ident, $normalize:path) => {
         impl $name {
             /// Parses and validates `s`.
             pub fn parse(s: impl Into<String>) -> Result<Self, $crate::syntax::SyntaxError> {
                 let s: String = s.into();
                 Self::validate(&s)?;
-                Ok(Self(Self::normalize(s)))
+                Ok(Self($normalize(s)))
             }
 
             /// The identifier as a string slice.

@@ -47,10 +47,6 @@ impl Nsid {
         Ok(())
     }
 
-    fn normalize(s: String) -> String {
-        s
-    }
-
     /// The name segment (the last one), e.g. `createRecord`.
     pub fn name(&self) -> &str {
         self.0.rsplit('.').next().unwrap_or_default()

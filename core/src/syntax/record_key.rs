@@ -23,10 +23,6 @@ impl RecordKey {
         }
         Ok(())
     }
-
-    fn normalize(s: String) -> String {
-        s
-    }
 }
 
 #[cfg(test)]

@@ -24,10 +24,6 @@ impl Tid {
         }
         Ok(())
     }
-
-    fn normalize(s: String) -> String {
-        s
-    }
 }
 
 #[cfg(test)]

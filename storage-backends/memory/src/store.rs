@@ -315,15 +315,7 @@ impl AccountStore for MemoryStore {
                 return Err(StoreError::AlreadyExists { field: "email" });
             }
         }
-        let account = Account {
-            did: new.did,
-            handle: new.handle,
-            email,
-            password_hash: new.password_hash,
-            status: AccountStatus::Active,
-            created_at: Utc::now(),
-            email_confirmed_at: None,
-        };
+        let account = new.into_account();
         state.accounts.insert(account.did.clone(), account.clone());
         Ok(account)
     }

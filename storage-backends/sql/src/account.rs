@@ -5,7 +5,6 @@ use aurora_core::store::{
     Account, AccountLookup, AccountStatus, AccountStore, NewAccount, StoreError,
 };
 use aurora_core::syntax::{Did, Handle};
-use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
@@ -65,16 +64,7 @@ impl SqlStore {
 #[async_trait]
 impl AccountStore for SqlStore {
     async fn create_account(&self, new: NewAccount) -> Result<Account, StoreError> {
-        let email = new.normalized_email();
-        let account = Account {
-            did: new.did,
-            handle: new.handle,
-            email,
-            password_hash: new.password_hash,
-            status: AccountStatus::Active,
-            created_at: Utc::now(),
-            email_confirmed_at: None,
-        };
+        let account = new.into_account();
         let row = account::ActiveModel {
             did: Set(account.did.as_str().to_owned()),
             handle: Set(account.handle.as_str().to_owned()),
