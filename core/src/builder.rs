@@ -90,16 +90,15 @@ pub enum BuildError {
 
 /// Assembles a [`Pds`].
 ///
+/// ```ignore
+/// let pds = PdsBuilder::new(service_info)
+///     .storage(Arc::new(sql_store)) // RepoStore + Sequencer + AccountStore
+///     .blob_store(Arc::new(fs_blobs))
+///     .plugin(MyPlugin)
+///     .build()?;
 /// ```
-/// # use std::sync::Arc;
-/// # use aurora_core::builder::{PdsBuilder, ServiceInfo};
-/// # fn parts() -> (ServiceInfo,) { unimplemented!() }
-/// // let pds = PdsBuilder::new(service_info)
-/// //     .storage(Arc::new(sql_store))   // RepoStore + Sequencer + AccountStore
-/// //     .blob_store(Arc::new(fs_blobs))
-/// //     .plugin(MyPlugin)
-/// //     .build()?;
-/// ```
+///
+/// `examples/custom-pds` in the repository is a complete, compiled example.
 #[derive(Default)]
 pub struct PdsBuilder {
     service: Option<ServiceInfo>,

@@ -96,7 +96,7 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
 
 /// Database pool and durability settings (`[database]`, `AURORA_DATABASE__*`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// Maximum pooled connections.
     pub max_connections: u32,
@@ -127,8 +127,11 @@ pub enum SqliteSynchronous {
 }
 
 /// The effective configuration of an `aurora` process.
+///
+/// Unknown keys are errors, so a misspelt setting is reported instead of
+/// silently ignored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on (`AURORA_LISTEN`).
     pub listen: SocketAddr,
