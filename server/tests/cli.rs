@@ -222,8 +222,9 @@ fn migrate_creates_the_sqlite_database() {
 }
 
 /// Runs `aurora serve`, waits for its "listening on" line, checks it
-/// answers, sends SIGTERM and expects a clean exit. Returns the log.
-fn serve_and_stop(dir: &Path, env: &[(&str, &str)]) -> String {
+/// answers, sends `signal` (`-TERM`, or `-INT` as Ctrl-C does) and expects a
+/// clean exit. Returns the log.
+fn serve_and_stop(dir: &Path, env: &[(&str, &str)], signal: &str) -> String {
     let mut env = env.to_vec();
     env.push(("AURORA_LISTEN", "127.0.0.1:0"));
     let mut child = aurora(dir, &["serve"], &env)
@@ -266,7 +267,7 @@ fn serve_and_stop(dir: &Path, env: &[(&str, &str)]) -> String {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        assert!(Instant::now() < deadline, "server did not stop on {signal}");
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut rest = String::new();
@@ -294,9 +295,9 @@ fn http_get(addr: &str, path: &str) -> String {
 }
 
 #[test]
-fn serve_runs_on_sqlite_generates_private_secrets_and_stops_on_sigterm() {
+fn serve_runs_on_sqlite_generates_private_secrets_and_stops_on_sigterm_and_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
-    let log = serve_and_stop(dir.path(), &[]);
+    let log = serve_and_stop(dir.path(), &[], "-TERM");
     assert!(log.contains("stopped"), "{log}");
     let secrets = dir.path().join("data/secrets");
     for name in ["jwt_secret", "plc_rotation_key"] {
@@ -312,7 +313,7 @@ fn serve_runs_on_sqlite_generates_private_secrets_and_stops_on_sigterm() {
     assert!(dir.path().join("data/aurora.sqlite").exists());
     // A second start reuses the secrets.
     let before = std::fs::read_to_string(secrets.join("jwt_secret")).unwrap();
-    serve_and_stop(dir.path(), &[]);
+    serve_and_stop(dir.path(), &[], "-INT");
     assert_eq!(
         std::fs::read_to_string(secrets.join("jwt_secret")).unwrap(),
         before
@@ -325,7 +326,7 @@ fn serve_runs_on_postgres() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    serve_and_stop(dir.path(), &[("AURORA_DATABASE_URL", &url)]);
+    serve_and_stop(dir.path(), &[("AURORA_DATABASE_URL", &url)], "-TERM");
     // Migrations are recorded once; a restart works against the same database.
-    serve_and_stop(dir.path(), &[("AURORA_DATABASE_URL", &url)]);
+    serve_and_stop(dir.path(), &[("AURORA_DATABASE_URL", &url)], "-INT");
 }

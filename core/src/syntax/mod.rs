@@ -5,17 +5,23 @@
 //! ATProto syntax rules (<https://atproto.com/specs>). Handlers parse input at
 //! the edge and pass these types inward; nothing deeper re-validates.
 
+mod at_uri;
+mod cid_string;
+mod datetime;
 mod did;
 mod handle;
 mod nsid;
 mod record_key;
 mod tid;
 
+pub use at_uri::{AtAuthority, AtUri};
+pub use cid_string::CidString;
+pub use datetime::Datetime;
 pub use did::Did;
 pub use handle::Handle;
 pub use nsid::Nsid;
 pub use record_key::RecordKey;
-pub use tid::Tid;
+pub use tid::{Tid, TidClock};
 
 /// Why a string is not a valid identifier of some kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
