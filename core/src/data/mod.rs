@@ -1,7 +1,58 @@
-//! CIDs and hashing for the ATProto data model.
+//! The ATProto data model: DAG-CBOR values ([`Ipld`]), their JSON form,
+//! blob references, and CIDs.
 //!
 //! ATProto uses CIDv1 with sha2-256 and one of two codecs: `dag-cbor` for
 //! records, commits and MST nodes, `raw` for blobs.
+
+mod blob;
+mod cbor;
+mod json;
+
+pub use blob::{BlobRef, collect_blob_refs};
+pub use cbor::{MAX_DEPTH, decode, decode_strict, encode};
+pub use ipld_core::ipld::Ipld;
+pub use json::{ipld_to_json, json_to_ipld, validate};
+
+/// Why a value is not valid ATProto data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataError {
+    /// Bytes are not well-formed DAG-CBOR.
+    #[error("malformed DAG-CBOR: {0}")]
+    MalformedCbor(String),
+    /// Well-formed CBOR that is not in DAG-CBOR's canonical form (map key
+    /// order, minimal integers, definite lengths).
+    #[error("DAG-CBOR is not canonical: {0}")]
+    NonCanonical(&'static str),
+    /// Floating-point numbers are not part of the ATProto data model.
+    #[error("floating-point numbers are not allowed")]
+    Float,
+    /// An integer outside the 64-bit signed range.
+    #[error("integer out of range")]
+    IntegerRange,
+    /// Nesting deeper than [`MAX_DEPTH`].
+    #[error("data nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// A malformed `$link`, `$bytes`, `$type` or blob.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// Which construct.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Not valid JSON.
+    #[error("malformed JSON: {0}")]
+    Json(String),
+}
+
+impl DataError {
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            what,
+            reason: reason.into(),
+        }
+    }
+}
 
 use cid::Cid;
 use cid::multihash::Multihash;
