@@ -5,21 +5,27 @@
 //! plugin implements.
 //!
 //! - [`syntax`] — validated identifiers (`Did`, `Handle`, `Nsid`, ...).
-//! - [`data`] — CIDs for the ATProto data model.
+//! - [`data`] — the data model: DAG-CBOR, its JSON form, blob refs, CIDs.
+//! - [`crypto`] — signing keys, did:key, verification.
 //! - [`event`] — repo events and their log entries.
 //! - [`store`] — [`RepoStore`], [`Sequencer`], [`AccountStore`], [`BlobStore`].
 //! - [`sink`] — [`EventSink`].
+//! - [`repo`] — the Merkle Search Tree (and, to come, commits, CAR, proofs).
 //! - [`plugin`] and [`builder`] — [`Plugin`] and [`PdsBuilder`].
 //! - [`error`] — [`XrpcError`], the one error shape clients see.
 //!
 //! This crate depends on no database, web framework or backend.
 
 pub mod builder;
+pub mod crypto;
 pub mod data;
 pub mod error;
 pub mod event;
 pub mod http;
+#[cfg(test)]
+mod interop;
 pub mod plugin;
+pub mod repo;
 pub mod sink;
 pub mod store;
 pub mod syntax;

@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::{BlobRef, DataError, MAX_DEPTH};
 
 /// Standard base64 that accepts input with or without padding.
-const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
@@ -159,19 +159,9 @@ mod tests {
     use super::*;
     use crate::data::{DAG_CBOR, cid_for, decode_strict, encode};
     use base64::engine::general_purpose::STANDARD_NO_PAD;
-    use std::path::PathBuf;
 
     fn fixtures(name: &str) -> Option<Vec<Value>> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/interop-tests/data-model")
-            .join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Some(serde_json::from_str(&text).unwrap()),
-            Err(e) => {
-                eprintln!("SKIP: {} not readable: {e}", path.display());
-                None
-            }
-        }
+        crate::interop::cases(&format!("data-model/{name}"))
     }
 
     #[test]

@@ -11,6 +11,8 @@ mod json;
 pub use blob::{BlobRef, collect_blob_refs};
 pub use cbor::{MAX_DEPTH, decode, decode_strict, encode};
 pub use ipld_core::ipld::Ipld;
+#[cfg(test)]
+pub(crate) use json::BASE64_LENIENT;
 pub use json::{ipld_to_json, json_to_ipld, validate};
 
 /// Why a value is not valid ATProto data.

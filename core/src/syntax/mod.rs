@@ -125,26 +125,16 @@ pub(crate) use string_newtype;
 #[cfg(test)]
 pub(crate) mod vectors {
     //! Loads the shared interop vectors (`../shared/interop-tests/syntax`).
-    use std::path::PathBuf;
-
     /// Non-comment, non-empty lines of `syntax/<file>`, or `None` (with a
     /// message) when the interop folder is absent.
     pub(crate) fn lines(file: &str) -> Option<Vec<String>> {
-        let dir =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/interop-tests/syntax");
-        let path = dir.join(file);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Some(
-                text.lines()
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_owned)
-                    .collect(),
-            ),
-            Err(e) => {
-                eprintln!("SKIP: interop vectors not found at {}: {e}", path.display());
-                None
-            }
-        }
+        let text = crate::interop::text(&format!("syntax/{file}"))?;
+        Some(
+            text.lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect(),
+        )
     }
 
     /// Asserts that `parse` accepts every line of `valid` and rejects every line of `invalid`.

@@ -1,0 +1,279 @@
+use std::collections::HashMap;
+use std::ops::Bound;
+
+use proptest::prelude::*;
+use serde_json::Value;
+
+use super::*;
+
+fn interop(path: &str) -> Option<Value> {
+    crate::interop::json(path)
+}
+
+fn leaf() -> Cid {
+    Cid::try_from("bafyreie5cvv4h45feadgeuwhbcutmh6t2ceseocckahdoe6uat64zmz454").unwrap()
+}
+
+#[test]
+fn interop_key_heights() {
+    let Some(Value::Array(cases)) = interop("mst/key_heights.json") else {
+        return;
+    };
+    for c in &cases {
+        let key = c["key"].as_str().unwrap();
+        assert_eq!(
+            u64::from(key_height(key.as_bytes())),
+            c["height"].as_u64().unwrap(),
+            "{key}"
+        );
+    }
+    eprintln!("mst/key_heights.json: {} cases passed", cases.len());
+}
+
+#[test]
+fn interop_common_prefix() {
+    let Some(Value::Array(cases)) = interop("mst/common_prefix.json") else {
+        return;
+    };
+    for c in &cases {
+        let (l, r) = (c["left"].as_str().unwrap(), c["right"].as_str().unwrap());
+        assert_eq!(
+            common_prefix_len(l.as_bytes(), r.as_bytes()) as u64,
+            c["len"].as_u64().unwrap()
+        );
+    }
+    eprintln!("mst/common_prefix.json: {} cases passed", cases.len());
+}
+
+#[test]
+fn interop_key_validity() {
+    let Some(doc) = interop("atproto-repo-fixtures/mst-key-validity.json") else {
+        return;
+    };
+    let (valid, invalid) = (
+        doc["valid"].as_array().unwrap(),
+        doc["invalid"].as_array().unwrap(),
+    );
+    for k in valid {
+        let k = k.as_str().unwrap();
+        assert!(Mst::new().insert(k, leaf()).is_ok(), "rejected valid {k}");
+    }
+    for k in invalid {
+        let k = k.as_str().unwrap();
+        assert!(
+            Mst::new().insert(k, leaf()).is_err(),
+            "accepted invalid {k}"
+        );
+    }
+    eprintln!(
+        "mst-key-validity.json: {} cases passed",
+        valid.len() + invalid.len()
+    );
+}
+
+#[test]
+fn interop_known_roots() {
+    let Some(doc) = interop("atproto-repo-fixtures/mst-known-roots.json") else {
+        return;
+    };
+    let leaf = Cid::try_from(doc["leafValue"].as_str().unwrap()).unwrap();
+    for h in doc["keyHeights"].as_array().unwrap() {
+        let key = h["key"].as_str().unwrap();
+        assert_eq!(
+            u64::from(key_height(key.as_bytes())),
+            h["height"].as_u64().unwrap(),
+            "{key}"
+        );
+    }
+    let mut steps = 0;
+    for case in doc["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let mut mst = Mst::new();
+        for step in case["steps"].as_array().unwrap() {
+            for k in step["add"].as_array().unwrap() {
+                mst = mst.insert(k.as_str().unwrap(), leaf).unwrap();
+            }
+            for k in step["delete"].as_array().unwrap() {
+                mst = mst.delete(k.as_str().unwrap()).unwrap();
+            }
+            assert_eq!(
+                mst.root_cid().to_string(),
+                step["root"].as_str().unwrap(),
+                "{name}"
+            );
+            assert_eq!(
+                mst.len() as u64,
+                step["leafCount"].as_u64().unwrap(),
+                "{name}"
+            );
+            if let Some(layer) = step["layer"].as_u64() {
+                assert_eq!(u64::from(mst.layer().unwrap_or(0)), layer, "{name}");
+            }
+            // The same keys built in one go give the same tree.
+            assert_eq!(
+                Mst::from_entries(mst.entries()).unwrap().root_cid(),
+                mst.root_cid(),
+                "{name}"
+            );
+            // And the stored form loads back, canonical.
+            let blocks: HashMap<Cid, Bytes> = mst.blocks().into_iter().collect();
+            let loaded = Mst::load(&mst.root_cid(), &blocks).unwrap();
+            assert_eq!(loaded.entries(), mst.entries(), "{name}");
+            steps += 1;
+        }
+    }
+    eprintln!("mst-known-roots.json: {steps} steps passed");
+}
+
+#[test]
+fn interop_example_keys_build_like_inserts() {
+    let Some(text) = crate::interop::text("mst/example_keys.txt") else {
+        return;
+    };
+    let keys: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let mut mst = Mst::new();
+    for k in &keys {
+        mst = mst.insert(k, leaf()).unwrap();
+    }
+    assert_eq!(mst.len(), keys.len());
+    assert_eq!(
+        Mst::from_entries(keys.iter().map(|k| (*k, leaf())))
+            .unwrap()
+            .root_cid(),
+        mst.root_cid()
+    );
+    for k in keys.iter().rev() {
+        mst = mst.delete(k).unwrap();
+    }
+    assert!(mst.is_empty());
+    assert_eq!(mst.root_cid(), empty_root().0);
+    eprintln!("mst/example_keys.txt: {} keys passed", keys.len());
+}
+
+#[test]
+fn get_list_update_and_unstored_blocks() {
+    let value = |n: u8| crate::data::cid_for(DAG_CBOR, &[n]);
+    let mut mst = Mst::new();
+    for i in 0..200u8 {
+        mst = mst
+            .insert(&format!("com.example.thing/k{i:03}"), value(i))
+            .unwrap();
+    }
+    assert_eq!(mst.get("com.example.thing/k042"), Some(value(42)));
+    assert_eq!(mst.get("com.example.thing/k999"), None);
+    let updated = mst.insert("com.example.thing/k042", value(1)).unwrap();
+    assert_eq!(updated.get("com.example.thing/k042"), Some(value(1)));
+    assert_eq!(
+        mst.get("com.example.thing/k042"),
+        Some(value(42)),
+        "the old tree is unchanged"
+    );
+    assert_eq!(updated.len(), 200);
+
+    let page = mst.list(
+        Bound::Excluded("com.example.thing/k010"),
+        Bound::Included("com.example.thing/k013"),
+    );
+    let keys: Vec<&str> = page.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "com.example.thing/k011",
+            "com.example.thing/k012",
+            "com.example.thing/k013"
+        ]
+    );
+    assert_eq!(
+        mst.list(Bound::Included("com.example.thing/k195"), Bound::Unbounded)
+            .len(),
+        5
+    );
+
+    // After storing, one write leaves only the nodes on its path unstored.
+    mst.mark_stored();
+    assert!(mst.unstored_blocks().is_empty());
+    let next = mst.insert("com.example.thing/new", value(7)).unwrap();
+    let fresh = next.unstored_blocks();
+    assert!(
+        !fresh.is_empty() && fresh.len() <= 6,
+        "{} nodes",
+        fresh.len()
+    );
+    assert!(fresh.iter().any(|(c, _)| *c == next.root_cid()));
+    assert!(mst.delete("com.example.thing/none").is_none());
+}
+
+#[test]
+fn load_rejects_bad_trees() {
+    let mst = Mst::from_entries((0..50).map(|i| (format!("coll/k{i}"), leaf()))).unwrap();
+    let blocks: HashMap<Cid, Bytes> = mst.blocks().into_iter().collect();
+    // A missing node.
+    let mut partial = blocks.clone();
+    let victim = *partial.keys().find(|c| **c != mst.root_cid()).unwrap();
+    partial.remove(&victim);
+    assert!(
+        matches!(Mst::load(&mst.root_cid(), &partial), Err(MstError::MissingBlock(c)) if c == victim)
+    );
+    // A block that does not hash to its CID.
+    let mut tampered = blocks.clone();
+    tampered.insert(mst.root_cid(), Bytes::from_static(b"\xa0"));
+    assert!(Mst::load(&mst.root_cid(), &tampered).is_err());
+    // A well-formed node with keys out of order.
+    let bad = encode_node(
+        None,
+        &[
+            Entry {
+                key: "coll/b".into(),
+                value: leaf(),
+                right: None,
+            },
+            Entry {
+                key: "coll/a".into(),
+                value: leaf(),
+                right: None,
+            },
+        ],
+    );
+    let bad_cid = cid_for(DAG_CBOR, &bad);
+    let map: HashMap<Cid, Bytes> = [(bad_cid, Bytes::from(bad))].into_iter().collect();
+    assert!(Mst::load(&bad_cid, &map).is_err());
+    // The empty tree loads.
+    let (empty, bytes) = empty_root();
+    let map: HashMap<Cid, Bytes> = [(empty, bytes)].into_iter().collect();
+    assert!(Mst::load(&empty, &map).unwrap().is_empty());
+}
+
+fn arb_keys() -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::btree_set("[a-c]{1,3}\\.[a-z]{1,4}/[a-z0-9]{1,6}", 0..80)
+        .prop_map(|s| s.into_iter().collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn same_keys_same_root_whatever_the_order(keys in arb_keys(), seed in any::<u64>()) {
+        let built = Mst::from_entries(keys.iter().map(|k| (k.as_str(), leaf()))).unwrap();
+        let mut shuffled = keys.clone();
+        // A deterministic shuffle from the seed.
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            shuffled.swap(i, usize::try_from(state % (i as u64 + 1)).unwrap());
+        }
+        let mut inserted = Mst::new();
+        for k in &shuffled {
+            inserted = inserted.insert(k, leaf()).unwrap();
+        }
+        prop_assert_eq!(inserted.root_cid(), built.root_cid());
+        // Deleting half (in another order) equals building the rest.
+        let (gone, kept): (Vec<_>, Vec<_>) = shuffled.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let mut pruned = inserted.clone();
+        for (_, k) in gone.iter().rev() {
+            pruned = pruned.delete(k).unwrap();
+        }
+        let rest = Mst::from_entries(kept.iter().map(|(_, k)| (k.as_str(), leaf()))).unwrap();
+        prop_assert_eq!(pruned.root_cid(), rest.root_cid());
+        prop_assert_eq!(pruned.len(), kept.len());
+    }
+}
