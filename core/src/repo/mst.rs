@@ -130,10 +130,64 @@ pub fn validate_key(key: &str) -> Result<(), MstError> {
 
 type NodeRef = Arc<Node>;
 
+/// A pointer to a subtree: a node in memory, or a node still in storage
+/// (loaded on first use from the tree's block source).
+#[derive(Debug, Clone)]
+enum Child {
+    Loaded(NodeRef),
+    Lazy(Arc<LazyNode>),
+}
+
+#[derive(Debug)]
+struct LazyNode {
+    cid: Cid,
+    layer: u32,
+    node: OnceLock<NodeRef>,
+}
+
+impl Child {
+    fn cid(&self) -> Cid {
+        match self {
+            Self::Loaded(n) => n.cid(),
+            Self::Lazy(l) => l.cid,
+        }
+    }
+
+    fn layer(&self) -> u32 {
+        match self {
+            Self::Loaded(n) => n.layer,
+            Self::Lazy(l) => l.layer,
+        }
+    }
+
+    /// The node, reading it from `src` if it is not in memory yet.
+    fn node(&self, src: &dyn BlockSource) -> Result<NodeRef, MstError> {
+        match self {
+            Self::Loaded(n) => Ok(n.clone()),
+            Self::Lazy(lazy) => {
+                if let Some(n) = lazy.node.get() {
+                    return Ok(n.clone());
+                }
+                let node = read_node(&lazy.cid, Some(lazy.layer), src)?
+                    .ok_or_else(|| invalid(&lazy.cid, "empty node inside the tree"))?;
+                Ok(lazy.node.get_or_init(|| node).clone())
+            }
+        }
+    }
+
+    fn lazy(cid: Cid, layer: u32) -> Self {
+        Self::Lazy(Arc::new(LazyNode {
+            cid,
+            layer,
+            node: OnceLock::new(),
+        }))
+    }
+}
+
 #[derive(Debug)]
 struct Node {
     layer: u32,
-    left: Option<NodeRef>,
+    left: Option<Child>,
     entries: Vec<Entry>,
     /// The encoded node and its CID, computed once.
     block: OnceLock<(Cid, Bytes)>,
@@ -145,25 +199,25 @@ struct Node {
 struct Entry {
     key: Arc<str>,
     value: Cid,
-    right: Option<NodeRef>,
+    right: Option<Child>,
 }
 
 impl Node {
-    fn new(layer: u32, left: Option<NodeRef>, entries: Vec<Entry>) -> Option<NodeRef> {
+    fn make(layer: u32, left: Option<Child>, entries: Vec<Entry>) -> Option<Child> {
         if entries.is_empty() && left.is_none() {
             return None;
         }
-        Some(Arc::new(Self {
+        Some(Child::Loaded(Arc::new(Self {
             layer,
             left,
             entries,
             block: OnceLock::new(),
             stored: AtomicBool::new(false),
-        }))
+        })))
     }
 
     /// The subtree in the gap before entry `idx` (`left` for 0).
-    fn gap(&self, idx: usize) -> Option<&NodeRef> {
+    fn gap(&self, idx: usize) -> Option<&Child> {
         if idx == 0 {
             self.left.as_ref()
         } else {
@@ -171,13 +225,19 @@ impl Node {
         }
     }
 
-    /// A copy with the gap before entry `idx` replaced.
+    /// The gap after the last entry (or `left` when there are none).
+    fn last_gap(&self) -> Option<&Child> {
+        self.gap(self.entries.len())
+    }
+
+    /// `entries` with the gap before entry `idx` set to `sub`; returns the
+    /// node's new `left` and entries.
     fn with_gap(
         &self,
         idx: usize,
-        sub: Option<NodeRef>,
+        sub: Option<Child>,
         mut entries: Vec<Entry>,
-    ) -> (Option<NodeRef>, Vec<Entry>) {
+    ) -> (Option<Child>, Vec<Entry>) {
         if idx == 0 {
             (sub, entries)
         } else {
@@ -195,7 +255,7 @@ impl Node {
     fn block(&self) -> &(Cid, Bytes) {
         self.block.get_or_init(|| {
             let bytes = Bytes::from(encode_node(
-                self.left.as_ref().map(|n| n.cid()),
+                self.left.as_ref().map(Child::cid),
                 &self.entries,
             ));
             (cid_for(DAG_CBOR, &bytes), bytes)
@@ -204,6 +264,12 @@ impl Node {
 
     fn cid(&self) -> Cid {
         self.block().0
+    }
+
+    fn children(&self) -> impl Iterator<Item = &Child> {
+        self.left
+            .iter()
+            .chain(self.entries.iter().filter_map(|e| e.right.as_ref()))
     }
 }
 
@@ -217,7 +283,7 @@ fn encode_node(left: Option<Cid>, entries: &[Entry]) -> Vec<u8> {
             ("p".to_owned(), Ipld::Integer(p as i128)),
             (
                 "t".to_owned(),
-                e.right.as_ref().map_or(Ipld::Null, |n| Ipld::Link(n.cid())),
+                e.right.as_ref().map_or(Ipld::Null, |c| Ipld::Link(c.cid())),
             ),
             ("v".to_owned(), Ipld::Link(e.value)),
         ]
@@ -238,7 +304,7 @@ fn encode_node(left: Option<Cid>, entries: &[Entry]) -> Vec<u8> {
 
 /// Builds the canonical subtree at `layer` for `items` (sorted, each with
 /// height <= `layer`).
-fn build(items: &[(Arc<str>, Cid, u32)], layer: u32) -> Option<NodeRef> {
+fn build(items: &[(Arc<str>, Cid, u32)], layer: u32) -> Option<Child> {
     if items.is_empty() {
         return None;
     }
@@ -272,72 +338,79 @@ fn build(items: &[(Arc<str>, Cid, u32)], layer: u32) -> Option<NodeRef> {
         Some(last) => last.right = gap,
         None => left = gap,
     }
-    Node::new(layer, left, entries)
+    Node::make(layer, left, entries)
 }
 
-/// Wraps `node` (at `from`) in entry-less nodes up to layer `to`.
-fn lift(node: Option<NodeRef>, from: u32, to: u32) -> Option<NodeRef> {
-    let mut node = node?;
+/// Wraps `child` (at `from`) in entry-less nodes up to layer `to`.
+fn lift(child: Option<Child>, from: u32, to: u32) -> Option<Child> {
+    let mut child = child?;
     for layer in from + 1..=to {
-        node = Node::new(layer, Some(node), Vec::new())?;
+        child = Node::make(layer, Some(child), Vec::new())?;
     }
-    Some(node)
+    Some(child)
 }
+
+type Split = (Option<Child>, Option<Child>);
 
 /// Splits a subtree around `key` (which it does not contain) into the parts
 /// below and above it, both at the subtree's layer.
-fn split(node: Option<&NodeRef>, key: &str) -> (Option<NodeRef>, Option<NodeRef>) {
-    let Some(node) = node else {
-        return (None, None);
+fn split(child: Option<&Child>, key: &str, src: &dyn BlockSource) -> Result<Split, MstError> {
+    let Some(child) = child else {
+        return Ok((None, None));
     };
+    let node = child.node(src)?;
     let (idx, _) = node.position(key);
-    let (below, above) = split(node.gap(idx), key);
+    let (below, above) = split(node.gap(idx), key, src)?;
     let mut left_entries = node.entries[..idx].to_vec();
     let left = if let Some(last) = left_entries.last_mut() {
         last.right = below;
-        Node::new(node.layer, node.left.clone(), left_entries)
+        Node::make(node.layer, node.left.clone(), left_entries)
     } else {
-        Node::new(node.layer, below, Vec::new())
+        Node::make(node.layer, below, Vec::new())
     };
-    let right = Node::new(node.layer, above, node.entries[idx..].to_vec());
-    (left, right)
+    let right = Node::make(node.layer, above, node.entries[idx..].to_vec());
+    Ok((left, right))
 }
 
 /// Joins two adjacent subtrees of the same layer (all keys of `a` below
 /// all keys of `b`).
-fn merge(a: Option<&NodeRef>, b: Option<&NodeRef>) -> Option<NodeRef> {
-    match (a, b) {
-        (None, None) => None,
-        (Some(x), None) | (None, Some(x)) => Some(x.clone()),
-        (Some(a), Some(b)) => {
-            let a_last_gap = a
-                .entries
-                .last()
-                .map_or(a.left.as_ref(), |e| e.right.as_ref());
-            let middle = merge(a_last_gap, b.left.as_ref());
-            let mut entries = a.entries.clone();
-            let left = match entries.last_mut() {
-                Some(last) => {
-                    last.right = middle;
-                    a.left.clone()
-                }
-                None => middle,
-            };
-            entries.extend(b.entries.iter().cloned());
-            Node::new(a.layer, left, entries)
+fn merge(
+    a: Option<&Child>,
+    b: Option<&Child>,
+    src: &dyn BlockSource,
+) -> Result<Option<Child>, MstError> {
+    let (a, b) = match (a, b) {
+        (None, None) => return Ok(None),
+        (Some(x), None) | (None, Some(x)) => return Ok(Some(x.clone())),
+        (Some(a), Some(b)) => (a.node(src)?, b.node(src)?),
+    };
+    let middle = merge(a.last_gap(), b.left.as_ref(), src)?;
+    let mut entries = a.entries.clone();
+    let left = match entries.last_mut() {
+        Some(last) => {
+            last.right = middle;
+            a.left.clone()
         }
-    }
+        None => middle,
+    };
+    entries.extend(b.entries.iter().cloned());
+    Ok(Node::make(a.layer, left, entries))
 }
 
-fn insert_at(node: &NodeRef, key: &Arc<str>, value: Cid, height: u32) -> NodeRef {
+fn insert_at(
+    node: &Node,
+    key: &Arc<str>,
+    value: Cid,
+    height: u32,
+    src: &dyn BlockSource,
+) -> Result<Child, MstError> {
     let (idx, found) = node.position(key);
     let mut entries = node.entries.clone();
-    if found {
+    let (left, entries) = if found {
         entries[idx].value = value;
-        return Node::new(node.layer, node.left.clone(), entries).unwrap_or_else(|| node.clone());
-    }
-    let (left, mut entries) = if height == node.layer {
-        let (below, above) = split(node.gap(idx), key);
+        (node.left.clone(), entries)
+    } else if height == node.layer {
+        let (below, above) = split(node.gap(idx), key, src)?;
         let (left, mut entries) = node.with_gap(idx, below, entries);
         entries.insert(
             idx,
@@ -350,51 +423,121 @@ fn insert_at(node: &NodeRef, key: &Arc<str>, value: Cid, height: u32) -> NodeRef
         (left, entries)
     } else {
         let sub = match node.gap(idx) {
-            Some(gap) => insert_at(gap, key, value, height),
+            Some(gap) => insert_at(&*gap.node(src)?, key, value, height, src)?,
             None => build(&[(key.clone(), value, height)], node.layer - 1)
                 .unwrap_or_else(|| unreachable!("a one-key subtree is never empty")),
         };
         node.with_gap(idx, Some(sub), entries)
     };
-    entries.shrink_to_fit();
-    Node::new(node.layer, left, entries)
-        .unwrap_or_else(|| unreachable!("a node with a new entry is not empty"))
+    Ok(Node::make(node.layer, left, entries)
+        .unwrap_or_else(|| unreachable!("a node with an entry is not empty")))
 }
 
-/// The key to delete is not in the tree.
-struct Absent;
+/// The outcome of deleting below a node.
+enum Deleted {
+    /// The key is not in the subtree.
+    Absent,
+    /// The subtree without the key (`None`: now empty).
+    Now(Option<Child>),
+}
 
-/// Deletes `key` below `node`, returning the new (possibly empty) subtree.
-fn delete_at(node: &NodeRef, key: &str) -> Result<Option<NodeRef>, Absent> {
+fn delete_at(node: &Node, key: &str, src: &dyn BlockSource) -> Result<Deleted, MstError> {
     let (idx, found) = node.position(key);
     let mut entries = node.entries.clone();
-    if found {
+    let sub = if found {
         let removed = entries.remove(idx);
-        let joined = merge(node.gap(idx), removed.right.as_ref());
-        let (left, entries) = node.with_gap(idx, joined, entries);
-        return Ok(Node::new(node.layer, left, entries));
-    }
-    let sub = delete_at(node.gap(idx).ok_or(Absent)?, key)?;
+        merge(node.gap(idx), removed.right.as_ref(), src)?
+    } else {
+        let Some(gap) = node.gap(idx) else {
+            return Ok(Deleted::Absent);
+        };
+        match delete_at(&*gap.node(src)?, key, src)? {
+            Deleted::Absent => return Ok(Deleted::Absent),
+            Deleted::Now(sub) => sub,
+        }
+    };
     let (left, entries) = node.with_gap(idx, sub, entries);
-    Ok(Node::new(node.layer, left, entries))
+    Ok(Deleted::Now(Node::make(node.layer, left, entries)))
 }
+
+/// No blocks: the source of trees built in memory.
+struct NoBlocks;
+
+impl BlockSource for NoBlocks {
+    fn get_block(&self, _cid: &Cid) -> Option<Bytes> {
+        None
+    }
+}
+
+/// A shared block source for lazily loaded trees.
+pub type SharedBlockSource = Arc<dyn BlockSource + Send + Sync>;
 
 /// A Merkle Search Tree. Cheap to clone; clones share nodes.
-#[derive(Debug, Clone, Default)]
+///
+/// A tree is either fully in memory (built, or [`load`](Self::load)ed) or
+/// [`open`](Self::open)ed over a block source, in which case nodes are read
+/// as operations reach them; an operation that needs a node the source
+/// lacks fails with [`MstError::MissingBlock`]. That is how a partial tree
+/// (say, the proof blocks of a commit) can be read and changed.
+#[derive(Clone)]
 pub struct Mst {
-    root: Option<NodeRef>,
+    root: Option<Child>,
+    source: SharedBlockSource,
 }
 
-/// CID of the empty tree's node, `{e: [], l: null}`.
+impl std::fmt::Debug for Mst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mst")
+            .field("root", &self.root_cid())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Mst {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// CID and bytes of the empty tree's node, `{e: [], l: null}`.
 pub fn empty_root() -> (Cid, Bytes) {
     let bytes = Bytes::from(encode_node(None, &[]));
     (cid_for(DAG_CBOR, &bytes), bytes)
 }
 
+/// What changed between two trees.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MstDiff {
+    /// Keys only in the new tree, with their values.
+    pub created: Vec<(String, Cid)>,
+    /// Keys in both with different values: (key, old value, new value).
+    pub updated: Vec<(String, Cid, Cid)>,
+    /// Keys only in the old tree, with their old values.
+    pub deleted: Vec<(String, Cid)>,
+    /// Node blocks of the new tree that the old tree does not have.
+    pub new_blocks: Vec<(Cid, Bytes)>,
+    /// CIDs of old-tree nodes the new tree no longer has.
+    pub removed_nodes: Vec<Cid>,
+}
+
 impl Mst {
     /// The empty tree.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            root: None,
+            source: Arc::new(NoBlocks),
+        }
+    }
+
+    fn with_root(&self, root: Option<Child>) -> Self {
+        Self {
+            root,
+            source: self.source.clone(),
+        }
+    }
+
+    fn src(&self) -> &dyn BlockSource {
+        &*self.source
     }
 
     /// The tree holding `entries` (in any order; a later duplicate key wins).
@@ -417,20 +560,50 @@ impl Mst {
             })
             .collect();
         let top = items.iter().map(|i| i.2).max().unwrap_or(0);
+        Ok(Self::new().with_root(build(&items, top)))
+    }
+
+    /// Opens the tree rooted at `root` over `source`, reading nodes only as
+    /// they are needed. The root node is read (and checked) now.
+    pub fn open(root: &Cid, source: SharedBlockSource) -> Result<Self, MstError> {
+        let node = read_node(root, None, &*source)?;
+        if let Some(n) = &node {
+            n.stored.store(true, Ordering::Release);
+        }
         Ok(Self {
-            root: build(&items, top),
+            root: node.map(Child::Loaded),
+            source,
         })
     }
 
+    /// Loads the whole tree rooted at `root` from `blocks`, checking that
+    /// every node follows the MST rules and keys ascend across the tree, so
+    /// that the tree is canonical. Loaded nodes are marked stored.
+    pub fn load(root: &Cid, blocks: &impl BlockSource) -> Result<Self, MstError> {
+        let node = read_node(root, None, blocks)?;
+        let mut last_key: Option<Arc<str>> = None;
+        let root = match node {
+            Some(n) => Some(Child::Loaded(load_subtree(&n, blocks, &mut last_key)?)),
+            None => None,
+        };
+        Ok(Self::new().with_root(root))
+    }
+
     /// The value at `key`.
-    pub fn get(&self, key: &str) -> Option<Cid> {
-        let mut node = self.root.as_ref()?;
+    pub fn get(&self, key: &str) -> Result<Option<Cid>, MstError> {
+        let Some(mut child) = self.root.clone() else {
+            return Ok(None);
+        };
         loop {
+            let node = child.node(self.src())?;
             let (idx, found) = node.position(key);
             if found {
-                return Some(node.entries[idx].value);
+                return Ok(Some(node.entries[idx].value));
             }
-            node = node.gap(idx)?;
+            match node.gap(idx) {
+                Some(next) => child = next.clone(),
+                None => return Ok(None),
+            }
         }
     }
 
@@ -441,60 +614,62 @@ impl Mst {
         let key: Arc<str> = Arc::from(key);
         let root = match &self.root {
             None => build(&[(key, value, height)], height),
-            Some(root) if height > root.layer => {
-                let (below, above) = split(Some(root), &key);
+            Some(root) if height > root.layer() => {
+                let (below, above) = split(Some(root), &key, self.src())?;
                 let entry = Entry {
                     key,
                     value,
-                    right: lift(above, root.layer, height - 1),
+                    right: lift(above, root.layer(), height - 1),
                 };
-                Node::new(height, lift(below, root.layer, height - 1), vec![entry])
+                Node::make(height, lift(below, root.layer(), height - 1), vec![entry])
             }
-            Some(root) => Some(insert_at(root, &key, value, height)),
+            Some(root) => Some(insert_at(
+                &*root.node(self.src())?,
+                &key,
+                value,
+                height,
+                self.src(),
+            )?),
         };
-        Ok(Self { root })
+        Ok(self.with_root(root))
     }
 
     /// A tree without `key`, or `None` when the key is absent.
-    pub fn delete(&self, key: &str) -> Option<Self> {
-        let mut root = delete_at(self.root.as_ref()?, key).ok()?;
+    pub fn delete(&self, key: &str) -> Result<Option<Self>, MstError> {
+        let Some(root) = &self.root else {
+            return Ok(None);
+        };
+        let Deleted::Now(mut root) = delete_at(&*root.node(self.src())?, key, self.src())? else {
+            return Ok(None);
+        };
         // The root holds the top layer's keys: drop entry-less levels.
-        while let Some(node) = &root {
+        while let Some(child) = &root {
+            let node = child.node(self.src())?;
             if !node.entries.is_empty() {
                 break;
             }
-            root = node.left.clone();
+            root.clone_from(&node.left);
         }
-        Some(Self { root })
+        Ok(Some(self.with_root(root)))
     }
 
-    /// Entries with keys in `range`, in key order.
-    pub fn list(&self, from: Bound<&str>, to: Bound<&str>) -> Vec<(String, Cid)> {
+    /// Entries with keys in the range, in key order.
+    pub fn list(&self, from: Bound<&str>, to: Bound<&str>) -> Result<Vec<(String, Cid)>, MstError> {
         let mut out = Vec::new();
         if let Some(root) = &self.root {
-            walk(root, from, to, &mut out);
+            walk(&*root.node(self.src())?, from, to, self.src(), &mut out)?;
         }
-        out
+        Ok(out)
     }
 
     /// Every entry, in key order.
-    pub fn entries(&self) -> Vec<(String, Cid)> {
+    pub fn entries(&self) -> Result<Vec<(String, Cid)>, MstError> {
         self.list(Bound::Unbounded, Bound::Unbounded)
     }
 
     /// Number of entries (walks the tree).
-    pub fn len(&self) -> usize {
-        fn count(node: &Node) -> usize {
-            node.entries.len()
-                + node.left.as_deref().map_or(0, count)
-                + node
-                    .entries
-                    .iter()
-                    .filter_map(|e| e.right.as_deref())
-                    .map(count)
-                    .sum::<usize>()
-        }
-        self.root.as_deref().map_or(0, count)
+    pub fn len(&self) -> Result<usize, MstError> {
+        Ok(self.entries()?.len())
     }
 
     /// Whether the tree is empty.
@@ -504,88 +679,113 @@ impl Mst {
 
     /// The layer of the root node (`None` for the empty tree).
     pub fn layer(&self) -> Option<u32> {
-        self.root.as_ref().map(|n| n.layer)
+        self.root.as_ref().map(Child::layer)
     }
 
     /// The root CID (of the empty node for the empty tree).
     pub fn root_cid(&self) -> Cid {
         self.root
             .as_ref()
-            .map_or_else(|| empty_root().0, |n| n.cid())
+            .map_or_else(|| empty_root().0, Child::cid)
     }
 
     /// Every node block of the tree.
-    pub fn blocks(&self) -> Vec<(Cid, Bytes)> {
-        self.collect_blocks(false)
+    pub fn blocks(&self) -> Result<Vec<(Cid, Bytes)>, MstError> {
+        let Some(root) = &self.root else {
+            return Ok(vec![empty_root()]);
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(child) = stack.pop() {
+            let node = child.node(self.src())?;
+            out.push(node.block().clone());
+            stack.extend(node.children().cloned());
+        }
+        Ok(out)
     }
 
-    /// The node blocks not yet marked stored: after a write, exactly the
-    /// new nodes on the changed paths.
+    /// The node blocks not yet marked stored: after writes to a stored
+    /// tree, exactly the new nodes on the changed paths. (For the empty
+    /// tree, its one empty node.)
     pub fn unstored_blocks(&self) -> Vec<(Cid, Bytes)> {
-        self.collect_blocks(true)
+        let Some(root) = &self.root else {
+            return vec![empty_root()];
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![root];
+        while let Some(child) = stack.pop() {
+            // Nodes still in storage are stored by definition.
+            let Child::Loaded(node) = child else { continue };
+            if node.stored.load(Ordering::Acquire) {
+                continue;
+            }
+            out.push(node.block().clone());
+            stack.extend(node.children());
+        }
+        out
     }
 
     /// Marks every node as stored (call once the blocks are committed).
     pub fn mark_stored(&self) {
-        fn mark(node: &Node) {
+        fn mark(child: &Child) {
+            let Child::Loaded(node) = child else { return };
             if node.stored.swap(true, Ordering::AcqRel) {
                 return;
             }
-            if let Some(l) = &node.left {
-                mark(l);
-            }
-            for e in &node.entries {
-                if let Some(r) = &e.right {
-                    mark(r);
-                }
-            }
+            node.children().for_each(mark);
         }
         if let Some(root) = &self.root {
             mark(root);
         }
     }
 
-    fn collect_blocks(&self, only_unstored: bool) -> Vec<(Cid, Bytes)> {
-        let Some(root) = &self.root else {
-            return if only_unstored {
-                Vec::new()
-            } else {
-                vec![empty_root()]
-            };
-        };
+    /// The node blocks a reader needs to check `key`'s presence or absence
+    /// in this tree, and to undo a write of it: the path from the root to
+    /// where the key is (or would be), plus, where the key is present, the
+    /// edges of its two neighbouring subtrees (a delete merges them).
+    pub fn covering_proof(&self, key: &str) -> Result<Vec<(Cid, Bytes)>, MstError> {
         let mut out = Vec::new();
-        let mut stack = vec![root];
-        while let Some(node) = stack.pop() {
-            if only_unstored && node.stored.load(Ordering::Acquire) {
-                continue;
-            }
-            out.push(node.block().clone());
-            stack.extend(node.left.iter());
-            stack.extend(node.entries.iter().filter_map(|e| e.right.as_ref()));
+        if let Some(root) = &self.root {
+            proof_into(root, key, self.src(), &mut out)?;
+        } else {
+            out.push(empty_root());
         }
-        out
+        Ok(out)
     }
 
-    /// Loads the tree rooted at `root` from `blocks`, checking that every
-    /// node follows the MST rules (so that the tree is canonical). Loaded
-    /// nodes are marked stored.
-    pub fn load(root: &Cid, blocks: &impl BlockSource) -> Result<Self, MstError> {
-        let mut last_key: Option<Arc<str>> = None;
-        let node = load_node(root, None, blocks, &mut last_key)?;
-        if let Some(n) = &node {
-            if n.entries.is_empty() {
-                return Err(MstError::Invalid {
-                    cid: *root,
-                    reason: "the root of a non-empty tree has no entries".into(),
-                });
-            }
-            n.stored.store(true, Ordering::Release);
-        }
-        Ok(Self { root: node })
+    /// What changed from `old` to `self`: records created, updated and
+    /// deleted, and the node blocks added and removed. Subtrees with equal
+    /// CIDs are skipped, so the work is proportional to the change.
+    pub fn diff(&self, old: &Self) -> Result<MstDiff, MstError> {
+        diff(old, self)
     }
 }
 
-fn walk(node: &Node, from: Bound<&str>, to: Bound<&str>, out: &mut Vec<(String, Cid)>) {
+fn proof_into(
+    child: &Child,
+    key: &str,
+    src: &dyn BlockSource,
+    out: &mut Vec<(Cid, Bytes)>,
+) -> Result<(), MstError> {
+    let node = child.node(src)?;
+    out.push(node.block().clone());
+    let (idx, found) = node.position(key);
+    if let Some(gap) = node.gap(idx) {
+        proof_into(gap, key, src, out)?;
+    }
+    if found && let Some(right) = &node.entries[idx].right {
+        proof_into(right, key, src, out)?;
+    }
+    Ok(())
+}
+
+fn walk(
+    node: &Node,
+    from: Bound<&str>,
+    to: Bound<&str>,
+    src: &dyn BlockSource,
+    out: &mut Vec<(String, Cid)>,
+) -> Result<(), MstError> {
     let above_from = |k: &str| match from {
         Bound::Included(f) => k >= f,
         Bound::Excluded(f) => k > f,
@@ -598,20 +798,122 @@ fn walk(node: &Node, from: Bound<&str>, to: Bound<&str>, out: &mut Vec<(String, 
     };
     // The gap before entry i holds keys between entry i-1 and entry i.
     for i in 0..=node.entries.len() {
-        let gap_has_range = (i == node.entries.len() || above_from(&node.entries[i].key))
+        let gap_in_range = (i == node.entries.len() || above_from(&node.entries[i].key))
             && (i == 0 || below_to(&node.entries[i - 1].key));
-        if gap_has_range && let Some(sub) = node.gap(i) {
-            walk(sub, from, to, out);
+        if gap_in_range && let Some(sub) = node.gap(i) {
+            walk(&*sub.node(src)?, from, to, src, out)?;
         }
         if let Some(e) = node.entries.get(i) {
             if !below_to(&e.key) {
-                return;
+                return Ok(());
             }
             if above_from(&e.key) {
                 out.push((e.key.to_string(), e.value));
             }
         }
     }
+    Ok(())
+}
+
+/// One step of an in-order walk: a record, or a subtree not yet opened.
+enum Item {
+    Leaf(Arc<str>, Cid),
+    Tree(Child),
+}
+
+/// Pushes a node's items onto a walk stack (reversed, so the first pops first).
+fn expand(node: &Node, stack: &mut Vec<Item>) {
+    for e in node.entries.iter().rev() {
+        if let Some(r) = &e.right {
+            stack.push(Item::Tree(r.clone()));
+        }
+        stack.push(Item::Leaf(e.key.clone(), e.value));
+    }
+    if let Some(l) = &node.left {
+        stack.push(Item::Tree(l.clone()));
+    }
+}
+
+fn diff(old: &Mst, new: &Mst) -> Result<MstDiff, MstError> {
+    let mut out = MstDiff::default();
+    let mut a: Vec<Item> = old.root.iter().cloned().map(Item::Tree).collect();
+    let mut b: Vec<Item> = new.root.iter().cloned().map(Item::Tree).collect();
+    let mut old_nodes = std::collections::HashSet::new();
+    let mut new_nodes: Vec<(Cid, Bytes)> = Vec::new();
+    loop {
+        match (a.last(), b.last()) {
+            (None, None) => break,
+            (Some(Item::Tree(x)), Some(Item::Tree(y))) if x.cid() == y.cid() => {
+                a.pop();
+                b.pop();
+            }
+            // Open the higher (or only) subtree first; equal layers open both.
+            (Some(Item::Tree(x)), other) => {
+                let open_new = matches!(other, Some(Item::Tree(y)) if y.layer() >= x.layer());
+                let Some(Item::Tree(x)) = a.pop() else {
+                    unreachable!()
+                };
+                let node = x.node(old.src())?;
+                old_nodes.insert(node.cid());
+                expand(&node, &mut a);
+                if open_new {
+                    let Some(Item::Tree(y)) = b.pop() else {
+                        unreachable!()
+                    };
+                    let node = y.node(new.src())?;
+                    new_nodes.push(node.block().clone());
+                    expand(&node, &mut b);
+                }
+            }
+            (_, Some(Item::Tree(_))) => {
+                let Some(Item::Tree(y)) = b.pop() else {
+                    unreachable!()
+                };
+                let node = y.node(new.src())?;
+                new_nodes.push(node.block().clone());
+                expand(&node, &mut b);
+            }
+            (Some(Item::Leaf(ka, va)), Some(Item::Leaf(kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    out.deleted.push((ka.to_string(), *va));
+                    a.pop();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.created.push((kb.to_string(), *vb));
+                    b.pop();
+                }
+                std::cmp::Ordering::Equal => {
+                    if va != vb {
+                        out.updated.push((ka.to_string(), *va, *vb));
+                    }
+                    a.pop();
+                    b.pop();
+                }
+            },
+            (Some(Item::Leaf(ka, va)), None) => {
+                out.deleted.push((ka.to_string(), *va));
+                a.pop();
+            }
+            (None, Some(Item::Leaf(kb, vb))) => {
+                out.created.push((kb.to_string(), *vb));
+                b.pop();
+            }
+        }
+    }
+    let new_cids: std::collections::HashSet<Cid> = new_nodes.iter().map(|(c, _)| *c).collect();
+    out.removed_nodes = old_nodes
+        .iter()
+        .filter(|c| !new_cids.contains(c))
+        .copied()
+        .collect();
+    out.new_blocks = new_nodes
+        .into_iter()
+        .filter(|(c, _)| !old_nodes.contains(c))
+        .collect();
+    if new.root.is_none() {
+        out.new_blocks.push(empty_root());
+    }
+    Ok(out)
 }
 
 fn invalid(cid: &Cid, reason: impl Into<String>) -> MstError {
@@ -667,13 +969,12 @@ fn decode_entries(cid: &Cid, raw_entries: &[Ipld]) -> Result<Vec<RawEntry>, MstE
     Ok(decoded)
 }
 
-/// Loads a node expected at `layer` (`None` at the root), checking keys
-/// ascend across the whole tree (`last_key` carries the previous key).
-fn load_node(
+/// Reads one node expected at `layer` (`None` at the root), checking its
+/// own rules; subtrees stay lazy. `Ok(None)` is the empty tree's root.
+fn read_node(
     cid: &Cid,
     layer: Option<u32>,
-    blocks: &impl BlockSource,
-    last_key: &mut Option<Arc<str>>,
+    blocks: &dyn BlockSource,
 ) -> Result<Option<NodeRef>, MstError> {
     let bytes = blocks.get_block(cid).ok_or(MstError::MissingBlock(*cid))?;
     if cid_for(DAG_CBOR, &bytes) != *cid {
@@ -697,12 +998,12 @@ fn load_node(
     let Some(Ipld::List(raw_entries)) = map.get("e") else {
         return Err(invalid(cid, "e must be a list"));
     };
-    // Decode keys first: the node's layer comes from its keys.
+    // The node's layer comes from its keys.
     let decoded = decode_entries(cid, raw_entries)?;
     let node_layer = match (decoded.first(), layer) {
         (Some((k, _, _)), _) => key_height(k.as_bytes()),
         (None, Some(l)) => l,
-        (None, None) if left_cid.is_none() => return Ok(None), // the empty tree
+        (None, None) if left_cid.is_none() => return Ok(None),
         (None, None) => return Err(invalid(cid, "the root of a non-empty tree has no entries")),
     };
     if layer.is_some_and(|l| l != node_layer) {
@@ -711,38 +1012,85 @@ fn load_node(
     if decoded.is_empty() && left_cid.is_none() {
         return Err(invalid(cid, "empty node inside the tree"));
     }
-    let child_layer = |c: &Cid| {
-        node_layer
+    let child = |c: &Cid| -> Result<Child, MstError> {
+        let layer = node_layer
             .checked_sub(1)
-            .ok_or_else(|| invalid(c, "a layer-0 node has no subtrees"))
+            .ok_or_else(|| invalid(cid, "a layer-0 node has no subtrees"))?;
+        Ok(Child::lazy(*c, layer))
     };
-    let left = match &left_cid {
-        Some(c) => load_node(c, Some(child_layer(c)?), blocks, last_key)?,
-        None => None,
-    };
+    let left = left_cid.as_ref().map(child).transpose()?;
     let mut entries = Vec::with_capacity(decoded.len());
-    for (key, value, right_cid) in decoded {
+    let mut prev: Option<&str> = None;
+    for (key, value, right_cid) in &decoded {
         if key_height(key.as_bytes()) != node_layer {
             return Err(invalid(
                 cid,
                 format!("key {key} is not of layer {node_layer}"),
             ));
         }
-        let key: Arc<str> = Arc::from(key);
-        if last_key.as_ref().is_some_and(|last| **last >= *key) {
+        if prev.is_some_and(|p| p >= key.as_str()) {
             return Err(invalid(cid, "keys are not in ascending order"));
         }
-        *last_key = Some(key.clone());
-        let right = match &right_cid {
-            Some(c) => load_node(c, Some(child_layer(c)?), blocks, last_key)?,
-            None => None,
-        };
-        entries.push(Entry { key, value, right });
+        prev = Some(key);
+        entries.push(Entry {
+            key: Arc::from(key.as_str()),
+            value: *value,
+            right: right_cid.as_ref().map(child).transpose()?,
+        });
     }
-    let node = Node::new(node_layer, left, entries).ok_or_else(|| invalid(cid, "empty node"))?;
-    let _ = node.block.set((*cid, bytes));
-    node.stored.store(true, Ordering::Release);
+    let node = Arc::new(Node {
+        layer: node_layer,
+        left,
+        entries,
+        block: OnceLock::from((*cid, bytes)),
+        stored: AtomicBool::new(true),
+    });
     Ok(Some(node))
+}
+
+/// Reads every node below `node`, replacing lazy children with loaded
+/// ones and checking that keys ascend across the whole tree.
+fn load_subtree(
+    node: &Node,
+    blocks: &dyn BlockSource,
+    last_key: &mut Option<Arc<str>>,
+) -> Result<NodeRef, MstError> {
+    let load_child = |c: &Child, last_key: &mut Option<Arc<str>>| -> Result<Child, MstError> {
+        let loaded = read_node(&c.cid(), Some(c.layer()), blocks)?
+            .ok_or_else(|| invalid(&c.cid(), "empty node inside the tree"))?;
+        Ok(Child::Loaded(load_subtree(&loaded, blocks, last_key)?))
+    };
+    let left = node
+        .left
+        .as_ref()
+        .map(|c| load_child(c, last_key))
+        .transpose()?;
+    let mut entries = Vec::with_capacity(node.entries.len());
+    for e in &node.entries {
+        if last_key.as_ref().is_some_and(|last| **last >= *e.key) {
+            return Err(invalid(
+                &node.cid(),
+                "keys are not in ascending order across the tree",
+            ));
+        }
+        *last_key = Some(e.key.clone());
+        entries.push(Entry {
+            key: e.key.clone(),
+            value: e.value,
+            right: e
+                .right
+                .as_ref()
+                .map(|c| load_child(c, last_key))
+                .transpose()?,
+        });
+    }
+    Ok(Arc::new(Node {
+        layer: node.layer,
+        left,
+        entries,
+        block: OnceLock::from(node.block().clone()),
+        stored: AtomicBool::new(true),
+    }))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::Value;
@@ -94,7 +95,7 @@ fn interop_known_roots() {
                 mst = mst.insert(k.as_str().unwrap(), leaf).unwrap();
             }
             for k in step["delete"].as_array().unwrap() {
-                mst = mst.delete(k.as_str().unwrap()).unwrap();
+                mst = mst.delete(k.as_str().unwrap()).unwrap().unwrap();
             }
             assert_eq!(
                 mst.root_cid().to_string(),
@@ -102,7 +103,7 @@ fn interop_known_roots() {
                 "{name}"
             );
             assert_eq!(
-                mst.len() as u64,
+                mst.len().unwrap() as u64,
                 step["leafCount"].as_u64().unwrap(),
                 "{name}"
             );
@@ -111,14 +112,16 @@ fn interop_known_roots() {
             }
             // The same keys built in one go give the same tree.
             assert_eq!(
-                Mst::from_entries(mst.entries()).unwrap().root_cid(),
+                Mst::from_entries(mst.entries().unwrap())
+                    .unwrap()
+                    .root_cid(),
                 mst.root_cid(),
                 "{name}"
             );
             // And the stored form loads back, canonical.
-            let blocks: HashMap<Cid, Bytes> = mst.blocks().into_iter().collect();
+            let blocks: HashMap<Cid, Bytes> = mst.blocks().unwrap().into_iter().collect();
             let loaded = Mst::load(&mst.root_cid(), &blocks).unwrap();
-            assert_eq!(loaded.entries(), mst.entries(), "{name}");
+            assert_eq!(loaded.entries().unwrap(), mst.entries().unwrap(), "{name}");
             steps += 1;
         }
     }
@@ -135,7 +138,7 @@ fn interop_example_keys_build_like_inserts() {
     for k in &keys {
         mst = mst.insert(k, leaf()).unwrap();
     }
-    assert_eq!(mst.len(), keys.len());
+    assert_eq!(mst.len().unwrap(), keys.len());
     assert_eq!(
         Mst::from_entries(keys.iter().map(|k| (*k, leaf())))
             .unwrap()
@@ -143,7 +146,7 @@ fn interop_example_keys_build_like_inserts() {
         mst.root_cid()
     );
     for k in keys.iter().rev() {
-        mst = mst.delete(k).unwrap();
+        mst = mst.delete(k).unwrap().unwrap();
     }
     assert!(mst.is_empty());
     assert_eq!(mst.root_cid(), empty_root().0);
@@ -159,21 +162,26 @@ fn get_list_update_and_unstored_blocks() {
             .insert(&format!("com.example.thing/k{i:03}"), value(i))
             .unwrap();
     }
-    assert_eq!(mst.get("com.example.thing/k042"), Some(value(42)));
-    assert_eq!(mst.get("com.example.thing/k999"), None);
+    assert_eq!(mst.get("com.example.thing/k042").unwrap(), Some(value(42)));
+    assert_eq!(mst.get("com.example.thing/k999").unwrap(), None);
     let updated = mst.insert("com.example.thing/k042", value(1)).unwrap();
-    assert_eq!(updated.get("com.example.thing/k042"), Some(value(1)));
     assert_eq!(
-        mst.get("com.example.thing/k042"),
+        updated.get("com.example.thing/k042").unwrap(),
+        Some(value(1))
+    );
+    assert_eq!(
+        mst.get("com.example.thing/k042").unwrap(),
         Some(value(42)),
         "the old tree is unchanged"
     );
-    assert_eq!(updated.len(), 200);
+    assert_eq!(updated.len().unwrap(), 200);
 
-    let page = mst.list(
-        Bound::Excluded("com.example.thing/k010"),
-        Bound::Included("com.example.thing/k013"),
-    );
+    let page = mst
+        .list(
+            Bound::Excluded("com.example.thing/k010"),
+            Bound::Included("com.example.thing/k013"),
+        )
+        .unwrap();
     let keys: Vec<&str> = page.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         keys,
@@ -185,6 +193,7 @@ fn get_list_update_and_unstored_blocks() {
     );
     assert_eq!(
         mst.list(Bound::Included("com.example.thing/k195"), Bound::Unbounded)
+            .unwrap()
             .len(),
         5
     );
@@ -200,13 +209,13 @@ fn get_list_update_and_unstored_blocks() {
         fresh.len()
     );
     assert!(fresh.iter().any(|(c, _)| *c == next.root_cid()));
-    assert!(mst.delete("com.example.thing/none").is_none());
+    assert!(mst.delete("com.example.thing/none").unwrap().is_none());
 }
 
 #[test]
 fn load_rejects_bad_trees() {
     let mst = Mst::from_entries((0..50).map(|i| (format!("coll/k{i}"), leaf()))).unwrap();
-    let blocks: HashMap<Cid, Bytes> = mst.blocks().into_iter().collect();
+    let blocks: HashMap<Cid, Bytes> = mst.blocks().unwrap().into_iter().collect();
     // A missing node.
     let mut partial = blocks.clone();
     let victim = *partial.keys().find(|c| **c != mst.root_cid()).unwrap();
@@ -270,10 +279,136 @@ proptest! {
         let (gone, kept): (Vec<_>, Vec<_>) = shuffled.iter().enumerate().partition(|(i, _)| i % 2 == 0);
         let mut pruned = inserted.clone();
         for (_, k) in gone.iter().rev() {
-            pruned = pruned.delete(k).unwrap();
+            pruned = pruned.delete(k).unwrap().unwrap();
         }
         let rest = Mst::from_entries(kept.iter().map(|(_, k)| (k.as_str(), leaf()))).unwrap();
         prop_assert_eq!(pruned.root_cid(), rest.root_cid());
-        prop_assert_eq!(pruned.len(), kept.len());
+        prop_assert_eq!(pruned.len().unwrap(), kept.len());
     }
+}
+
+#[test]
+fn interop_commit_proofs_invert_to_the_previous_root() {
+    let Some(Value::Array(cases)) = interop("firehose/commit-proof-fixtures.json") else {
+        return;
+    };
+    for case in &cases {
+        let name = case["comment"].as_str().unwrap();
+        let leaf = Cid::try_from(case["leafValue"].as_str().unwrap()).unwrap();
+        let strs = |f: &str| -> Vec<String> {
+            case[f]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect()
+        };
+        let (keys, adds, dels) = (strs("keys"), strs("adds"), strs("dels"));
+        let before = Mst::from_entries(keys.iter().map(|k| (k.as_str(), leaf))).unwrap();
+        assert_eq!(
+            before.root_cid().to_string(),
+            case["rootBeforeCommit"].as_str().unwrap(),
+            "{name}"
+        );
+        let mut after = before.clone();
+        for k in &adds {
+            after = after.insert(k, leaf).unwrap();
+        }
+        for k in &dels {
+            after = after.delete(k).unwrap().unwrap();
+        }
+        assert_eq!(
+            after.root_cid().to_string(),
+            case["rootAfterCommit"].as_str().unwrap(),
+            "{name}"
+        );
+
+        // The covering proofs of the changed keys are the expected blocks.
+        let mut proof: HashMap<Cid, Bytes> = HashMap::new();
+        for k in adds.iter().chain(&dels) {
+            proof.extend(after.covering_proof(k).unwrap());
+        }
+        let mut got: Vec<String> = proof.keys().map(ToString::to_string).collect();
+        let mut want = strs("blocksInProof");
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{name}: proof blocks");
+
+        // From the proof blocks alone, undoing the ops gives the old root.
+        let partial = Mst::open(&after.root_cid(), Arc::new(proof)).unwrap();
+        let mut inverted = partial;
+        for k in &adds {
+            inverted = inverted.delete(k).unwrap().unwrap();
+        }
+        for k in &dels {
+            inverted = inverted.insert(k, leaf).unwrap();
+        }
+        assert_eq!(inverted.root_cid(), before.root_cid(), "{name}: inversion");
+    }
+    eprintln!(
+        "firehose/commit-proof-fixtures.json: {} cases passed",
+        cases.len()
+    );
+}
+
+#[test]
+fn partial_trees_fail_cleanly_where_blocks_are_missing() {
+    let mst = Mst::from_entries((0..300).map(|i| (format!("coll/k{i:04}"), leaf()))).unwrap();
+    let proof: HashMap<Cid, Bytes> = mst
+        .covering_proof("coll/k0100")
+        .unwrap()
+        .into_iter()
+        .collect();
+    let partial = Mst::open(&mst.root_cid(), Arc::new(proof)).unwrap();
+    assert_eq!(partial.get("coll/k0100").unwrap(), Some(leaf()));
+    assert!(matches!(partial.entries(), Err(MstError::MissingBlock(_))));
+    // A lazily opened full tree reads only what it needs and agrees with the original.
+    let all: HashMap<Cid, Bytes> = mst.blocks().unwrap().into_iter().collect();
+    let lazy = Mst::open(&mst.root_cid(), Arc::new(all)).unwrap();
+    let changed = lazy.insert("coll/new", leaf()).unwrap();
+    assert_eq!(
+        changed.root_cid(),
+        mst.insert("coll/new", leaf()).unwrap().root_cid()
+    );
+    assert!(changed.unstored_blocks().len() <= 8);
+}
+
+#[test]
+fn diff_reports_records_and_blocks() {
+    let value = |n: u8| crate::data::cid_for(DAG_CBOR, &[n]);
+    let old = Mst::from_entries((0..500u16).map(|i| (format!("coll/k{i:04}"), value(1)))).unwrap();
+    let new = old
+        .insert("coll/k0007", value(2))
+        .unwrap()
+        .delete("coll/k0300")
+        .unwrap()
+        .unwrap()
+        .insert("coll/zzz", value(3))
+        .unwrap();
+    let d = new.diff(&old).unwrap();
+    assert_eq!(d.created, vec![("coll/zzz".to_owned(), value(3))]);
+    assert_eq!(
+        d.updated,
+        vec![("coll/k0007".to_owned(), value(1), value(2))]
+    );
+    assert_eq!(d.deleted, vec![("coll/k0300".to_owned(), value(1))]);
+    // Exactly the nodes the new tree has and the old one lacks.
+    let old_nodes: std::collections::HashSet<Cid> =
+        old.blocks().unwrap().into_iter().map(|(c, _)| c).collect();
+    let mut expected: Vec<Cid> = new
+        .blocks()
+        .unwrap()
+        .into_iter()
+        .map(|(c, _)| c)
+        .filter(|c| !old_nodes.contains(c))
+        .collect();
+    let mut got: Vec<Cid> = d.new_blocks.iter().map(|(c, _)| *c).collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(d.new_blocks.len() < 20);
+    // No change, no diff.
+    assert_eq!(old.diff(&old).unwrap(), MstDiff::default());
+    // From empty: everything created.
+    assert_eq!(old.diff(&Mst::new()).unwrap().created.len(), 500);
 }
