@@ -8,13 +8,34 @@ pub struct AtUri(String);
 
 string_newtype!(AtUri);
 
-/// The authority of an AT URI.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AtAuthority {
+/// An `at-identifier`: a DID or a handle, as in an AT URI's authority or
+/// a `repo` parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AtIdentifier {
     /// A DID.
     Did(Did),
     /// A handle.
     Handle(Handle),
+}
+
+impl AtIdentifier {
+    /// Parses a DID (when it starts with `did:`) or else a handle.
+    pub fn parse(s: &str) -> Result<Self, SyntaxError> {
+        if s.starts_with("did:") {
+            Did::parse(s).map(Self::Did)
+        } else {
+            Handle::parse(s).map(Self::Handle)
+        }
+    }
+}
+
+impl std::fmt::Display for AtIdentifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Did(d) => d.fmt(f),
+            Self::Handle(h) => h.fmt(f),
+        }
+    }
 }
 
 impl AtUri {
@@ -22,7 +43,7 @@ impl AtUri {
         Self::split(s).map(|_| ())
     }
 
-    fn split(s: &str) -> Result<(AtAuthority, Option<Nsid>, Option<RecordKey>), SyntaxError> {
+    fn split(s: &str) -> Result<(AtIdentifier, Option<Nsid>, Option<RecordKey>), SyntaxError> {
         let err = |reason| Err(SyntaxError::new("AT URI", reason));
         if s.len() > 8 * 1024 {
             return err("longer than 8 KiB");
@@ -31,12 +52,7 @@ impl AtUri {
             return err("must start with \"at://\"");
         };
         let mut parts = rest.split('/');
-        let authority = parts.next().unwrap_or_default();
-        let authority = if authority.starts_with("did:") {
-            AtAuthority::Did(Did::parse(authority)?)
-        } else {
-            AtAuthority::Handle(Handle::parse(authority)?)
-        };
+        let authority = AtIdentifier::parse(parts.next().unwrap_or_default())?;
         let collection = parts.next().map(Nsid::parse).transpose()?;
         let rkey = parts.next().map(RecordKey::parse).transpose()?;
         if parts.next().is_some() {
@@ -50,13 +66,13 @@ impl AtUri {
         Self(format!("at://{did}/{collection}/{rkey}"))
     }
 
-    fn parts(&self) -> (AtAuthority, Option<Nsid>, Option<RecordKey>) {
+    fn parts(&self) -> (AtIdentifier, Option<Nsid>, Option<RecordKey>) {
         // Parsing is the only constructor, so the split cannot fail.
         Self::split(&self.0).unwrap_or_else(|_| unreachable!("AtUri holds a validated URI"))
     }
 
     /// The repo: a DID or a handle.
-    pub fn authority(&self) -> AtAuthority {
+    pub fn authority(&self) -> AtIdentifier {
         self.parts().0
     }
 
@@ -83,11 +99,20 @@ mod tests {
     }
 
     #[test]
+    fn at_identifier_vectors() {
+        crate::syntax::vectors::check(
+            "atidentifier_syntax_valid.txt",
+            "atidentifier_syntax_invalid.txt",
+            AtIdentifier::parse,
+        );
+    }
+
+    #[test]
     fn parts() {
         let uri = AtUri::parse("at://did:plc:abc/app.bsky.feed.post/3k2a").unwrap();
         assert_eq!(
             uri.authority(),
-            AtAuthority::Did(Did::parse("did:plc:abc").unwrap())
+            AtIdentifier::Did(Did::parse("did:plc:abc").unwrap())
         );
         assert_eq!(uri.collection().unwrap().as_str(), "app.bsky.feed.post");
         assert_eq!(uri.rkey().unwrap().as_str(), "3k2a");
@@ -98,7 +123,7 @@ mod tests {
         );
         assert_eq!(built, uri);
         let repo = AtUri::parse("at://alice.test").unwrap();
-        assert!(matches!(repo.authority(), AtAuthority::Handle(_)));
+        assert!(matches!(repo.authority(), AtIdentifier::Handle(_)));
         assert_eq!(repo.collection(), None);
     }
 }

@@ -10,18 +10,22 @@ mod cid_string;
 mod datetime;
 mod did;
 mod handle;
+mod language;
 mod nsid;
 mod record_key;
 mod tid;
+mod uri;
 
-pub use at_uri::{AtAuthority, AtUri};
+pub use at_uri::{AtIdentifier, AtUri};
 pub use cid_string::CidString;
 pub use datetime::Datetime;
 pub use did::Did;
 pub use handle::Handle;
+pub use language::Language;
 pub use nsid::Nsid;
 pub use record_key::RecordKey;
 pub use tid::{Tid, TidClock};
+pub use uri::Uri;
 
 /// Why a string is not a valid identifier of some kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,17 +141,20 @@ pub(crate) mod vectors {
         )
     }
 
-    /// Asserts that `parse` accepts every line of `valid` and rejects every line of `invalid`.
+    /// Asserts that `parse` accepts every line of `valid` and rejects every
+    /// line of `invalid`, and prints how many cases of each file passed.
     pub(crate) fn check<T, E>(valid: &str, invalid: &str, parse: impl Fn(&str) -> Result<T, E>) {
         if let Some(lines) = lines(valid) {
-            for l in lines {
-                assert!(parse(&l).is_ok(), "{valid}: rejected valid {l:?}");
+            for l in &lines {
+                assert!(parse(l).is_ok(), "{valid}: rejected valid {l:?}");
             }
+            println!("syntax/{valid}: {} cases passed", lines.len());
         }
         if let Some(lines) = lines(invalid) {
-            for l in lines {
-                assert!(parse(&l).is_err(), "{invalid}: accepted invalid {l:?}");
+            for l in &lines {
+                assert!(parse(l).is_err(), "{invalid}: accepted invalid {l:?}");
             }
+            println!("syntax/{invalid}: {} cases passed", lines.len());
         }
     }
 }
