@@ -10,7 +10,7 @@
 //! - [`event`] — repo events and their log entries.
 //! - [`store`] — [`RepoStore`], [`Sequencer`], [`AccountStore`], [`BlobStore`].
 //! - [`sink`] — [`EventSink`].
-//! - [`repo`] — the Merkle Search Tree (and, to come, commits, CAR, proofs).
+//! - [`repo`] — the Merkle Search Tree, diffs and proofs, signed commits, CAR files.
 //! - [`plugin`] and [`builder`] — [`Plugin`] and [`PdsBuilder`].
 //! - [`error`] — [`XrpcError`], the one error shape clients see.
 //!
