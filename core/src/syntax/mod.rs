@@ -127,6 +127,31 @@ macro_rules! string_newtype {
 pub(crate) use string_newtype;
 
 #[cfg(test)]
+mod fuzz {
+    use super::*;
+
+    proptest::proptest! {
+        /// Every parser takes arbitrary input without panicking.
+        #[test]
+        fn parsers_never_panic(s in "\\PC{0,80}", ascii in "[ -~]{0,300}") {
+            for input in [&s, &ascii] {
+                let _ = Did::parse(input.as_str());
+                let _ = Handle::parse(input.as_str());
+                let _ = Nsid::parse(input.as_str());
+                let _ = RecordKey::parse(input.as_str());
+                let _ = Tid::parse(input.as_str());
+                let _ = AtUri::parse(input.as_str());
+                let _ = AtIdentifier::parse(input);
+                let _ = Datetime::parse(input.as_str());
+                let _ = CidString::parse(input.as_str());
+                let _ = Language::parse(input.as_str());
+                let _ = Uri::parse(input.as_str());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod vectors {
     //! Loads the shared interop vectors (`../shared/interop-tests/syntax`).
     /// Non-comment, non-empty lines of `syntax/<file>`, or `None` (with a

@@ -412,3 +412,21 @@ fn diff_reports_records_and_blocks() {
     // From empty: everything created.
     assert_eq!(old.diff(&Mst::new()).unwrap().created.len(), 500);
 }
+
+proptest! {
+    /// A node block of random bytes (or a mangled real node) never panics the loader.
+    #[test]
+    fn loading_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300), flip in any::<usize>()) {
+        let cid = crate::data::cid_for(DAG_CBOR, &bytes);
+        let map: HashMap<Cid, Bytes> = [(cid, Bytes::from(bytes))].into_iter().collect();
+        let _ = Mst::load(&cid, &map);
+        let real = Mst::from_entries((0..20).map(|i| (format!("coll/k{i}"), leaf()))).unwrap();
+        let (root, block) = real.blocks().unwrap().into_iter().next().unwrap();
+        let mut mangled = block.to_vec();
+        let at = flip % mangled.len();
+        mangled[at] ^= 0x5a;
+        let cid = crate::data::cid_for(DAG_CBOR, &mangled);
+        let map: HashMap<Cid, Bytes> = [(cid, Bytes::from(mangled))].into_iter().collect();
+        prop_assert!(Mst::load(&cid, &map).is_err() || cid != root);
+    }
+}
