@@ -501,7 +501,7 @@ mod tests {
                 crate::syntax::TidClock::with_clock_id(1).next(),
             )
             .sign(&key);
-            let mut mangled = commit.to_bytes().to_vec();
+            let mut mangled = commit.to_bytes();
             let at = flip % mangled.len();
             mangled[at] ^= 0x01;
             if let Ok(decoded) = SignedCommit::from_block(&mangled) {
