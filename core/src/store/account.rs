@@ -151,13 +151,177 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Changes an account's hosting status.
     async fn update_status(&self, did: &Did, status: AccountStatus) -> Result<(), StoreError>;
 
-    /// Removes an account row. (Repo data is removed through [`RepoStore`](super::RepoStore).)
+    /// Removes an account with its sessions, app passwords and email tokens,
+    /// in one transaction. (Repo data is removed through
+    /// [`RepoStore`](super::RepoStore).)
     async fn delete_account(&self, did: &Did) -> Result<(), StoreError>;
+
+    /// Sets a new password hash and, in the same transaction, ends every
+    /// session of the account (all its refresh tokens).
+    async fn update_password(&self, did: &Did, password_hash: &str) -> Result<(), StoreError>;
+
+    /// Sets (or clears) the email; it becomes unconfirmed.
+    async fn update_email(&self, did: &Did, email: Option<&str>) -> Result<(), StoreError>;
+
+    /// Marks the email as confirmed at `at`.
+    async fn confirm_email(&self, did: &Did, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Stores a new refresh token (a session).
+    async fn create_refresh_token(&self, token: RefreshToken) -> Result<(), StoreError>;
+
+    /// A refresh token by its id, expired or not.
+    async fn get_refresh_token(&self, id: &str) -> Result<Option<RefreshToken>, StoreError>;
+
+    /// Replaces refresh token `old_id` by `new` atomically and returns the
+    /// old token; `None` when `old_id` is unknown (already used, revoked or
+    /// never issued), and then nothing is stored. Of two concurrent
+    /// rotations of one token, at most one succeeds.
+    async fn rotate_refresh_token(
+        &self,
+        old_id: &str,
+        new: RefreshToken,
+    ) -> Result<Option<RefreshToken>, StoreError>;
+
+    /// Deletes one refresh token; whether it existed.
+    async fn delete_refresh_token(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Deletes an account's refresh tokens: all of them, or only those
+    /// created with app password `app_password`. Returns how many.
+    async fn delete_refresh_tokens(
+        &self,
+        did: &Did,
+        app_password: Option<&str>,
+    ) -> Result<u64, StoreError>;
+
+    /// Stores an app password; a name is unique per account.
+    async fn create_app_password(&self, app_password: AppPassword) -> Result<(), StoreError>;
+
+    /// An account's app passwords, by name.
+    async fn list_app_passwords(&self, did: &Did) -> Result<Vec<AppPassword>, StoreError>;
+
+    /// Revokes an app password and, in the same transaction, the sessions
+    /// created with it.
+    async fn delete_app_password(&self, did: &Did, name: &str) -> Result<(), StoreError>;
+
+    /// Stores (replacing any previous one) the token sent by email for
+    /// `purpose`.
+    async fn put_email_token(&self, token: EmailToken) -> Result<(), StoreError>;
+
+    /// Consumes the email token for `purpose` if `token` matches, returning
+    /// when it was requested (the caller checks its age). A wrong token
+    /// leaves the stored one in place.
+    async fn take_email_token(
+        &self,
+        did: &Did,
+        purpose: EmailTokenPurpose,
+        token: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// A session's refresh token, as stored (the JWT itself is not stored,
+/// only its id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    /// The token id (JWT `jti`).
+    pub id: String,
+    /// The account.
+    pub did: Did,
+    /// The app password the session was created with, if any.
+    pub app_password: Option<String>,
+    /// When the token stops being accepted.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An app password: a separate password for third-party clients that
+/// cannot manage the account's credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppPassword {
+    /// The account.
+    pub did: Did,
+    /// Its name, unique per account.
+    pub name: String,
+    /// Password hash (PHC string).
+    pub password_hash: String,
+    /// Whether it may also read and send direct messages.
+    pub privileged: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for AppPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppPassword")
+            .field("did", &self.did)
+            .field("name", &self.name)
+            .field("privileged", &self.privileged)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an emailed token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmailTokenPurpose {
+    /// Confirming the account's email.
+    ConfirmEmail,
+    /// Changing the email.
+    UpdateEmail,
+    /// Resetting the password.
+    ResetPassword,
+    /// Deleting the account.
+    DeleteAccount,
+    /// Signing a PLC operation.
+    PlcOperation,
+}
+
+impl EmailTokenPurpose {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ConfirmEmail => "confirm_email",
+            Self::UpdateEmail => "update_email",
+            Self::ResetPassword => "reset_password",
+            Self::DeleteAccount => "delete_account",
+            Self::PlcOperation => "plc_operation",
+        }
+    }
+}
+
+/// A token sent by email.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EmailToken {
+    /// The account.
+    pub did: Did,
+    /// What the token is for.
+    pub purpose: EmailTokenPurpose,
+    /// The token the user types back.
+    pub token: String,
+    /// When it was sent.
+    pub requested_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for EmailToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailToken")
+            .field("did", &self.did)
+            .field("purpose", &self.purpose)
+            .field("requested_at", &self.requested_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Lower-cases an email for storage and lookup.
-pub(crate) fn normalize_email(email: &str) -> String {
+pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
+}
+
+/// Compares two secrets in time that depends only on their lengths, so a
+/// mismatch does not tell an attacker how many leading bytes were right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl NewAccount {

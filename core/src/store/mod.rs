@@ -9,7 +9,10 @@ mod blob;
 mod repo;
 mod sequencer;
 
-pub use account::{Account, AccountLookup, AccountStatus, AccountStore, NewAccount};
+pub use account::{
+    Account, AccountLookup, AccountStatus, AccountStore, AppPassword, EmailToken,
+    EmailTokenPurpose, NewAccount, RefreshToken, constant_time_eq, normalize_email,
+};
 pub use blob::{BlobError, BlobStore, ByteStream, StoredBlob, TempBlob};
 pub use repo::{
     CommitStage, CommitWrite, RecordEntry, RecordPage, RecordWrite, RepoRoot, RepoStore,

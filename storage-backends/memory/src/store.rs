@@ -5,12 +5,13 @@ use async_trait::async_trait;
 use aurora_core::cid::Cid;
 use aurora_core::event::{NewEvent, SeqEvent};
 use aurora_core::store::{
-    Account, AccountLookup, AccountStatus, AccountStore, CommitStage, CommitWrite, RecordEntry,
-    RecordPage, RecordWrite, RepoRoot, RepoStore, SeqWatch, Sequencer, StoreError,
+    Account, AccountLookup, AccountStatus, AccountStore, AppPassword, CommitStage, CommitWrite,
+    EmailToken, EmailTokenPurpose, RecordEntry, RecordPage, RecordWrite, RefreshToken, RepoRoot,
+    RepoStore, SeqWatch, Sequencer, StoreError, constant_time_eq, normalize_email,
 };
 use aurora_core::syntax::{Did, Handle, Nsid, RecordKey};
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 #[derive(Default)]
@@ -27,6 +28,26 @@ struct State {
     events: BTreeMap<i64, SeqEvent>,
     last_seq: i64,
     accounts: BTreeMap<Did, Account>,
+    refresh_tokens: HashMap<String, RefreshToken>,
+    app_passwords: BTreeMap<(Did, String), AppPassword>,
+    email_tokens: HashMap<(Did, EmailTokenPurpose), EmailToken>,
+}
+
+impl State {
+    fn account_mut(&mut self, did: &Did) -> Result<&mut Account, StoreError> {
+        self.accounts
+            .get_mut(did)
+            .ok_or(StoreError::NotFound("account"))
+    }
+
+    fn end_sessions(&mut self, did: &Did, app_password: Option<&str>) -> u64 {
+        let before = self.refresh_tokens.len();
+        self.refresh_tokens.retain(|_, t| {
+            &t.did != did
+                || app_password.is_some_and(|name| t.app_password.as_deref() != Some(name))
+        });
+        (before - self.refresh_tokens.len()) as u64
+    }
 }
 
 impl State {
@@ -382,10 +403,138 @@ impl AccountStore for MemoryStore {
     }
 
     async fn delete_account(&self, did: &Did) -> Result<(), StoreError> {
-        self.lock()
+        let mut state = self.lock();
+        state
             .accounts
             .remove(did)
-            .map(|_| ())
-            .ok_or(StoreError::NotFound("account"))
+            .ok_or(StoreError::NotFound("account"))?;
+        state.end_sessions(did, None);
+        state.app_passwords.retain(|(owner, _), _| owner != did);
+        state.email_tokens.retain(|(owner, _), _| owner != did);
+        Ok(())
+    }
+
+    async fn update_password(&self, did: &Did, password_hash: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        state.account_mut(did)?.password_hash = Some(password_hash.to_owned());
+        state.end_sessions(did, None);
+        Ok(())
+    }
+
+    async fn update_email(&self, did: &Did, email: Option<&str>) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let email = email.map(normalize_email);
+        if email.is_some()
+            && state
+                .accounts
+                .values()
+                .any(|a| a.email == email && &a.did != did)
+        {
+            return Err(StoreError::AlreadyExists { field: "email" });
+        }
+        let account = state.account_mut(did)?;
+        account.email = email;
+        account.email_confirmed_at = None;
+        Ok(())
+    }
+
+    async fn confirm_email(&self, did: &Did, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.lock().account_mut(did)?.email_confirmed_at = Some(at);
+        Ok(())
+    }
+
+    async fn create_refresh_token(&self, token: RefreshToken) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.refresh_tokens.contains_key(&token.id) {
+            return Err(StoreError::AlreadyExists {
+                field: "refresh token id",
+            });
+        }
+        state.refresh_tokens.insert(token.id.clone(), token);
+        Ok(())
+    }
+
+    async fn get_refresh_token(&self, id: &str) -> Result<Option<RefreshToken>, StoreError> {
+        Ok(self.lock().refresh_tokens.get(id).cloned())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_id: &str,
+        new: RefreshToken,
+    ) -> Result<Option<RefreshToken>, StoreError> {
+        let mut state = self.lock();
+        let Some(old) = state.refresh_tokens.remove(old_id) else {
+            return Ok(None);
+        };
+        state.refresh_tokens.insert(new.id.clone(), new);
+        Ok(Some(old))
+    }
+
+    async fn delete_refresh_token(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().refresh_tokens.remove(id).is_some())
+    }
+
+    async fn delete_refresh_tokens(
+        &self,
+        did: &Did,
+        app_password: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        Ok(self.lock().end_sessions(did, app_password))
+    }
+
+    async fn create_app_password(&self, app: AppPassword) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let key = (app.did.clone(), app.name.clone());
+        if state.app_passwords.contains_key(&key) {
+            return Err(StoreError::AlreadyExists {
+                field: "app password name",
+            });
+        }
+        state.app_passwords.insert(key, app);
+        Ok(())
+    }
+
+    async fn list_app_passwords(&self, did: &Did) -> Result<Vec<AppPassword>, StoreError> {
+        Ok(self
+            .lock()
+            .app_passwords
+            .iter()
+            .filter(|((owner, _), _)| owner == did)
+            .map(|(_, a)| a.clone())
+            .collect())
+    }
+
+    async fn delete_app_password(&self, did: &Did, name: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        state
+            .app_passwords
+            .remove(&(did.clone(), name.to_owned()))
+            .ok_or(StoreError::NotFound("app password"))?;
+        state.end_sessions(did, Some(name));
+        Ok(())
+    }
+
+    async fn put_email_token(&self, token: EmailToken) -> Result<(), StoreError> {
+        self.lock()
+            .email_tokens
+            .insert((token.did.clone(), token.purpose), token);
+        Ok(())
+    }
+
+    async fn take_email_token(
+        &self,
+        did: &Did,
+        purpose: EmailTokenPurpose,
+        token: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut state = self.lock();
+        let key = (did.clone(), purpose);
+        match state.email_tokens.get(&key) {
+            Some(stored) if constant_time_eq(stored.token.as_bytes(), token.as_bytes()) => {
+                Ok(state.email_tokens.remove(&key).map(|t| t.requested_at))
+            }
+            _ => Ok(None),
+        }
     }
 }

@@ -2,16 +2,51 @@
 
 use async_trait::async_trait;
 use aurora_core::store::{
-    Account, AccountLookup, AccountStatus, AccountStore, NewAccount, StoreError,
+    Account, AccountLookup, AccountStatus, AccountStore, AppPassword, EmailToken,
+    EmailTokenPurpose, NewAccount, RefreshToken, StoreError,
 };
 use aurora_core::syntax::{Did, Handle};
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
 };
 
-use crate::entity::account;
+use crate::entity::{account, app_password, email_token, refresh_token};
 use crate::{SqlStore, convert, db_err};
+
+fn refresh_token_from_row(row: refresh_token::Model) -> Result<RefreshToken, StoreError> {
+    Ok(RefreshToken {
+        id: row.id,
+        did: convert::parse(row.did, Did::parse)?,
+        app_password: row.app_password_name,
+        expires_at: row.expires_at,
+    })
+}
+
+fn refresh_token_row(t: &RefreshToken) -> refresh_token::ActiveModel {
+    refresh_token::ActiveModel {
+        id: Set(t.id.clone()),
+        did: Set(t.did.as_str().to_owned()),
+        app_password_name: Set(t.app_password.clone()),
+        expires_at: Set(t.expires_at),
+    }
+}
+
+/// Deletes refresh tokens of `did` (only those of `app_password` when given).
+async fn delete_sessions(
+    txn: &DatabaseTransaction,
+    did: &Did,
+    app_password: Option<&str>,
+) -> Result<u64, StoreError> {
+    let mut query =
+        refresh_token::Entity::delete_many().filter(refresh_token::Column::Did.eq(did.as_str()));
+    if let Some(name) = app_password {
+        query = query.filter(refresh_token::Column::AppPasswordName.eq(name));
+    }
+    Ok(query.exec(txn).await.map_err(db_err)?.rows_affected)
+}
 
 fn account_from_row(row: account::Model) -> Result<Account, StoreError> {
     Ok(Account {
@@ -130,13 +165,229 @@ impl AccountStore for SqlStore {
     }
 
     async fn delete_account(&self, did: &Did) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
         let res = account::Entity::delete_by_id(did.as_str().to_owned())
-            .exec(self.connection())
+            .exec(&txn)
             .await
             .map_err(db_err)?;
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("account"));
         }
+        delete_sessions(&txn, did, None).await?;
+        app_password::Entity::delete_many()
+            .filter(app_password::Column::Did.eq(did.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        email_token::Entity::delete_many()
+            .filter(email_token::Column::Did.eq(did.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)
+    }
+
+    async fn update_password(&self, did: &Did, password_hash: &str) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
+        let res = account::Entity::update_many()
+            .col_expr(account::Column::PasswordHash, Expr::value(password_hash))
+            .filter(account::Column::Did.eq(did.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound("account"));
+        }
+        delete_sessions(&txn, did, None).await?;
+        txn.commit().await.map_err(db_err)
+    }
+
+    async fn update_email(&self, did: &Did, email: Option<&str>) -> Result<(), StoreError> {
+        let email = email.map(aurora_core::store::normalize_email);
+        let res = account::Entity::update_many()
+            .col_expr(account::Column::Email, Expr::value(email))
+            .col_expr(
+                account::Column::EmailConfirmedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(account::Column::Did.eq(did.as_str()))
+            .exec(self.connection())
+            .await
+            .map_err(unique_err)?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound("account"));
+        }
         Ok(())
+    }
+
+    async fn confirm_email(&self, did: &Did, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.update_account(did, account::Column::EmailConfirmedAt, Expr::value(at))
+            .await
+    }
+
+    async fn create_refresh_token(&self, token: RefreshToken) -> Result<(), StoreError> {
+        refresh_token::Entity::insert(refresh_token_row(&token))
+            .exec_without_returning(self.connection())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_refresh_token(&self, id: &str) -> Result<Option<RefreshToken>, StoreError> {
+        refresh_token::Entity::find_by_id(id.to_owned())
+            .one(self.connection())
+            .await
+            .map_err(db_err)?
+            .map(refresh_token_from_row)
+            .transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_id: &str,
+        new: RefreshToken,
+    ) -> Result<Option<RefreshToken>, StoreError> {
+        let txn = self.begin_write().await?;
+        let Some(old) = refresh_token::Entity::find_by_id(old_id.to_owned())
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        // The delete decides between concurrent rotations: only one removes the row.
+        let res = refresh_token::Entity::delete_by_id(old_id.to_owned())
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if res.rows_affected != 1 {
+            return Ok(None);
+        }
+        refresh_token::Entity::insert(refresh_token_row(&new))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        refresh_token_from_row(old).map(Some)
+    }
+
+    async fn delete_refresh_token(&self, id: &str) -> Result<bool, StoreError> {
+        let res = refresh_token::Entity::delete_by_id(id.to_owned())
+            .exec(self.connection())
+            .await
+            .map_err(db_err)?;
+        Ok(res.rows_affected > 0)
+    }
+
+    async fn delete_refresh_tokens(
+        &self,
+        did: &Did,
+        app_password: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let txn = self.begin_write().await?;
+        let n = delete_sessions(&txn, did, app_password).await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(n)
+    }
+
+    async fn create_app_password(&self, app: AppPassword) -> Result<(), StoreError> {
+        let row = app_password::ActiveModel {
+            did: Set(app.did.as_str().to_owned()),
+            name: Set(app.name.clone()),
+            password_hash: Set(app.password_hash.clone()),
+            privileged: Set(app.privileged),
+            created_at: Set(app.created_at),
+        };
+        app_password::Entity::insert(row)
+            .exec_without_returning(self.connection())
+            .await
+            .map_err(|e| match e.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::AlreadyExists {
+                    field: "app password name",
+                },
+                _ => db_err(e),
+            })?;
+        Ok(())
+    }
+
+    async fn list_app_passwords(&self, did: &Did) -> Result<Vec<AppPassword>, StoreError> {
+        app_password::Entity::find()
+            .filter(app_password::Column::Did.eq(did.as_str()))
+            .order_by_asc(app_password::Column::Name)
+            .all(self.connection())
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|row| {
+                Ok(AppPassword {
+                    did: convert::parse(row.did, Did::parse)?,
+                    name: row.name,
+                    password_hash: row.password_hash,
+                    privileged: row.privileged,
+                    created_at: row.created_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_app_password(&self, did: &Did, name: &str) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
+        let res = app_password::Entity::delete_by_id((did.as_str().to_owned(), name.to_owned()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound("app password"));
+        }
+        delete_sessions(&txn, did, Some(name)).await?;
+        txn.commit().await.map_err(db_err)
+    }
+
+    async fn put_email_token(&self, token: EmailToken) -> Result<(), StoreError> {
+        let row = email_token::ActiveModel {
+            did: Set(token.did.as_str().to_owned()),
+            purpose: Set(token.purpose.as_str().to_owned()),
+            token: Set(token.token.clone()),
+            requested_at: Set(token.requested_at),
+        };
+        email_token::Entity::insert(row)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::columns([
+                    email_token::Column::Did,
+                    email_token::Column::Purpose,
+                ])
+                .update_columns([email_token::Column::Token, email_token::Column::RequestedAt])
+                .to_owned(),
+            )
+            .exec_without_returning(self.connection())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn take_email_token(
+        &self,
+        did: &Did,
+        purpose: EmailTokenPurpose,
+        token: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let txn = self.begin_write().await?;
+        let key = (did.as_str().to_owned(), purpose.as_str().to_owned());
+        let Some(row) = email_token::Entity::find_by_id(key.clone())
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        if !aurora_core::store::constant_time_eq(row.token.as_bytes(), token.as_bytes()) {
+            return Ok(None);
+        }
+        email_token::Entity::delete_by_id(key)
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(Some(row.requested_at))
     }
 }

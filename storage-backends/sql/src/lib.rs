@@ -243,7 +243,7 @@ impl SqlStore {
     /// Begins a write transaction. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so a transaction never has to upgrade a stale
     /// read snapshot and fail with `SQLITE_BUSY`.
-    async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
         let options = TransactionOptions {
             sqlite_transaction_mode: (self.shared.engine == Engine::Sqlite)
                 .then_some(SqliteTransactionMode::Immediate),

@@ -9,8 +9,9 @@ use std::time::Duration;
 use aurora_core::data::{BlobHasher, DAG_CBOR, cid_for};
 use aurora_core::event::EventType;
 use aurora_core::store::{
-    AccountLookup, AccountStatus, AccountStore, BlobError, BlobStore, ByteStream, CommitStage,
-    NewAccount, RecordPage, RepoStore, Sequencer, StoreError,
+    AccountLookup, AccountStatus, AccountStore, AppPassword, BlobError, BlobStore, ByteStream,
+    CommitStage, EmailToken, EmailTokenPurpose, NewAccount, RecordPage, RefreshToken, RepoStore,
+    Sequencer, StoreError,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -111,6 +112,10 @@ macro_rules! store_conformance_suite {
             accounts_create_and_look_up,
             accounts_reject_duplicates,
             accounts_update_list_and_delete,
+            sessions_rotate_once_and_end_with_the_password,
+            app_passwords_are_named_per_account_and_end_their_sessions,
+            email_changes_and_single_use_email_tokens,
+            deleting_an_account_removes_its_credentials,
         );
     };
 }
@@ -883,6 +888,298 @@ pub async fn accounts_update_list_and_delete(h: StoreHarness) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(s.list_accounts(None, 10).await.unwrap().len(), 3);
+}
+
+fn session(id: &str, did: &aurora_core::syntax::Did, app_password: Option<&str>) -> RefreshToken {
+    RefreshToken {
+        id: id.to_owned(),
+        did: did.clone(),
+        app_password: app_password.map(str::to_owned),
+        // Whole seconds: every backend stores them exactly.
+        expires_at: chrono::DateTime::from_timestamp(2_000_000_000, 0).unwrap(),
+    }
+}
+
+#[doc(hidden)]
+pub async fn sessions_rotate_once_and_end_with_the_password(h: StoreHarness) {
+    let s = &h.store;
+    s.create_account(new_account("alice", None)).await.unwrap();
+    s.create_account(new_account("bob", None)).await.unwrap();
+    let (alice, bob) = (did("alice"), did("bob"));
+    s.create_refresh_token(session("a1", &alice, None))
+        .await
+        .unwrap();
+    s.create_refresh_token(session("a2", &alice, Some("phone")))
+        .await
+        .unwrap();
+    s.create_refresh_token(session("b1", &bob, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_refresh_token("a2").await.unwrap(),
+        Some(session("a2", &alice, Some("phone")))
+    );
+    assert_eq!(s.get_refresh_token("nope").await.unwrap(), None);
+
+    // Rotation replaces the token once; the old one cannot be used again.
+    let old = s
+        .rotate_refresh_token("a1", session("a3", &alice, None))
+        .await
+        .unwrap();
+    assert_eq!(old, Some(session("a1", &alice, None)));
+    assert_eq!(s.get_refresh_token("a1").await.unwrap(), None);
+    assert!(s.get_refresh_token("a3").await.unwrap().is_some());
+    assert_eq!(
+        s.rotate_refresh_token("a1", session("a4", &alice, None))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.get_refresh_token("a4").await.unwrap(),
+        None,
+        "a failed rotation stores nothing"
+    );
+
+    // Two concurrent rotations of one token: exactly one wins.
+    let (s1, s2) = (h.store.clone(), h.store.clone());
+    let (alice1, alice2) = (alice.clone(), alice.clone());
+    let t1 = tokio::spawn(async move {
+        s1.rotate_refresh_token("a3", session("x1", &alice1, None))
+            .await
+    });
+    let t2 = tokio::spawn(async move {
+        s2.rotate_refresh_token("a3", session("x2", &alice2, None))
+            .await
+    });
+    let wins = [t1.await.unwrap().unwrap(), t2.await.unwrap().unwrap()]
+        .iter()
+        .filter(|r| r.is_some())
+        .count();
+    assert_eq!(wins, 1);
+
+    // Ending the sessions of one app password leaves the others.
+    assert_eq!(
+        s.delete_refresh_tokens(&alice, Some("phone"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.get_refresh_token("a2").await.unwrap(), None);
+    // A password change ends every session of that account only.
+    s.create_refresh_token(session("a5", &alice, Some("phone")))
+        .await
+        .unwrap();
+    s.update_password(&alice, "$argon2id$new").await.unwrap();
+    for id in ["x1", "x2", "a5"] {
+        assert_eq!(s.get_refresh_token(id).await.unwrap(), None, "{id}");
+    }
+    assert_eq!(
+        s.get_account(AccountLookup::Did(&alice))
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("$argon2id$new")
+    );
+    assert!(s.get_refresh_token("b1").await.unwrap().is_some());
+    assert!(s.delete_refresh_token("b1").await.unwrap());
+    assert!(!s.delete_refresh_token("b1").await.unwrap());
+    assert!(matches!(
+        s.update_password(&did("nobody"), "x").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+fn app_password(did: &aurora_core::syntax::Did, name: &str) -> AppPassword {
+    AppPassword {
+        did: did.clone(),
+        name: name.to_owned(),
+        password_hash: format!("$argon2id$app${name}"),
+        privileged: name == "dm",
+        created_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+    }
+}
+
+#[doc(hidden)]
+pub async fn app_passwords_are_named_per_account_and_end_their_sessions(h: StoreHarness) {
+    let s = &h.store;
+    s.create_account(new_account("alice", None)).await.unwrap();
+    s.create_account(new_account("bob", None)).await.unwrap();
+    let (alice, bob) = (did("alice"), did("bob"));
+    s.create_app_password(app_password(&alice, "phone"))
+        .await
+        .unwrap();
+    s.create_app_password(app_password(&alice, "dm"))
+        .await
+        .unwrap();
+    s.create_app_password(app_password(&bob, "phone"))
+        .await
+        .unwrap();
+    let err = s
+        .create_app_password(app_password(&alice, "phone"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+    let listed = s.list_app_passwords(&alice).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![app_password(&alice, "dm"), app_password(&alice, "phone")]
+    );
+
+    s.create_refresh_token(session("p1", &alice, Some("phone")))
+        .await
+        .unwrap();
+    s.create_refresh_token(session("m1", &alice, None))
+        .await
+        .unwrap();
+    s.delete_app_password(&alice, "phone").await.unwrap();
+    assert_eq!(
+        s.get_refresh_token("p1").await.unwrap(),
+        None,
+        "its sessions end"
+    );
+    assert!(s.get_refresh_token("m1").await.unwrap().is_some());
+    assert_eq!(s.list_app_passwords(&alice).await.unwrap().len(), 1);
+    assert_eq!(s.list_app_passwords(&bob).await.unwrap().len(), 1);
+    assert!(matches!(
+        s.delete_app_password(&alice, "phone").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[doc(hidden)]
+pub async fn email_changes_and_single_use_email_tokens(h: StoreHarness) {
+    let s = &h.store;
+    s.create_account(new_account("alice", Some("alice@example.com")))
+        .await
+        .unwrap();
+    s.create_account(new_account("bob", Some("bob@example.com")))
+        .await
+        .unwrap();
+    let alice = did("alice");
+    let at = chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+    s.confirm_email(&alice, at).await.unwrap();
+    let a = s
+        .get_account(AccountLookup::Did(&alice))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.email_confirmed_at, Some(at));
+    // A new email is unconfirmed; one in use elsewhere is refused.
+    let err = s
+        .update_email(&alice, Some("BOB@example.com"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyExists { field: "email" }),
+        "{err:?}"
+    );
+    s.update_email(&alice, Some("Alice@New.Example"))
+        .await
+        .unwrap();
+    let a = s
+        .get_account(AccountLookup::Did(&alice))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.email.as_deref(), a.email_confirmed_at),
+        (Some("alice@new.example"), None)
+    );
+    assert!(
+        s.get_account(AccountLookup::Email("alice@new.example"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let token = |t: &str, purpose| EmailToken {
+        did: alice.clone(),
+        purpose,
+        token: t.to_owned(),
+        requested_at: at,
+    };
+    s.put_email_token(token("AAAA-1111", EmailTokenPurpose::ResetPassword))
+        .await
+        .unwrap();
+    s.put_email_token(token("BBBB-2222", EmailTokenPurpose::ResetPassword))
+        .await
+        .unwrap();
+    s.put_email_token(token("CCCC-3333", EmailTokenPurpose::ConfirmEmail))
+        .await
+        .unwrap();
+    let take = |t: &'static str, p| s.take_email_token(&alice, p, t);
+    assert_eq!(
+        take("AAAA-1111", EmailTokenPurpose::ResetPassword)
+            .await
+            .unwrap(),
+        None,
+        "replaced"
+    );
+    assert_eq!(
+        take("CCCC-3333", EmailTokenPurpose::ResetPassword)
+            .await
+            .unwrap(),
+        None,
+        "other purpose"
+    );
+    assert_eq!(
+        take("BBBB-2222", EmailTokenPurpose::ResetPassword)
+            .await
+            .unwrap(),
+        Some(at)
+    );
+    assert_eq!(
+        take("BBBB-2222", EmailTokenPurpose::ResetPassword)
+            .await
+            .unwrap(),
+        None,
+        "single use"
+    );
+    assert_eq!(
+        take("CCCC-3333", EmailTokenPurpose::ConfirmEmail)
+            .await
+            .unwrap(),
+        Some(at)
+    );
+}
+
+#[doc(hidden)]
+pub async fn deleting_an_account_removes_its_credentials(h: StoreHarness) {
+    let s = &h.store;
+    s.create_account(new_account("alice", Some("alice@example.com")))
+        .await
+        .unwrap();
+    let alice = did("alice");
+    s.create_refresh_token(session("s1", &alice, None))
+        .await
+        .unwrap();
+    s.create_app_password(app_password(&alice, "phone"))
+        .await
+        .unwrap();
+    s.put_email_token(EmailToken {
+        did: alice.clone(),
+        purpose: EmailTokenPurpose::DeleteAccount,
+        token: "DDDD-4444".into(),
+        requested_at: chrono::Utc::now(),
+    })
+    .await
+    .unwrap();
+    s.delete_account(&alice).await.unwrap();
+    assert_eq!(s.get_refresh_token("s1").await.unwrap(), None);
+    assert!(s.list_app_passwords(&alice).await.unwrap().is_empty());
+    assert_eq!(
+        s.take_email_token(&alice, EmailTokenPurpose::DeleteAccount, "DDDD-4444")
+            .await
+            .unwrap(),
+        None
+    );
+    // The handle and email are free again.
+    s.create_account(new_account("alice", Some("alice@example.com")))
+        .await
+        .unwrap();
 }
 
 // ---------------------------------------------------------------------------

@@ -5,7 +5,10 @@
 #![allow(unreachable_pub, missing_debug_implementations)]
 
 pub(crate) mod account;
+pub(crate) mod app_password;
+pub(crate) mod email_token;
 pub(crate) mod record;
+pub(crate) mod refresh_token;
 pub(crate) mod repo_block;
 pub(crate) mod repo_root;
 pub(crate) mod repo_seq;
