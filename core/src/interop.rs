@@ -31,3 +31,33 @@ pub(crate) fn cases(rel: &str) -> Option<Vec<serde_json::Value>> {
         other => panic!("{rel}: expected a JSON array, got {other}"),
     }
 }
+
+/// The did:plc reference implementation's audit-log test vectors
+/// (`log_*.json`, as file name and text). They are not part of this
+/// repository: they are read from `AURORA_PLC_VECTORS`, or from
+/// `interop-tests/plc/` when that folder exists; otherwise `None`, after
+/// printing why.
+pub(crate) fn plc_vectors() -> Option<Vec<(String, String)>> {
+    let dir = std::env::var("AURORA_PLC_VECTORS").map_or_else(
+        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/interop-tests/plc"),
+        PathBuf::from,
+    );
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!(
+            "SKIP: did:plc audit-log vectors not found at {} (set AURORA_PLC_VECTORS)",
+            dir.display()
+        );
+        return None;
+    };
+    let mut out: Vec<(String, String)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("log_"))
+        .map(|e| {
+            let text = std::fs::read_to_string(e.path())
+                .unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+            (e.file_name().to_string_lossy().into_owned(), text)
+        })
+        .collect();
+    out.sort();
+    Some(out)
+}

@@ -7,6 +7,7 @@
 //! - [`syntax`] — validated identifiers (`Did`, `Handle`, `Nsid`, ...).
 //! - [`data`] — the data model: DAG-CBOR, its JSON form, blob refs, CIDs.
 //! - [`crypto`] — signing keys, did:key, verification.
+//! - [`identity`] — did:plc operations and audit-log rules.
 //! - [`event`] — repo events and their log entries.
 //! - [`store`] — [`RepoStore`], [`Sequencer`], [`AccountStore`], [`BlobStore`].
 //! - [`sink`] — [`EventSink`].
@@ -22,6 +23,7 @@ pub mod data;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod identity;
 #[cfg(test)]
 mod interop;
 pub mod plugin;
