@@ -42,9 +42,20 @@ pub fn decode_strict(bytes: &[u8]) -> Result<Ipld, DataError> {
     Ok(value)
 }
 
-/// Walks the CBOR item sequence in `bytes` iteratively and checks that it is
-/// exactly one item within DAG-CBOR's subset.
+/// Checks that `bytes` is exactly one CBOR item within DAG-CBOR's subset.
 fn check_structure(bytes: &[u8]) -> Result<(), DataError> {
+    if first_item_len(bytes)? != bytes.len() {
+        return Err(DataError::MalformedCbor(
+            "trailing bytes after the value".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Walks the first CBOR item in `bytes` iteratively, checking it stays
+/// within DAG-CBOR's subset, and returns its length in bytes. (Event-stream
+/// frames are two items back to back.)
+pub fn first_item_len(bytes: &[u8]) -> Result<usize, DataError> {
     let malformed = |m: &str| DataError::MalformedCbor(m.to_owned());
     // Items still expected at each open nesting level.
     let mut pending: Vec<u64> = Vec::new();
@@ -132,10 +143,7 @@ fn check_structure(bytes: &[u8]) -> Result<(), DataError> {
             },
         }
     }
-    if pos != bytes.len() {
-        return Err(malformed("trailing bytes after the value"));
-    }
-    Ok(())
+    Ok(pos)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ mod cbor;
 mod json;
 
 pub use blob::{BlobRef, collect_blob_refs};
-pub use cbor::{MAX_DEPTH, decode, decode_strict, encode};
+pub use cbor::{MAX_DEPTH, decode, decode_strict, encode, first_item_len};
 pub use ipld_core::ipld::Ipld;
 #[cfg(test)]
 pub(crate) use json::BASE64_LENIENT;

@@ -5,6 +5,12 @@
 //! its `seq` (the sequence number is the row key, assigned at commit), so an
 //! event is encoded once, at write time, and framed with its `seq` when sent.
 
+mod body;
+mod frame;
+
+pub use body::{AccountBody, CommitBody, IdentityBody, OpAction, RepoOp, SyncBody, decode_payload};
+pub use frame::{Frame, decode_frame, encode_error, encode_event, encode_info};
+
 use std::fmt;
 use std::str::FromStr;
 
