@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
+use crate::crypto::SigningKey;
 use crate::syntax::{Did, Handle};
 
 /// The hosting status of an account, as `#account` events report it.
@@ -103,6 +104,8 @@ pub struct NewAccount {
     pub email: Option<String>,
     /// Password hash (PHC string).
     pub password_hash: Option<String>,
+    /// The repo signing key, stored with the account in one transaction.
+    pub signing_key: Option<SigningKey>,
 }
 
 impl fmt::Debug for NewAccount {
@@ -135,6 +138,9 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Creates an active account.
     async fn create_account(&self, account: NewAccount) -> Result<Account, StoreError>;
 
+    /// The account's repo signing key, if one was stored with it.
+    async fn get_signing_key(&self, did: &Did) -> Result<Option<SigningKey>, StoreError>;
+
     /// Finds one account.
     async fn get_account(&self, lookup: AccountLookup<'_>) -> Result<Option<Account>, StoreError>;
 
@@ -151,7 +157,7 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Changes an account's hosting status.
     async fn update_status(&self, did: &Did, status: AccountStatus) -> Result<(), StoreError>;
 
-    /// Removes an account with its sessions, app passwords and email tokens,
+    /// Removes an account with its signing key, sessions, app passwords and email tokens,
     /// in one transaction. (Repo data is removed through
     /// [`RepoStore`](super::RepoStore).)
     async fn delete_account(&self, did: &Did) -> Result<(), StoreError>;

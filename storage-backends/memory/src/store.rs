@@ -3,6 +3,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use aurora_core::cid::Cid;
+use aurora_core::crypto::SigningKey;
 use aurora_core::event::{NewEvent, SeqEvent};
 use aurora_core::store::{
     Account, AccountLookup, AccountStatus, AccountStore, AppPassword, CommitStage, CommitWrite,
@@ -28,6 +29,7 @@ struct State {
     events: BTreeMap<i64, SeqEvent>,
     last_seq: i64,
     accounts: BTreeMap<Did, Account>,
+    signing_keys: HashMap<Did, SigningKey>,
     refresh_tokens: HashMap<String, RefreshToken>,
     app_passwords: BTreeMap<(Did, String), AppPassword>,
     email_tokens: HashMap<(Did, EmailTokenPurpose), EmailToken>,
@@ -336,9 +338,16 @@ impl AccountStore for MemoryStore {
                 return Err(StoreError::AlreadyExists { field: "email" });
             }
         }
+        if let Some(key) = new.signing_key.clone() {
+            state.signing_keys.insert(new.did.clone(), key);
+        }
         let account = new.into_account();
         state.accounts.insert(account.did.clone(), account.clone());
         Ok(account)
+    }
+
+    async fn get_signing_key(&self, did: &Did) -> Result<Option<SigningKey>, StoreError> {
+        Ok(self.lock().signing_keys.get(did).cloned())
     }
 
     async fn get_account(&self, lookup: AccountLookup<'_>) -> Result<Option<Account>, StoreError> {
@@ -408,6 +417,7 @@ impl AccountStore for MemoryStore {
             .accounts
             .remove(did)
             .ok_or(StoreError::NotFound("account"))?;
+        state.signing_keys.remove(did);
         state.end_sessions(did, None);
         state.app_passwords.retain(|(owner, _), _| owner != did);
         state.email_tokens.retain(|(owner, _), _| owner != did);

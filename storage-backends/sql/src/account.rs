@@ -1,6 +1,7 @@
 //! `AccountStore` on SQL.
 
 use async_trait::async_trait;
+use aurora_core::crypto::{Curve, SigningKey};
 use aurora_core::store::{
     Account, AccountLookup, AccountStatus, AccountStore, AppPassword, EmailToken,
     EmailTokenPurpose, NewAccount, RefreshToken, StoreError,
@@ -13,7 +14,7 @@ use sea_orm::{
     QuerySelect, SqlErr,
 };
 
-use crate::entity::{account, app_password, email_token, refresh_token};
+use crate::entity::{account, account_signing_key, app_password, email_token, refresh_token};
 use crate::{SqlStore, convert, db_err};
 
 fn refresh_token_from_row(row: refresh_token::Model) -> Result<RefreshToken, StoreError> {
@@ -99,6 +100,7 @@ impl SqlStore {
 #[async_trait]
 impl AccountStore for SqlStore {
     async fn create_account(&self, new: NewAccount) -> Result<Account, StoreError> {
+        let signing_key = new.signing_key.clone();
         let account = new.into_account();
         let row = account::ActiveModel {
             did: Set(account.did.as_str().to_owned()),
@@ -109,11 +111,41 @@ impl AccountStore for SqlStore {
             created_at: Set(account.created_at),
             email_confirmed_at: Set(None),
         };
+        let txn = self.begin_write().await?;
         account::Entity::insert(row)
-            .exec_without_returning(self.connection())
+            .exec_without_returning(&txn)
             .await
             .map_err(unique_err)?;
+        if let Some(key) = signing_key {
+            let key_row = account_signing_key::ActiveModel {
+                did: Set(account.did.as_str().to_owned()),
+                curve: Set(key.curve().name().to_owned()),
+                private_key: Set(key.to_bytes().to_vec()),
+            };
+            account_signing_key::Entity::insert(key_row)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(unique_err)?;
+        }
+        txn.commit().await.map_err(db_err)?;
         Ok(account)
+    }
+
+    async fn get_signing_key(&self, did: &Did) -> Result<Option<SigningKey>, StoreError> {
+        let Some(row) = account_signing_key::Entity::find_by_id(did.as_str().to_owned())
+            .one(self.connection())
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let curve = Curve::ALL
+            .into_iter()
+            .find(|c| c.name() == row.curve)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown key curve {:?}", row.curve)))?;
+        SigningKey::from_bytes(curve, &row.private_key)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("signing key of {did}: {e}")))
     }
 
     async fn get_account(&self, lookup: AccountLookup<'_>) -> Result<Option<Account>, StoreError> {
@@ -174,6 +206,10 @@ impl AccountStore for SqlStore {
             return Err(StoreError::NotFound("account"));
         }
         delete_sessions(&txn, did, None).await?;
+        account_signing_key::Entity::delete_by_id(did.as_str().to_owned())
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
         app_password::Entity::delete_many()
             .filter(app_password::Column::Did.eq(did.as_str()))
             .exec(&txn)

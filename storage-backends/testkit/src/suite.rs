@@ -116,6 +116,7 @@ macro_rules! store_conformance_suite {
             app_passwords_are_named_per_account_and_end_their_sessions,
             email_changes_and_single_use_email_tokens,
             deleting_an_account_removes_its_credentials,
+            signing_keys_are_stored_with_their_account,
         );
     };
 }
@@ -723,6 +724,7 @@ fn new_account(name: &str, email: Option<&str>) -> NewAccount {
         handle: handle(name),
         email: email.map(str::to_owned),
         password_hash: Some(format!("$argon2id$fake${name}")),
+        signing_key: None,
     }
 }
 
@@ -1144,6 +1146,30 @@ pub async fn email_changes_and_single_use_email_tokens(h: StoreHarness) {
             .unwrap(),
         Some(at)
     );
+}
+
+#[doc(hidden)]
+pub async fn signing_keys_are_stored_with_their_account(h: StoreHarness) {
+    use aurora_core::crypto::{Curve, SigningKey};
+    let s = &h.store;
+    for (name, curve) in [("alice", Curve::K256), ("bob", Curve::P256)] {
+        let key = SigningKey::generate(curve);
+        let mut account = new_account(name, None);
+        account.signing_key = Some(key.clone());
+        s.create_account(account).await.unwrap();
+        let stored = s.get_signing_key(&did(name)).await.unwrap().unwrap();
+        assert_eq!((stored.curve(), stored.to_bytes()), (curve, key.to_bytes()));
+    }
+    s.create_account(new_account("carol", None)).await.unwrap();
+    assert!(s.get_signing_key(&did("carol")).await.unwrap().is_none());
+    // A failed creation stores no key.
+    let mut clash = new_account("alice", None);
+    clash.did = did("dave");
+    clash.signing_key = Some(SigningKey::generate(Curve::K256));
+    assert!(s.create_account(clash).await.is_err());
+    assert!(s.get_signing_key(&did("dave")).await.unwrap().is_none());
+    s.delete_account(&did("alice")).await.unwrap();
+    assert!(s.get_signing_key(&did("alice")).await.unwrap().is_none());
 }
 
 #[doc(hidden)]

@@ -5,6 +5,7 @@
 #![allow(unreachable_pub, missing_debug_implementations)]
 
 pub(crate) mod account;
+pub(crate) mod account_signing_key;
 pub(crate) mod app_password;
 pub(crate) mod email_token;
 pub(crate) mod record;
