@@ -2,7 +2,8 @@
 //!
 //! The Aurora Locus server: configuration ([`config`]), secrets
 //! ([`secrets`]), storage selection ([`storage`]), the HTTP application and
-//! its layers ([`app`]), the PDS's own XRPC methods ([`api`]), and serving
+//! its layers ([`app`]), the PDS's own XRPC methods ([`api`]), the clients of
+//! identity services such as the PLC directory ([`identity`]), and serving
 //! with graceful shutdown ([`serve`]). The `aurora` binary drives these from
 //! the command line; a custom PDS variant uses them directly (see
 //! `examples/`).
@@ -11,6 +12,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod identity;
 pub mod secrets;
 pub mod serve;
 pub mod storage;

@@ -1,4 +1,6 @@
-//! Authentication building blocks: password hashing (and, with the
-//! accounts issue, session tokens and service auth).
+//! Authentication building blocks: password hashing, session tokens
+//! (HS256 access and refresh JWTs) and inter-service auth JWTs (ES256K/ES256).
 
 pub mod password;
+pub mod service_auth;
+pub mod tokens;

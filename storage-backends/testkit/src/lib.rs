@@ -6,6 +6,8 @@
 //!   [`AccountStore`] and one for [`BlobStore`]; a backend runs them with
 //!   [`store_conformance_suite!`] and [`blob_conformance_suite!`].
 //! - [`postgres`]: finds or starts a throwaway Postgres server for tests.
+//! - [`plc`]: an in-process PLC directory ([`plc::TestPlcDirectory`]) for
+//!   tests that create and update `did:plc` identities over HTTP.
 //! - [`skip`]: the one way a test skips for a missing service; with
 //!   `AURORA_REQUIRE_SERVICES=1` (as in CI) a skip is a failure.
 //!
@@ -18,6 +20,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod fixtures;
+pub mod plc;
 pub mod postgres;
 pub mod suite;
 
