@@ -5,40 +5,15 @@
 
 use std::time::Duration;
 
-use aurora_core::crypto::{Curve, SigningKey};
-use aurora_core::identity::plc::{Operation, PlcOperation, SignedOperation, Tombstone};
-use aurora_core::syntax::{Did, Handle};
+use aurora_core::identity::plc::{Operation, Tombstone};
+use aurora_core::syntax::Did;
 use aurora_server::identity::plc_client::{PlcClient, PlcClientError};
 use aurora_storage_testkit::plc::TestPlcDirectory;
 use axum::routing::get;
 use http::StatusCode;
 use serde_json::json;
 
-/// An account's keys: the PDS's rotation key and the atproto signing key.
-struct Account {
-    rotation: SigningKey,
-    signing: SigningKey,
-}
-
-impl Account {
-    fn new() -> Self {
-        Self {
-            rotation: SigningKey::generate(Curve::K256),
-            signing: SigningKey::generate(Curve::K256),
-        }
-    }
-
-    fn genesis(&self, handle: &str) -> SignedOperation {
-        Operation::Plc(PlcOperation::atproto(
-            &[self.rotation.public_key()],
-            &self.signing.public_key(),
-            &Handle::parse(handle).unwrap(),
-            "https://pds.test",
-            None,
-        ))
-        .sign(&self.rotation)
-    }
-}
+use aurora_storage_testkit::plc::TestIdentity as Account;
 
 /// Serves `app` on 127.0.0.1 and returns its base URL.
 async fn serve(app: axum::Router) -> String {

@@ -30,9 +30,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use aurora_core::crypto::PublicKey;
-use aurora_core::identity::plc::{PlcError, PlcLog, SignedOperation};
-use aurora_core::syntax::Did;
+use aurora_core::crypto::{Curve, PublicKey, SigningKey};
+use aurora_core::identity::plc::{Operation, PlcError, PlcLog, PlcOperation, SignedOperation};
+use aurora_core::syntax::{Did, Handle};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -52,6 +52,44 @@ struct Directory {
 }
 
 type Shared = Arc<Mutex<Directory>>;
+
+/// A test identity's keys: the PDS's rotation key (k256) and the atproto
+/// signing key (P-256, so both curves are exercised).
+#[derive(Debug)]
+pub struct TestIdentity {
+    /// The rotation key that signs PLC operations.
+    pub rotation: SigningKey,
+    /// The repo signing key named in the DID document.
+    pub signing: SigningKey,
+}
+
+impl Default for TestIdentity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestIdentity {
+    /// Fresh random keys.
+    pub fn new() -> Self {
+        Self {
+            rotation: SigningKey::generate(Curve::K256),
+            signing: SigningKey::generate(Curve::P256),
+        }
+    }
+
+    /// A signed genesis operation for `handle`, served by `https://pds.test`.
+    pub fn genesis(&self, handle: &str) -> SignedOperation {
+        Operation::Plc(PlcOperation::atproto(
+            &[self.rotation.public_key()],
+            &self.signing.public_key(),
+            &Handle::parse(handle).unwrap(),
+            "https://pds.test",
+            None,
+        ))
+        .sign(&self.rotation)
+    }
+}
 
 /// A PLC directory running in this process for tests (see the module
 /// docs). The server stops when this value is dropped.
@@ -253,37 +291,12 @@ fn now(offset: TimeDelta, latest: Option<DateTime<Utc>>) -> DateTime<Utc> {
 
 #[cfg(test)]
 mod tests {
-    use aurora_core::crypto::{Curve, SigningKey};
     use aurora_core::identity::plc::{AuditEntry, Operation, PlcOperation, Tombstone};
-    use aurora_core::syntax::Handle;
     use serde_json::Value;
 
     use super::*;
 
-    struct Account {
-        rotation: SigningKey,
-        signing: SigningKey,
-    }
-
-    impl Account {
-        fn new() -> Self {
-            Self {
-                rotation: SigningKey::generate(Curve::K256),
-                signing: SigningKey::generate(Curve::P256),
-            }
-        }
-
-        fn genesis(&self) -> SignedOperation {
-            Operation::Plc(PlcOperation::atproto(
-                &[self.rotation.public_key()],
-                &self.signing.public_key(),
-                &Handle::parse("alice.test").unwrap(),
-                "https://pds.test",
-                None,
-            ))
-            .sign(&self.rotation)
-        }
-    }
+    use super::TestIdentity as Account;
 
     async fn post(dir: &TestPlcDirectory, did: &str, body: String) -> (StatusCode, Value) {
         let resp = reqwest::Client::new()
@@ -308,7 +321,7 @@ mod tests {
     async fn genesis_document_update_and_logs() {
         let dir = TestPlcDirectory::start().await;
         let acct = Account::new();
-        let genesis = acct.genesis();
+        let genesis = acct.genesis("alice.test");
         let did = genesis.did().unwrap();
 
         let (status, _) = post(&dir, did.as_str(), genesis.to_json()).await;
@@ -370,7 +383,7 @@ mod tests {
     async fn bad_signature_is_rejected_with_400() {
         let dir = TestPlcDirectory::start().await;
         let acct = Account::new();
-        let mut genesis = acct.genesis();
+        let mut genesis = acct.genesis("alice.test");
         // Signed by a key that is not one of its rotation keys.
         genesis.sig = genesis.operation.clone().sign(&acct.signing).sig;
         let did = genesis.did().unwrap();
@@ -387,8 +400,8 @@ mod tests {
     #[tokio::test]
     async fn genesis_for_another_did_and_junk_are_rejected() {
         let dir = TestPlcDirectory::start().await;
-        let genesis = Account::new().genesis();
-        let other = Account::new().genesis().did().unwrap();
+        let genesis = Account::new().genesis("alice.test");
+        let other = Account::new().genesis("alice.test").did().unwrap();
 
         let (status, body) = post(&dir, other.as_str(), genesis.to_json()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -417,7 +430,7 @@ mod tests {
     async fn tombstoned_did_is_410_but_keeps_its_log() {
         let dir = TestPlcDirectory::start().await;
         let acct = Account::new();
-        let genesis = acct.genesis();
+        let genesis = acct.genesis("alice.test");
         let did = genesis.did().unwrap();
         assert_eq!(
             post(&dir, did.as_str(), genesis.to_json()).await.0,
