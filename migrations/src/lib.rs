@@ -10,6 +10,7 @@ use sea_orm_migration::prelude::*;
 mod m20261125_000001_initial;
 mod m20261125_000002_sessions;
 mod m20261125_000003_signing_keys;
+mod m20261125_000004_invites_sessions;
 
 /// Applies the schema, in order.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261125_000002_sessions::Migration),
             Box::new(m20261125_000003_signing_keys::Migration),
+            Box::new(m20261125_000004_invites_sessions::Migration),
         ]
     }
 }
