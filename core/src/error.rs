@@ -144,6 +144,11 @@ impl From<StoreError> for XrpcError {
                 Self::new(StatusCode::CONFLICT, "InvalidSwap", e.to_string())
             }
             StoreError::AlreadyExists { .. } => Self::invalid_request(e.to_string()),
+            StoreError::InvalidInviteCode => Self::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidInviteCode",
+                "invite code not available",
+            ),
             StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
             StoreError::Unavailable(_) => Self::unavailable("storage is temporarily unavailable"),
             StoreError::Backend(_) | StoreError::Corrupt(_) => Self::internal(),
@@ -173,5 +178,12 @@ mod tests {
         let e: XrpcError = StoreError::Backend("disk on fire at /var/secret".into()).into();
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!e.message.contains("secret"));
+    }
+
+    #[test]
+    fn invalid_invite_code_is_a_bad_request() {
+        let e: XrpcError = StoreError::InvalidInviteCode.into();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.error, "InvalidInviteCode");
     }
 }

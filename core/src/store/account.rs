@@ -77,6 +77,11 @@ pub struct Account {
     pub created_at: DateTime<Utc>,
     /// When the email was confirmed.
     pub email_confirmed_at: Option<DateTime<Utc>>,
+    /// The operator's reference for a takedown (a moderation report id,
+    /// say); `None` when the account is not taken down. Set with
+    /// [`AccountStore::set_takedown_ref`], independently of
+    /// [`status`](Self::status).
+    pub takedown_ref: Option<String>,
 }
 
 impl fmt::Debug for Account {
@@ -89,6 +94,7 @@ impl fmt::Debug for Account {
             .field("status", &self.status)
             .field("created_at", &self.created_at)
             .field("email_confirmed_at", &self.email_confirmed_at)
+            .field("takedown_ref", &self.takedown_ref)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +112,10 @@ pub struct NewAccount {
     pub password_hash: Option<String>,
     /// The repo signing key, stored with the account in one transaction.
     pub signing_key: Option<SigningKey>,
+    /// The invite code the account signs up with. When set,
+    /// [`AccountStore::create_account`] consumes one of its uses in the same
+    /// transaction as it creates the account.
+    pub invite_code: Option<String>,
 }
 
 impl fmt::Debug for NewAccount {
@@ -136,6 +146,12 @@ pub enum AccountLookup<'a> {
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
     /// Creates an active account.
+    ///
+    /// When [`NewAccount::invite_code`] is set, one use of that code is
+    /// consumed and recorded (an [`InviteCodeUse`] by the new DID) in the
+    /// same transaction. An unknown, disabled or used-up code fails with
+    /// [`StoreError::InvalidInviteCode`] and nothing is written; of two
+    /// concurrent sign-ups for a code's last use, exactly one succeeds.
     async fn create_account(&self, account: NewAccount) -> Result<Account, StoreError>;
 
     /// The account's repo signing key, if one was stored with it.
@@ -157,9 +173,19 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Changes an account's hosting status.
     async fn update_status(&self, did: &Did, status: AccountStatus) -> Result<(), StoreError>;
 
+    /// Sets (or, with `None`, clears) the account's takedown reference.
+    /// Fails with [`StoreError::NotFound`] for an unknown DID. The status is
+    /// not touched (see [`update_status`](Self::update_status)).
+    async fn set_takedown_ref(
+        &self,
+        did: &Did,
+        takedown_ref: Option<&str>,
+    ) -> Result<(), StoreError>;
+
     /// Removes an account with its signing key, sessions, app passwords and email tokens,
     /// in one transaction. (Repo data is removed through
-    /// [`RepoStore`](super::RepoStore).)
+    /// [`RepoStore`](super::RepoStore).) Invite codes created for or used by
+    /// the account are kept, for audit.
     async fn delete_account(&self, did: &Did) -> Result<(), StoreError>;
 
     /// Sets a new password hash and, in the same transaction, ends every
@@ -178,10 +204,17 @@ pub trait AccountStore: Send + Sync + 'static {
     /// A refresh token by its id, expired or not.
     async fn get_refresh_token(&self, id: &str) -> Result<Option<RefreshToken>, StoreError>;
 
+    /// The current (latest) refresh token of session `session_id`, expired
+    /// or not; `None` once the session has ended (its token deleted, the
+    /// password changed, its app password revoked, the account deleted).
+    async fn get_session(&self, session_id: &str) -> Result<Option<RefreshToken>, StoreError>;
+
     /// Replaces refresh token `old_id` by `new` atomically and returns the
     /// old token; `None` when `old_id` is unknown (already used, revoked or
     /// never issued), and then nothing is stored. Of two concurrent
-    /// rotations of one token, at most one succeeds.
+    /// rotations of one token, at most one succeeds. `new` is stored as
+    /// given: to keep the session, the caller passes the old token's
+    /// [`session_id`](RefreshToken::session_id).
     async fn rotate_refresh_token(
         &self,
         old_id: &str,
@@ -222,6 +255,42 @@ pub trait AccountStore: Send + Sync + 'static {
         purpose: EmailTokenPurpose,
         token: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Stores new invite codes, all in one transaction, and returns them as
+    /// stored (created now, enabled, unused). A code that already exists
+    /// fails the whole call with [`StoreError::AlreadyExists`]
+    /// (`field: "invite code"`).
+    async fn create_invite_codes(
+        &self,
+        codes: Vec<NewInviteCode>,
+    ) -> Result<Vec<InviteCode>, StoreError>;
+
+    /// One invite code with its uses.
+    async fn get_invite_code(&self, code: &str) -> Result<Option<InviteCode>, StoreError>;
+
+    /// A page of up to `limit` invite codes in `sort` order, starting after
+    /// `cursor`, and the cursor of the next page (`None` when this page is
+    /// the last). Cursors are opaque; one this store did not produce for
+    /// the same `sort` yields an empty last page.
+    async fn list_invite_codes(
+        &self,
+        sort: InviteCodeSort,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<InviteCode>, Option<String>), StoreError>;
+
+    /// The invite codes created for `for_account` (a DID, or `"admin"`),
+    /// newest first.
+    async fn account_invite_codes(&self, for_account: &str) -> Result<Vec<InviteCode>, StoreError>;
+
+    /// Disables the codes listed in `codes` and every code whose
+    /// [`for_account`](InviteCode::for_account) is in `accounts`. Unknown
+    /// codes and accounts are ignored.
+    async fn disable_invite_codes(
+        &self,
+        codes: &[String],
+        accounts: &[String],
+    ) -> Result<(), StoreError>;
 }
 
 /// A session's refresh token, as stored (the JWT itself is not stored,
@@ -230,12 +299,65 @@ pub trait AccountStore: Send + Sync + 'static {
 pub struct RefreshToken {
     /// The token id (JWT `jti`).
     pub id: String,
+    /// The session the token belongs to: set when the session is created
+    /// (usually to the first token's id) and carried over by every rotation.
+    pub session_id: String,
     /// The account.
     pub did: Did,
     /// The app password the session was created with, if any.
     pub app_password: Option<String>,
     /// When the token stops being accepted.
     pub expires_at: DateTime<Utc>,
+}
+
+/// Invite codes to create with [`AccountStore::create_invite_codes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInviteCode {
+    /// The code itself, unique.
+    pub code: String,
+    /// How many accounts may sign up with it.
+    pub available_uses: i32,
+    /// Whom the code was made for: a DID, or `"admin"`.
+    pub for_account: String,
+    /// Who created it: a DID, or `"admin"`.
+    pub created_by: String,
+}
+
+/// One sign-up with an invite code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteCodeUse {
+    /// The account created with the code.
+    pub used_by: Did,
+    /// When.
+    pub used_at: DateTime<Utc>,
+}
+
+/// A stored invite code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteCode {
+    /// The code itself.
+    pub code: String,
+    /// How many uses remain.
+    pub available_uses: i32,
+    /// Whether the operator disabled it.
+    pub disabled: bool,
+    /// Whom the code was made for: a DID, or `"admin"`.
+    pub for_account: String,
+    /// Who created it: a DID, or `"admin"`.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Its uses, oldest first.
+    pub uses: Vec<InviteCodeUse>,
+}
+
+/// The order of [`AccountStore::list_invite_codes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteCodeSort {
+    /// Newest first (`created_at` descending), then by code.
+    Recent,
+    /// Most used first (number of uses descending), then by code.
+    Usage,
 }
 
 /// An app password: a separate password for third-party clients that
@@ -346,6 +468,7 @@ impl NewAccount {
             status: AccountStatus::Active,
             created_at: chrono::Utc::now(),
             email_confirmed_at: None,
+            takedown_ref: None,
         }
     }
 }

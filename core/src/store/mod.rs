@@ -11,7 +11,8 @@ mod sequencer;
 
 pub use account::{
     Account, AccountLookup, AccountStatus, AccountStore, AppPassword, EmailToken,
-    EmailTokenPurpose, NewAccount, RefreshToken, constant_time_eq, normalize_email,
+    EmailTokenPurpose, InviteCode, InviteCodeSort, InviteCodeUse, NewAccount, NewInviteCode,
+    RefreshToken, constant_time_eq, normalize_email,
 };
 pub use blob::{BlobError, BlobStore, ByteStream, StoredBlob, TempBlob};
 pub use repo::{
@@ -38,12 +39,16 @@ pub enum StoreError {
         /// The root the writer expected (`None`: expected no repo yet).
         expected: Option<Cid>,
     },
-    /// A unique value (DID, handle, email) is already taken.
+    /// A unique value (DID, handle, email, invite code, ...) is already taken.
     #[error("{field} is already in use")]
     AlreadyExists {
-        /// Which value: `"did"`, `"handle"` or `"email"`.
+        /// Which value: `"did"`, `"handle"`, `"email"`, `"invite code"`, ...
         field: &'static str,
     },
+    /// The invite code given to create an account is unknown, disabled or
+    /// has no uses left. Nothing was written.
+    #[error("invite code is unknown, disabled or used up")]
+    InvalidInviteCode,
     /// The thing to update does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),

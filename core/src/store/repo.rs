@@ -166,4 +166,13 @@ pub trait RepoStore: Send + Sync + 'static {
     /// Sequences an event that has no commit (`#identity`, `#account`) and
     /// returns its `seq`.
     async fn sequence_event(&self, event: NewEvent) -> Result<i64, StoreError>;
+
+    /// Deletes `did`'s repo and returns the `seq` given to `event`, in ONE
+    /// transaction: the repo's blocks, root and record index go; every
+    /// earlier event of `did` is invalidated (the [`Sequencer`](super::Sequencer)
+    /// no longer serves it); then `event` (the `#account` event announcing
+    /// the deletion, which stays valid) is sequenced. Subscribers are woken
+    /// as by [`apply_commit`](Self::apply_commit). A DID without a repo
+    /// still gets its event sequenced.
+    async fn delete_repo(&self, did: &Did, event: NewEvent) -> Result<i64, StoreError>;
 }

@@ -1,4 +1,5 @@
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -7,12 +8,13 @@ use aurora_core::crypto::SigningKey;
 use aurora_core::event::{NewEvent, SeqEvent};
 use aurora_core::store::{
     Account, AccountLookup, AccountStatus, AccountStore, AppPassword, CommitStage, CommitWrite,
-    EmailToken, EmailTokenPurpose, RecordEntry, RecordPage, RecordWrite, RefreshToken, RepoRoot,
-    RepoStore, SeqWatch, Sequencer, StoreError, constant_time_eq, normalize_email,
+    EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort, InviteCodeUse, NewInviteCode,
+    RecordEntry, RecordPage, RecordWrite, RefreshToken, RepoRoot, RepoStore, SeqWatch, Sequencer,
+    StoreError, constant_time_eq, normalize_email,
 };
 use aurora_core::syntax::{Did, Handle, Nsid, RecordKey};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
 
 #[derive(Default)]
@@ -27,12 +29,15 @@ struct Repo {
 struct State {
     repos: HashMap<Did, Repo>,
     events: BTreeMap<i64, SeqEvent>,
+    /// Events that are kept but no longer served (their repo was deleted).
+    invalidated: HashSet<i64>,
     last_seq: i64,
     accounts: BTreeMap<Did, Account>,
     signing_keys: HashMap<Did, SigningKey>,
     refresh_tokens: HashMap<String, RefreshToken>,
     app_passwords: BTreeMap<(Did, String), AppPassword>,
     email_tokens: HashMap<(Did, EmailTokenPurpose), EmailToken>,
+    invite_codes: BTreeMap<String, InviteCode>,
 }
 
 impl State {
@@ -50,6 +55,32 @@ impl State {
         });
         (before - self.refresh_tokens.len()) as u64
     }
+}
+
+/// Where an invite code sits in a listing: `(n, code)` ordered by `n`
+/// descending, then code; `n` is the creation time in microseconds
+/// ([`InviteCodeSort::Recent`]) or the number of uses ([`InviteCodeSort::Usage`]).
+fn invite_sort_key(sort: InviteCodeSort, code: &InviteCode) -> (i64, &str) {
+    let n = match sort {
+        InviteCodeSort::Recent => code.created_at.timestamp_micros(),
+        InviteCodeSort::Usage => i64::try_from(code.uses.len()).unwrap_or(i64::MAX),
+    };
+    (n, &code.code)
+}
+
+fn invite_cursor_prefix(sort: InviteCodeSort) -> &'static str {
+    match sort {
+        InviteCodeSort::Recent => "r:",
+        InviteCodeSort::Usage => "u:",
+    }
+}
+
+/// The `(n, code)` of a cursor made by `list_invite_codes` for `sort`.
+fn decode_invite_cursor(sort: InviteCodeSort, cursor: &str) -> Option<(i64, &str)> {
+    let (n, code) = cursor
+        .strip_prefix(invite_cursor_prefix(sort))?
+        .split_once(':')?;
+    Some((n.parse().ok()?, code))
 }
 
 impl State {
@@ -284,6 +315,22 @@ impl RepoStore for MemoryStore {
         self.advance_head(seq);
         Ok(seq)
     }
+
+    async fn delete_repo(&self, did: &Did, event: NewEvent) -> Result<i64, StoreError> {
+        let mut state = self.lock();
+        state.repos.remove(did);
+        let earlier: Vec<i64> = state
+            .events
+            .values()
+            .filter(|e| &e.did == did)
+            .map(|e| e.seq)
+            .collect();
+        state.invalidated.extend(earlier);
+        let seq = state.push_event(event);
+        drop(state);
+        self.advance_head(seq);
+        Ok(seq)
+    }
 }
 
 #[async_trait]
@@ -305,10 +352,11 @@ impl Sequencer for MemoryStore {
         if after >= up_to {
             return Ok(Vec::new());
         }
-        Ok(self
-            .lock()
+        let state = self.lock();
+        Ok(state
             .events
             .range(after + 1..=up_to)
+            .filter(|(seq, _)| !state.invalidated.contains(seq))
             .take(limit)
             .map(|(_, e)| e.clone())
             .collect())
@@ -326,6 +374,12 @@ impl AccountStore for MemoryStore {
         new: aurora_core::store::NewAccount,
     ) -> Result<Account, StoreError> {
         let mut state = self.lock();
+        if let Some(code) = &new.invite_code {
+            match state.invite_codes.get(code) {
+                Some(c) if !c.disabled && c.available_uses > 0 => {}
+                _ => return Err(StoreError::InvalidInviteCode),
+            }
+        }
         let email = new.normalized_email();
         if state.accounts.contains_key(&new.did) {
             return Err(StoreError::AlreadyExists { field: "did" });
@@ -341,7 +395,18 @@ impl AccountStore for MemoryStore {
         if let Some(key) = new.signing_key.clone() {
             state.signing_keys.insert(new.did.clone(), key);
         }
+        let invite_code = new.invite_code.clone();
         let account = new.into_account();
+        if let Some(code) = invite_code.and_then(|c| state.invite_codes.get_mut(&c)) {
+            code.available_uses -= 1;
+            // A DID that signs up again with the same code keeps its first use.
+            if !code.uses.iter().any(|u| u.used_by == account.did) {
+                code.uses.push(InviteCodeUse {
+                    used_by: account.did.clone(),
+                    used_at: account.created_at.trunc_subsecs(6),
+                });
+            }
+        }
         state.accounts.insert(account.did.clone(), account.clone());
         Ok(account)
     }
@@ -411,6 +476,15 @@ impl AccountStore for MemoryStore {
         Ok(())
     }
 
+    async fn set_takedown_ref(
+        &self,
+        did: &Did,
+        takedown_ref: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.lock().account_mut(did)?.takedown_ref = takedown_ref.map(str::to_owned);
+        Ok(())
+    }
+
     async fn delete_account(&self, did: &Did) -> Result<(), StoreError> {
         let mut state = self.lock();
         state
@@ -466,6 +540,16 @@ impl AccountStore for MemoryStore {
 
     async fn get_refresh_token(&self, id: &str) -> Result<Option<RefreshToken>, StoreError> {
         Ok(self.lock().refresh_tokens.get(id).cloned())
+    }
+
+    async fn get_session(&self, session_id: &str) -> Result<Option<RefreshToken>, StoreError> {
+        Ok(self
+            .lock()
+            .refresh_tokens
+            .values()
+            .filter(|t| t.session_id == session_id)
+            .max_by(|a, b| (a.expires_at, &a.id).cmp(&(b.expires_at, &b.id)))
+            .cloned())
     }
 
     async fn rotate_refresh_token(
@@ -546,5 +630,115 @@ impl AccountStore for MemoryStore {
             }
             _ => Ok(None),
         }
+    }
+
+    async fn create_invite_codes(
+        &self,
+        codes: Vec<NewInviteCode>,
+    ) -> Result<Vec<InviteCode>, StoreError> {
+        let mut state = self.lock();
+        let mut seen = HashSet::new();
+        for c in &codes {
+            if state.invite_codes.contains_key(&c.code) || !seen.insert(c.code.as_str()) {
+                return Err(StoreError::AlreadyExists {
+                    field: "invite code",
+                });
+            }
+        }
+        // Microseconds, as the SQL backends keep them.
+        let now = Utc::now().trunc_subsecs(6);
+        let created: Vec<InviteCode> = codes
+            .into_iter()
+            .map(|c| InviteCode {
+                code: c.code,
+                available_uses: c.available_uses,
+                disabled: false,
+                for_account: c.for_account,
+                created_by: c.created_by,
+                created_at: now,
+                uses: Vec::new(),
+            })
+            .collect();
+        for c in &created {
+            state.invite_codes.insert(c.code.clone(), c.clone());
+        }
+        Ok(created)
+    }
+
+    async fn get_invite_code(&self, code: &str) -> Result<Option<InviteCode>, StoreError> {
+        Ok(self.lock().invite_codes.get(code).cloned())
+    }
+
+    async fn list_invite_codes(
+        &self,
+        sort: InviteCodeSort,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<InviteCode>, Option<String>), StoreError> {
+        if limit == 0 {
+            return Ok((Vec::new(), None));
+        }
+        let after = match cursor.map(|c| decode_invite_cursor(sort, c)) {
+            None => None,
+            Some(Some(after)) => Some(after),
+            // Not one of ours: nothing follows it.
+            Some(None) => return Ok((Vec::new(), None)),
+        };
+        let state = self.lock();
+        let mut all: Vec<&InviteCode> = state
+            .invite_codes
+            .values()
+            .filter(|c| {
+                after.is_none_or(|(n, code)| {
+                    let (cn, ccode) = invite_sort_key(sort, c);
+                    cn < n || (cn == n && ccode > code)
+                })
+            })
+            .collect();
+        all.sort_by_key(|&c| {
+            let (n, code) = invite_sort_key(sort, c);
+            (Reverse(n), code)
+        });
+        let more = all.len() > limit;
+        let page: Vec<InviteCode> = all.into_iter().take(limit).cloned().collect();
+        let next = if more {
+            page.last().map(|c| {
+                let (n, code) = invite_sort_key(sort, c);
+                format!("{}{n}:{code}", invite_cursor_prefix(sort))
+            })
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    async fn account_invite_codes(&self, for_account: &str) -> Result<Vec<InviteCode>, StoreError> {
+        let state = self.lock();
+        let mut codes: Vec<InviteCode> = state
+            .invite_codes
+            .values()
+            .filter(|c| c.for_account == for_account)
+            .cloned()
+            .collect();
+        codes.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.code.cmp(&b.code))
+        });
+        Ok(codes)
+    }
+
+    async fn disable_invite_codes(
+        &self,
+        codes: &[String],
+        accounts: &[String],
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for c in state.invite_codes.values_mut() {
+            if codes.contains(&c.code) || accounts.contains(&c.for_account) {
+                c.disabled = true;
+            }
+        }
+        Ok(())
     }
 }

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use aurora_core::crypto::{Curve, SigningKey};
 use aurora_core::store::{
     Account, AccountLookup, AccountStatus, AccountStore, AppPassword, EmailToken,
-    EmailTokenPurpose, NewAccount, RefreshToken, StoreError,
+    EmailTokenPurpose, InviteCode, InviteCodeSort, NewAccount, NewInviteCode, RefreshToken,
+    StoreError,
 };
 use aurora_core::syntax::{Did, Handle};
 use chrono::{DateTime, Utc};
@@ -14,12 +15,15 @@ use sea_orm::{
     QuerySelect, SqlErr,
 };
 
-use crate::entity::{account, account_signing_key, app_password, email_token, refresh_token};
-use crate::{SqlStore, convert, db_err};
+use crate::entity::{
+    account, account_signing_key, app_password, email_token, invite_code, refresh_token,
+};
+use crate::{SqlStore, convert, db_err, invite};
 
 fn refresh_token_from_row(row: refresh_token::Model) -> Result<RefreshToken, StoreError> {
     Ok(RefreshToken {
         id: row.id,
+        session_id: row.session_id,
         did: convert::parse(row.did, Did::parse)?,
         app_password: row.app_password_name,
         expires_at: row.expires_at,
@@ -29,6 +33,7 @@ fn refresh_token_from_row(row: refresh_token::Model) -> Result<RefreshToken, Sto
 fn refresh_token_row(t: &RefreshToken) -> refresh_token::ActiveModel {
     refresh_token::ActiveModel {
         id: Set(t.id.clone()),
+        session_id: Set(t.session_id.clone()),
         did: Set(t.did.as_str().to_owned()),
         app_password_name: Set(t.app_password.clone()),
         expires_at: Set(t.expires_at),
@@ -58,6 +63,7 @@ fn account_from_row(row: account::Model) -> Result<Account, StoreError> {
         status: row.status.parse()?,
         created_at: row.created_at,
         email_confirmed_at: row.email_confirmed_at,
+        takedown_ref: row.takedown_ref,
     })
 }
 
@@ -101,6 +107,7 @@ impl SqlStore {
 impl AccountStore for SqlStore {
     async fn create_account(&self, new: NewAccount) -> Result<Account, StoreError> {
         let signing_key = new.signing_key.clone();
+        let invite_code = new.invite_code.clone();
         let account = new.into_account();
         let row = account::ActiveModel {
             did: Set(account.did.as_str().to_owned()),
@@ -110,8 +117,12 @@ impl AccountStore for SqlStore {
             status: Set(account.status.as_str().to_owned()),
             created_at: Set(account.created_at),
             email_confirmed_at: Set(None),
+            takedown_ref: Set(None),
         };
         let txn = self.begin_write().await?;
+        if let Some(code) = &invite_code {
+            invite::consume(&txn, code, &account.did, account.created_at).await?;
+        }
         account::Entity::insert(row)
             .exec_without_returning(&txn)
             .await
@@ -196,6 +207,19 @@ impl AccountStore for SqlStore {
             .await
     }
 
+    async fn set_takedown_ref(
+        &self,
+        did: &Did,
+        takedown_ref: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.update_account(
+            did,
+            account::Column::TakedownRef,
+            Expr::value(takedown_ref.map(str::to_owned)),
+        )
+        .await
+    }
+
     async fn delete_account(&self, did: &Did) -> Result<(), StoreError> {
         let txn = self.begin_write().await?;
         let res = account::Entity::delete_by_id(did.as_str().to_owned())
@@ -271,6 +295,18 @@ impl AccountStore for SqlStore {
 
     async fn get_refresh_token(&self, id: &str) -> Result<Option<RefreshToken>, StoreError> {
         refresh_token::Entity::find_by_id(id.to_owned())
+            .one(self.connection())
+            .await
+            .map_err(db_err)?
+            .map(refresh_token_from_row)
+            .transpose()
+    }
+
+    async fn get_session(&self, session_id: &str) -> Result<Option<RefreshToken>, StoreError> {
+        refresh_token::Entity::find()
+            .filter(refresh_token::Column::SessionId.eq(session_id))
+            .order_by_desc(refresh_token::Column::ExpiresAt)
+            .order_by_desc(refresh_token::Column::Id)
             .one(self.connection())
             .await
             .map_err(db_err)?
@@ -425,5 +461,53 @@ impl AccountStore for SqlStore {
             .map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
         Ok(Some(row.requested_at))
+    }
+
+    async fn create_invite_codes(
+        &self,
+        codes: Vec<NewInviteCode>,
+    ) -> Result<Vec<InviteCode>, StoreError> {
+        let txn = self.begin_write().await?;
+        let created = invite::create(&txn, codes).await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(created)
+    }
+
+    async fn get_invite_code(&self, code: &str) -> Result<Option<InviteCode>, StoreError> {
+        let rows = invite_code::Entity::find_by_id(code.to_owned())
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        Ok(invite::with_uses(self.connection(), rows).await?.pop())
+    }
+
+    async fn list_invite_codes(
+        &self,
+        sort: InviteCodeSort,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<InviteCode>, Option<String>), StoreError> {
+        invite::list(self.connection(), sort, cursor, limit).await
+    }
+
+    async fn account_invite_codes(&self, for_account: &str) -> Result<Vec<InviteCode>, StoreError> {
+        let rows = invite_code::Entity::find()
+            .filter(invite_code::Column::ForAccount.eq(for_account))
+            .order_by_desc(invite_code::Column::CreatedAt)
+            .order_by_asc(invite_code::Column::Code)
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        invite::with_uses(self.connection(), rows).await
+    }
+
+    async fn disable_invite_codes(
+        &self,
+        codes: &[String],
+        accounts: &[String],
+    ) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
+        invite::disable(&txn, codes, accounts).await?;
+        txn.commit().await.map_err(db_err)
     }
 }

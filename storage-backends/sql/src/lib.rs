@@ -18,6 +18,7 @@
 mod account;
 mod convert;
 mod entity;
+mod invite;
 mod repo;
 mod sequencer;
 

@@ -9,7 +9,7 @@ use aurora_core::store::{
 use aurora_core::syntax::{Did, Nsid, RecordKey, Tid};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -326,6 +326,45 @@ impl RepoStore for SqlStore {
 
     async fn sequence_event(&self, event: NewEvent) -> Result<i64, StoreError> {
         let txn = self.begin_write().await?;
+        let seq = self.insert_event(&txn, &event, Utc::now()).await?;
+        txn.commit().await.map_err(db_err)?;
+        self.advance_head(seq);
+        Ok(seq)
+    }
+
+    async fn delete_repo(&self, did: &Did, event: NewEvent) -> Result<i64, StoreError> {
+        let txn = self.begin_write().await?;
+        // The root goes first: on Postgres its row lock waits for a commit
+        // in flight (apply_commit swaps the root first) and makes later
+        // ones fail their compare-and-swap, so nothing of the repo is left.
+        repo_root::Entity::delete_by_id(did.as_str().to_owned())
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        repo_block::Entity::delete_many()
+            .filter(repo_block::Column::Did.eq(did.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        record::Entity::delete_many()
+            .filter(record::Column::Did.eq(did.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        // Blob references of the repo's records (no entity: the table has
+        // no other user in this crate yet).
+        let record_blobs = Query::delete()
+            .from_table(Alias::new("record_blob"))
+            .and_where(Expr::col(Alias::new("did")).eq(did.as_str()))
+            .to_owned();
+        txn.execute(&record_blobs).await.map_err(db_err)?;
+        repo_seq::Entity::update_many()
+            .col_expr(repo_seq::Column::Invalidated, Expr::value(true))
+            .filter(repo_seq::Column::Did.eq(did.as_str()))
+            .filter(repo_seq::Column::Invalidated.eq(false))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
         let seq = self.insert_event(&txn, &event, Utc::now()).await?;
         txn.commit().await.map_err(db_err)?;
         self.advance_head(seq);

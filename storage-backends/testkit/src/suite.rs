@@ -10,8 +10,8 @@ use aurora_core::data::{BlobHasher, DAG_CBOR, cid_for};
 use aurora_core::event::EventType;
 use aurora_core::store::{
     AccountLookup, AccountStatus, AccountStore, AppPassword, BlobError, BlobStore, ByteStream,
-    CommitStage, EmailToken, EmailTokenPurpose, NewAccount, RecordPage, RefreshToken, RepoStore,
-    Sequencer, StoreError,
+    CommitStage, EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort, NewAccount,
+    NewInviteCode, RecordPage, RefreshToken, RepoStore, Sequencer, StoreError,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -117,6 +117,16 @@ macro_rules! store_conformance_suite {
             email_changes_and_single_use_email_tokens,
             deleting_an_account_removes_its_credentials,
             signing_keys_are_stored_with_their_account,
+            sessions_keep_their_id_across_rotations,
+            sessions_end_with_their_credentials,
+            takedown_refs_round_trip,
+            invite_codes_are_created_listed_and_disabled,
+            invite_codes_page_in_both_orders,
+            sign_up_with_an_invite_code_consumes_a_use,
+            sign_up_with_an_unusable_invite_code_writes_nothing,
+            concurrent_sign_ups_race_for_the_last_invite_use,
+            delete_repo_removes_the_repo_and_invalidates_its_events,
+            delete_repo_without_a_repo_still_sequences_its_event,
         );
     };
 }
@@ -725,6 +735,7 @@ fn new_account(name: &str, email: Option<&str>) -> NewAccount {
         email: email.map(str::to_owned),
         password_hash: Some(format!("$argon2id$fake${name}")),
         signing_key: None,
+        invite_code: None,
     }
 }
 
@@ -895,6 +906,7 @@ pub async fn accounts_update_list_and_delete(h: StoreHarness) {
 fn session(id: &str, did: &aurora_core::syntax::Did, app_password: Option<&str>) -> RefreshToken {
     RefreshToken {
         id: id.to_owned(),
+        session_id: id.to_owned(),
         did: did.clone(),
         app_password: app_password.map(str::to_owned),
         // Whole seconds: every backend stores them exactly.
@@ -1206,6 +1218,617 @@ pub async fn deleting_an_account_removes_its_credentials(h: StoreHarness) {
     s.create_account(new_account("alice", Some("alice@example.com")))
         .await
         .unwrap();
+}
+
+fn token_of_session(
+    id: &str,
+    session_id: &str,
+    did: &aurora_core::syntax::Did,
+    app_password: Option<&str>,
+) -> RefreshToken {
+    RefreshToken {
+        session_id: session_id.to_owned(),
+        ..session(id, did, app_password)
+    }
+}
+
+#[doc(hidden)]
+pub async fn sessions_keep_their_id_across_rotations(h: StoreHarness) {
+    let s = &h.store;
+    s.create_account(new_account("alice", None)).await.unwrap();
+    let alice = did("alice");
+    assert_eq!(s.get_session("s-alice").await.unwrap(), None);
+    s.create_refresh_token(token_of_session("t1", "s-alice", &alice, None))
+        .await
+        .unwrap();
+    s.create_refresh_token(token_of_session("u1", "s-other", &alice, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_session("s-alice").await.unwrap(),
+        Some(token_of_session("t1", "s-alice", &alice, None))
+    );
+    // The session id is not a token id.
+    assert_eq!(s.get_session("t1").await.unwrap(), None);
+
+    let mut next = token_of_session("t2", "s-alice", &alice, None);
+    next.expires_at += chrono::Duration::days(1);
+    let old = s
+        .rotate_refresh_token("t1", next.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.session_id, "s-alice");
+    assert_eq!(s.get_session("s-alice").await.unwrap(), Some(next.clone()));
+    assert_eq!(s.get_refresh_token("t2").await.unwrap(), Some(next));
+    // Expired or not, the session's current token is returned.
+    let mut expired = token_of_session("t3", "s-alice", &alice, None);
+    expired.expires_at = chrono::DateTime::from_timestamp(1_000_000_000, 0).unwrap();
+    s.rotate_refresh_token("t2", expired.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.get_session("s-alice").await.unwrap(), Some(expired));
+    // Other sessions are untouched.
+    assert_eq!(
+        s.get_session("s-other").await.unwrap().map(|t| t.id),
+        Some("u1".to_owned())
+    );
+    // deleteSession: the session's token goes, and the session with it.
+    assert!(s.delete_refresh_token("t3").await.unwrap());
+    assert_eq!(s.get_session("s-alice").await.unwrap(), None);
+    assert!(s.get_session("s-other").await.unwrap().is_some());
+}
+
+#[doc(hidden)]
+pub async fn sessions_end_with_their_credentials(h: StoreHarness) {
+    let s = &h.store;
+    for name in ["alice", "bob"] {
+        s.create_account(new_account(name, None)).await.unwrap();
+    }
+    let (alice, bob) = (did("alice"), did("bob"));
+    s.create_app_password(app_password(&alice, "phone"))
+        .await
+        .unwrap();
+    s.create_refresh_token(token_of_session("p1", "s-phone", &alice, Some("phone")))
+        .await
+        .unwrap();
+    s.create_refresh_token(token_of_session("m1", "s-main", &alice, None))
+        .await
+        .unwrap();
+    s.create_refresh_token(token_of_session("b1", "s-bob", &bob, None))
+        .await
+        .unwrap();
+    // A revoked app password ends its sessions only.
+    s.delete_app_password(&alice, "phone").await.unwrap();
+    assert_eq!(s.get_session("s-phone").await.unwrap(), None);
+    assert!(s.get_session("s-main").await.unwrap().is_some());
+    // A password change ends all of the account's sessions.
+    s.rotate_refresh_token("m1", token_of_session("m2", "s-main", &alice, None))
+        .await
+        .unwrap()
+        .unwrap();
+    s.update_password(&alice, "$argon2id$new").await.unwrap();
+    assert_eq!(s.get_session("s-main").await.unwrap(), None);
+    assert!(s.get_session("s-bob").await.unwrap().is_some());
+    // So does deleting the account.
+    s.delete_account(&bob).await.unwrap();
+    assert_eq!(s.get_session("s-bob").await.unwrap(), None);
+}
+
+#[doc(hidden)]
+pub async fn takedown_refs_round_trip(h: StoreHarness) {
+    let s = &h.store;
+    s.create_account(new_account("alice", None)).await.unwrap();
+    let alice = did("alice");
+    let get = || async {
+        s.get_account(AccountLookup::Did(&alice))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(get().await.takedown_ref, None);
+    s.set_takedown_ref(&alice, Some("report-42")).await.unwrap();
+    let a = get().await;
+    assert_eq!(a.takedown_ref.as_deref(), Some("report-42"));
+    assert_eq!(a.status, AccountStatus::Active, "the status is separate");
+    s.update_status(&alice, AccountStatus::Takendown)
+        .await
+        .unwrap();
+    assert_eq!(get().await.takedown_ref.as_deref(), Some("report-42"));
+    s.set_takedown_ref(&alice, None).await.unwrap();
+    let a = get().await;
+    assert_eq!((a.takedown_ref, a.status), (None, AccountStatus::Takendown));
+    assert!(matches!(
+        s.set_takedown_ref(&did("nobody"), Some("x")).await,
+        Err(StoreError::NotFound("account"))
+    ));
+}
+
+fn new_code(code: &str, uses: i32, for_account: &str) -> NewInviteCode {
+    NewInviteCode {
+        code: code.to_owned(),
+        available_uses: uses,
+        for_account: for_account.to_owned(),
+        created_by: "admin".to_owned(),
+    }
+}
+
+fn with_code(name: &str, code: &str) -> NewAccount {
+    NewAccount {
+        invite_code: Some(code.to_owned()),
+        ..new_account(name, None)
+    }
+}
+
+fn codes_of(codes: &[InviteCode]) -> Vec<&str> {
+    codes.iter().map(|c| c.code.as_str()).collect()
+}
+
+#[doc(hidden)]
+pub async fn invite_codes_are_created_listed_and_disabled(h: StoreHarness) {
+    let s = &h.store;
+    let alice = "did:plc:alice";
+    let created = s
+        .create_invite_codes(vec![
+            new_code("aaaa-1", 1, alice),
+            new_code("aaaa-2", 5, alice),
+            new_code("admin-1", 10, "admin"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(codes_of(&created), ["aaaa-1", "aaaa-2", "admin-1"]);
+    let first = &created[0];
+    assert_eq!(
+        (
+            first.available_uses,
+            first.disabled,
+            first.for_account.as_str(),
+            first.created_by.as_str()
+        ),
+        (1, false, alice, "admin")
+    );
+    assert!(first.uses.is_empty());
+    assert!((chrono::Utc::now() - first.created_at).num_seconds().abs() < 60);
+    // Read back exactly as returned.
+    for c in &created {
+        assert_eq!(s.get_invite_code(&c.code).await.unwrap().as_ref(), Some(c));
+    }
+    assert_eq!(s.get_invite_code("nope").await.unwrap(), None);
+    assert!(s.create_invite_codes(vec![]).await.unwrap().is_empty());
+
+    // A clash fails the whole batch.
+    let err = s
+        .create_invite_codes(vec![
+            new_code("fresh", 1, alice),
+            new_code("aaaa-2", 1, alice),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::AlreadyExists {
+                field: "invite code"
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(s.get_invite_code("fresh").await.unwrap(), None);
+    assert_eq!(
+        s.get_invite_code("aaaa-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .available_uses,
+        5
+    );
+
+    // An account's codes.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    s.create_invite_codes(vec![new_code("aaaa-0", 1, alice)])
+        .await
+        .unwrap();
+    let mine = s.account_invite_codes(alice).await.unwrap();
+    assert_eq!(
+        codes_of(&mine),
+        ["aaaa-0", "aaaa-1", "aaaa-2"],
+        "newest first"
+    );
+    assert_eq!(
+        codes_of(&s.account_invite_codes("admin").await.unwrap()),
+        ["admin-1"]
+    );
+    assert!(
+        s.account_invite_codes("did:plc:nobody")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Disabling by code and by account.
+    s.disable_invite_codes(&["admin-1".to_owned(), "unknown".to_owned()], &[])
+        .await
+        .unwrap();
+    assert!(
+        s.get_invite_code("admin-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    assert!(!s.get_invite_code("aaaa-1").await.unwrap().unwrap().disabled);
+    s.disable_invite_codes(&[], &[alice.to_owned()])
+        .await
+        .unwrap();
+    assert!(
+        s.account_invite_codes(alice)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.disabled)
+    );
+    s.disable_invite_codes(&[], &[]).await.unwrap();
+}
+
+#[doc(hidden)]
+pub async fn invite_codes_page_in_both_orders(h: StoreHarness) {
+    let s = &h.store;
+    // Three batches at different times; codes within a batch share a time.
+    for batch in [&["c-3", "c-1"][..], &["c-2"], &["c-5", "c-4", "c-0"]] {
+        let codes = batch.iter().map(|c| new_code(c, 10, "admin")).collect();
+        s.create_invite_codes(codes).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let recent = ["c-0", "c-4", "c-5", "c-2", "c-1", "c-3"];
+    // Uses: c-1 three, c-4 and c-5 two, c-2 one.
+    let mut n = 0;
+    for (code, uses) in [("c-1", 3), ("c-4", 2), ("c-5", 2), ("c-2", 1)] {
+        for _ in 0..uses {
+            n += 1;
+            s.create_account(with_code(&format!("user{n}"), code))
+                .await
+                .unwrap();
+        }
+    }
+    let usage = ["c-1", "c-4", "c-5", "c-2", "c-0", "c-3"];
+
+    for (sort, expected) in [
+        (InviteCodeSort::Recent, recent),
+        (InviteCodeSort::Usage, usage),
+    ] {
+        let (all, next) = s.list_invite_codes(sort, None, 100).await.unwrap();
+        assert_eq!(codes_of(&all), expected, "{sort:?}");
+        assert_eq!(next, None, "{sort:?}: one page holds everything");
+        let (exact, next) = s.list_invite_codes(sort, None, 6).await.unwrap();
+        assert_eq!(exact.len(), 6);
+        assert_eq!(next, None, "{sort:?}: a full last page has no cursor");
+        for limit in [1, 2, 4] {
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            let mut pages = 0;
+            loop {
+                let (page, next) = s
+                    .list_invite_codes(sort, cursor.as_deref(), limit)
+                    .await
+                    .unwrap();
+                assert!(page.len() <= limit);
+                seen.extend(page);
+                pages += 1;
+                assert!(pages <= 6, "{sort:?}/{limit}: paging does not end");
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(codes_of(&seen), expected, "{sort:?}, pages of {limit}");
+            assert_eq!(seen, all, "{sort:?}: pages hold the same codes");
+        }
+    }
+    let c1 = &s
+        .list_invite_codes(InviteCodeSort::Usage, None, 1)
+        .await
+        .unwrap()
+        .0[0];
+    assert_eq!((c1.available_uses, c1.uses.len()), (7, 3));
+}
+
+#[doc(hidden)]
+pub async fn sign_up_with_an_invite_code_consumes_a_use(h: StoreHarness) {
+    let s = &h.store;
+    s.create_invite_codes(vec![new_code("two-uses", 2, "admin")])
+        .await
+        .unwrap();
+    let before = chrono::Utc::now();
+    let alice = s
+        .create_account(with_code("alice", "two-uses"))
+        .await
+        .unwrap();
+    assert_eq!(alice.did, did("alice"));
+    let code = s.get_invite_code("two-uses").await.unwrap().unwrap();
+    assert_eq!(code.available_uses, 1);
+    assert_eq!(code.uses.len(), 1);
+    assert_eq!(code.uses[0].used_by, did("alice"));
+    assert!((code.uses[0].used_at - before).num_seconds().abs() < 60);
+
+    // A sign-up that fails for another reason consumes nothing.
+    let mut clash = with_code("bob", "two-uses");
+    clash.handle = handle("alice");
+    assert!(matches!(
+        s.create_account(clash).await,
+        Err(StoreError::AlreadyExists { field: "handle" })
+    ));
+    let code = s.get_invite_code("two-uses").await.unwrap().unwrap();
+    assert_eq!((code.available_uses, code.uses.len()), (1, 1));
+
+    s.create_account(with_code("bob", "two-uses"))
+        .await
+        .unwrap();
+    let code = s.get_invite_code("two-uses").await.unwrap().unwrap();
+    assert_eq!(code.available_uses, 0);
+    let users: Vec<_> = code.uses.iter().map(|u| u.used_by.clone()).collect();
+    assert_eq!(users.len(), 2);
+    assert!(users.contains(&did("alice")) && users.contains(&did("bob")));
+
+    // Deleting an account keeps the codes it used and was given.
+    s.create_invite_codes(vec![new_code("for-alice", 1, "did:plc:alice")])
+        .await
+        .unwrap();
+    s.delete_account(&did("alice")).await.unwrap();
+    assert_eq!(
+        s.get_invite_code("two-uses")
+            .await
+            .unwrap()
+            .unwrap()
+            .uses
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.account_invite_codes("did:plc:alice").await.unwrap().len(),
+        1
+    );
+}
+
+#[doc(hidden)]
+pub async fn sign_up_with_an_unusable_invite_code_writes_nothing(h: StoreHarness) {
+    let s = &h.store;
+    s.create_invite_codes(vec![
+        new_code("zz-used-up", 1, "admin"),
+        new_code("zz-disabled", 5, "admin"),
+        new_code("zz-none", 0, "admin"),
+    ])
+    .await
+    .unwrap();
+    s.create_account(with_code("alice", "zz-used-up"))
+        .await
+        .unwrap();
+    s.disable_invite_codes(&["zz-disabled".to_owned()], &[])
+        .await
+        .unwrap();
+    for code in ["zz-used-up", "zz-disabled", "zz-none", "zz-unknown"] {
+        let mut account = with_code("bob", code);
+        account.signing_key = Some(aurora_core::crypto::SigningKey::generate(
+            aurora_core::crypto::Curve::K256,
+        ));
+        let err = s.create_account(account).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidInviteCode),
+            "{code}: {err:?}"
+        );
+        assert!(!err.to_string().contains(code), "the code is not echoed");
+        assert!(
+            s.get_account(AccountLookup::Did(&did("bob")))
+                .await
+                .unwrap()
+                .is_none(),
+            "{code}: no account"
+        );
+        assert!(s.get_signing_key(&did("bob")).await.unwrap().is_none());
+    }
+    let used_up = s.get_invite_code("zz-used-up").await.unwrap().unwrap();
+    assert_eq!((used_up.available_uses, used_up.uses.len()), (0, 1));
+    let disabled = s.get_invite_code("zz-disabled").await.unwrap().unwrap();
+    assert_eq!((disabled.available_uses, disabled.uses.len()), (5, 0));
+    assert_eq!(s.list_accounts(None, 10).await.unwrap().len(), 1);
+}
+
+#[doc(hidden)]
+pub async fn concurrent_sign_ups_race_for_the_last_invite_use(h: StoreHarness) {
+    let rounds = 8;
+    for round in 0..rounds {
+        let code = format!("last-{round}");
+        h.store
+            .create_invite_codes(vec![new_code(&code, 1, "admin")])
+            .await
+            .unwrap();
+        let tasks: Vec<_> = ["left", "right"]
+            .into_iter()
+            .map(|side| {
+                let s = h.store.clone();
+                let account = with_code(&format!("{side}{round}"), &code);
+                tokio::spawn(async move { s.create_account(account).await })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(a) => won.push(a.did),
+                Err(StoreError::InvalidInviteCode) => {}
+                Err(e) => panic!("round {round}: unexpected {e:?}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "round {round}: exactly one sign-up wins");
+        let stored = h.store.get_invite_code(&code).await.unwrap().unwrap();
+        assert_eq!(stored.available_uses, 0);
+        assert_eq!(
+            stored.uses.iter().map(|u| &u.used_by).collect::<Vec<_>>(),
+            [&won[0]]
+        );
+    }
+    assert_eq!(
+        h.store.list_accounts(None, 100).await.unwrap().len(),
+        rounds
+    );
+}
+
+/// The `seq`s of the served events in `after < seq <= up_to`.
+async fn served_seqs(s: &Arc<dyn FullStore>, after: i64, up_to: i64) -> Vec<i64> {
+    s.events_in_range(after, up_to, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect()
+}
+
+/// Nothing of `did`'s repo is left: no root, none of `cids`, no records.
+async fn assert_repo_gone(
+    s: &Arc<dyn FullStore>,
+    did: &aurora_core::syntax::Did,
+    cids: &[aurora_core::cid::Cid],
+) {
+    assert_eq!(s.get_root(did).await.unwrap(), None);
+    for cid in cids {
+        assert_eq!(s.get_block(did, cid).await.unwrap(), None);
+    }
+    assert!(s.get_blocks(did, cids).await.unwrap().is_empty());
+    assert!(s.list_collections(did).await.unwrap().is_empty());
+    for (collection, key) in [("app.bsky.feed.post", "p1"), ("com.example.thing", "t1")] {
+        assert_eq!(
+            s.get_record(did, &nsid(collection), &rkey(key))
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            s.list_records(did, &nsid(collection), &page(10, None, false))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[doc(hidden)]
+pub async fn delete_repo_removes_the_repo_and_invalidates_its_events(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    let (rec, rec_b) = block("alice-record");
+    let c1 = commit(
+        &alice,
+        None,
+        "a1",
+        1,
+        vec![(rec, rec_b)],
+        vec![put("app.bsky.feed.post", "p1", rec)],
+    );
+    let a1_root = c1.root;
+    let a1 = s.apply_commit(c1).await.unwrap();
+    let b1 = s
+        .apply_commit(commit(&bob, None, "b1", 1, vec![], vec![]))
+        .await
+        .unwrap();
+    let a2 = s
+        .apply_commit(commit(
+            &alice,
+            Some(a1_root),
+            "a2",
+            2,
+            vec![],
+            vec![put("com.example.thing", "t1", rec)],
+        ))
+        .await
+        .unwrap();
+    let a3 = s
+        .sequence_event(identity_event(&alice, "alice-id"))
+        .await
+        .unwrap();
+    let b2 = s
+        .sequence_event(identity_event(&bob, "bob-id"))
+        .await
+        .unwrap();
+
+    let mut rx = s.subscribe();
+    rx.borrow_and_update();
+    let mut deleted = identity_event(&alice, "deleted");
+    deleted.event_type = EventType::Account;
+    let seq = s.delete_repo(&alice, deleted.clone()).await.unwrap();
+    assert!(seq > b2);
+
+    assert_repo_gone(s, &alice, &[rec, a1_root]).await;
+    // Bob's repo is untouched.
+    assert!(s.get_root(&bob).await.unwrap().is_some());
+
+    // Alice's earlier events are no longer served; Bob's and the deletion are.
+    assert_eq!(served_seqs(s, 0, i64::MAX).await, [b1, b2, seq]);
+    assert_eq!(served_seqs(s, 0, seq).await, [b1, b2, seq]);
+    assert!(
+        s.events_in_range(0, a2, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.did == bob)
+    );
+    assert!(s.events_in_range(b1, a3, 100).await.unwrap().is_empty());
+    assert_eq!(
+        s.events_after(a1, 1).await.unwrap()[0].seq,
+        b1,
+        "limits skip them too"
+    );
+    let last = s.events_after(b2, 10).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        (&last[0].did, last[0].event_type, &last[0].payload),
+        (&alice, EventType::Account, &deleted.payload)
+    );
+    assert_eq!(s.current_seq().await.unwrap(), Some(seq));
+    // Subscribers are woken.
+    assert!(rx.has_changed().unwrap());
+    assert!(*rx.borrow_and_update() >= seq);
+
+    // The DID can start a new repo; its new events are served.
+    let again = s
+        .apply_commit(commit(&alice, None, "a-new", 3, vec![], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(s.events_after(seq, 10).await.unwrap()[0].seq, again);
+    assert!(s.get_root(&alice).await.unwrap().is_some());
+}
+
+#[doc(hidden)]
+pub async fn delete_repo_without_a_repo_still_sequences_its_event(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, carol) = (did("alice"), did("carol"));
+    let kept = s
+        .apply_commit(commit(&alice, None, "a1", 1, vec![], vec![]))
+        .await
+        .unwrap();
+    let earlier = s
+        .sequence_event(identity_event(&carol, "carol-id"))
+        .await
+        .unwrap();
+    let mut rx = s.subscribe();
+    rx.borrow_and_update();
+    let mut gone = identity_event(&carol, "carol-deleted");
+    gone.event_type = EventType::Account;
+    let seq = s.delete_repo(&carol, gone.clone()).await.unwrap();
+    assert!(seq > earlier);
+    assert!(*rx.borrow_and_update() >= seq);
+    let served = s.events_after(0, 10).await.unwrap();
+    assert_eq!(
+        served
+            .iter()
+            .map(|e| (e.seq, &e.did, e.event_type))
+            .collect::<Vec<_>>(),
+        [
+            (kept, &alice, EventType::Commit),
+            (seq, &carol, EventType::Account)
+        ]
+    );
+    assert_eq!(served[1].payload, gone.payload);
+    assert_eq!(s.get_root(&carol).await.unwrap(), None);
+    assert!(s.get_root(&alice).await.unwrap().is_some());
 }
 
 // ---------------------------------------------------------------------------

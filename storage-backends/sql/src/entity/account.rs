@@ -13,6 +13,7 @@ pub struct Model {
     pub status: String,
     pub created_at: DateTimeUtc,
     pub email_confirmed_at: Option<DateTimeUtc>,
+    pub takedown_ref: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

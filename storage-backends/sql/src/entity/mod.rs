@@ -8,6 +8,8 @@ pub(crate) mod account;
 pub(crate) mod account_signing_key;
 pub(crate) mod app_password;
 pub(crate) mod email_token;
+pub(crate) mod invite_code;
+pub(crate) mod invite_code_use;
 pub(crate) mod record;
 pub(crate) mod refresh_token;
 pub(crate) mod repo_block;

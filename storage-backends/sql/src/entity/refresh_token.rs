@@ -5,6 +5,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    pub session_id: String,
     pub did: String,
     pub app_password_name: Option<String>,
     pub expires_at: DateTimeUtc,
