@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::http::HttpService;
+use crate::mail::Mailer;
 use crate::plugin::{Plugin, XrpcRoute};
 use crate::sink::EventSink;
 use crate::store::{AccountStore, BlobStore, RepoStore, Sequencer};
@@ -49,6 +50,8 @@ pub struct PdsContext {
     pub blobs: Arc<dyn BlobStore>,
     /// Configured event sinks.
     pub sinks: Vec<Arc<dyn EventSink>>,
+    /// Sends email.
+    pub mailer: Arc<dyn Mailer>,
 }
 
 impl std::fmt::Debug for PdsContext {
@@ -107,6 +110,7 @@ pub struct PdsBuilder {
     accounts: Option<Arc<dyn AccountStore>>,
     blobs: Option<Arc<dyn BlobStore>>,
     sinks: Vec<Arc<dyn EventSink>>,
+    mailer: Option<Arc<dyn Mailer>>,
     plugins: Vec<Arc<dyn Plugin>>,
 }
 
@@ -175,6 +179,13 @@ impl PdsBuilder {
         self
     }
 
+    /// Sets the mailer.
+    #[must_use]
+    pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+
     /// Adds an event sink.
     #[must_use]
     pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
@@ -212,6 +223,7 @@ impl PdsBuilder {
             accounts: self.accounts.ok_or(BuildError::Missing("account store"))?,
             blobs: self.blobs.ok_or(BuildError::Missing("blob store"))?,
             sinks: self.sinks,
+            mailer: self.mailer.ok_or(BuildError::Missing("mailer"))?,
         };
         let mut owners: HashMap<String, String> = HashMap::new();
         let mut routes = Vec::new();

@@ -11,6 +11,7 @@
 //! - [`event`] — repo events and their log entries.
 //! - [`store`] — [`RepoStore`], [`Sequencer`], [`AccountStore`], [`BlobStore`].
 //! - [`sink`] — [`EventSink`].
+//! - [`mail`] — [`Mailer`](mail::Mailer).
 //! - [`repo`] — the Merkle Search Tree, diffs and proofs, signed commits, CAR files.
 //! - [`plugin`] and [`builder`] — [`Plugin`] and [`PdsBuilder`].
 //! - [`error`] — [`XrpcError`], the one error shape clients see.
@@ -26,6 +27,7 @@ pub mod http;
 pub mod identity;
 #[cfg(test)]
 mod interop;
+pub mod mail;
 pub mod plugin;
 pub mod repo;
 pub mod sink;
@@ -36,6 +38,7 @@ pub use builder::{BuildError, Pds, PdsBuilder, PdsContext, ServiceInfo};
 pub use error::XrpcError;
 pub use event::{EventType, NewEvent, SeqEvent};
 pub use plugin::{Plugin, XrpcMethodKind, XrpcRoute};
+pub use mail::{Mail, MailError, Mailer};
 pub use sink::{EventSink, SinkError};
 pub use store::{AccountStore, BlobStore, RepoStore, Sequencer, StoreError};
 

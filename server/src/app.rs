@@ -47,6 +47,10 @@ pub fn router(pds: &Pds, settings: &HttpSettings) -> Router {
         .route(
             "/xrpc/_health",
             get(health).with_state(pds.context().clone()),
+        )
+        .route(
+            "/.well-known/atproto-did",
+            get(crate::api::well_known::atproto_did).with_state(pds.context().clone()),
         );
     for route in pds.routes() {
         let service = from_http_service(route.service.clone());

@@ -139,6 +139,10 @@ pub struct Config {
     pub hostname: String,
     /// The service DID (`AURORA_SERVICE_DID`); default `did:web:<hostname>`.
     pub service_did: Option<String>,
+    /// Public URL of this PDS (`AURORA_PUBLIC_URL`), written into account DID
+    /// documents as their `atproto_pds` endpoint; default `https://<hostname>`,
+    /// or `http://localhost:<port>` when the hostname is `localhost`.
+    pub public_url: Option<String>,
     /// Folder for the SQLite database, blobs and generated secrets (`AURORA_DATA_DIR`).
     pub data_dir: PathBuf,
     /// Database URL (`AURORA_DATABASE_URL`): `sqlite://...`, `postgres://...`
@@ -183,6 +187,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 2583)),
             hostname: "localhost".to_owned(),
             service_did: None,
+            public_url: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
             database: DatabaseConfig::default(),
@@ -302,6 +307,20 @@ impl Config {
             Did::parse(did.clone())
                 .map_err(|e| ConfigError::for_key("service_did", e.to_string()))?;
         }
+        if let Some(url) = &self.public_url {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ConfigError::for_key("public_url", e.to_string()))?;
+            if !matches!(parsed.scheme(), "http" | "https")
+                || parsed.host_str().is_none()
+                || parsed.path() != "/"
+                || parsed.query().is_some()
+            {
+                return Err(ConfigError::for_key(
+                    "public_url",
+                    "must be an http(s) origin such as https://pds.example.com",
+                ));
+            }
+        }
         if let Some(url) = &self.database_url {
             let scheme = url.split_once(':').map_or("", |(s, _)| s);
             if !matches!(scheme, "sqlite" | "postgres" | "postgresql" | "memory") {
@@ -382,6 +401,18 @@ impl Config {
             .unwrap_or_else(|| format!("did:web:{}", self.hostname))
     }
 
+    /// The effective public URL (see [`Config::public_url`]), without a
+    /// trailing slash.
+    pub fn effective_public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None if self.hostname == "localhost" => {
+                format!("http://localhost:{}", self.listen.port())
+            }
+            None => format!("https://{}", self.hostname),
+        }
+    }
+
     /// The effective configuration as TOML, with every default resolved and
     /// every secret (including a password in the database URL) redacted.
     pub fn to_redacted_toml(&self) -> String {
@@ -389,6 +420,7 @@ impl Config {
         shown.database_url = Some(redact_url_password(&self.effective_database_url()));
         shown.blob_dir = Some(self.effective_blob_dir());
         shown.service_did = Some(self.effective_service_did());
+        shown.public_url = Some(self.effective_public_url());
         toml::to_string_pretty(&shown)
             .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }

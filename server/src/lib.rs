@@ -8,11 +8,13 @@
 //! the command line; a custom PDS variant uses them directly (see
 //! `examples/`).
 
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod identity;
+pub mod mail;
 pub mod secrets;
 pub mod serve;
 pub mod storage;
@@ -21,10 +23,15 @@ pub mod xrpc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aurora_core::crypto::{Curve, SigningKey};
 use aurora_core::syntax::Did;
 use aurora_core::{PdsBuilder, ServiceInfo};
 
+use crate::accounts::{AccountDeps, AccountSettings};
+use crate::auth::tokens::SessionTokens;
 use crate::config::{Config, ConfigError};
+use crate::identity::plc_client::PlcClient;
+use crate::mail::OutboxMailer;
 use crate::secrets::Secrets;
 use crate::storage::Storage;
 
@@ -73,10 +80,45 @@ impl Aurora {
         })
     }
 
-    /// A builder with this server's storage and the built-in PDS API;
-    /// add plugins and sinks, then `build()`.
+    /// The built-in PDS API, configured.
+    pub fn api(&self) -> Result<api::PdsApi, ConfigError> {
+        Ok(api::PdsApi::new(Arc::new(self.account_deps()?)))
+    }
+
+    /// What the account manager needs: token issuer, PLC client, rotation
+    /// key and sign-up settings.
+    pub fn account_deps(&self) -> Result<AccountDeps, ConfigError> {
+        let c = &self.config;
+        let service_did = self.service_info()?.did;
+        let rotation_key = SigningKey::from_hex(Curve::K256, self.secrets.plc_rotation_key.expose().trim())
+            .map_err(|e| ConfigError {
+                key: "AURORA_PLC_ROTATION_KEY".to_owned(),
+                message: e.to_string(),
+            })?;
+        let plc = PlcClient::new(&c.plc_url).map_err(|e| ConfigError {
+            key: "AURORA_PLC_URL".to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(AccountDeps {
+            tokens: SessionTokens::new(self.secrets.jwt_secret.expose().as_bytes(), service_did),
+            plc,
+            rotation_key,
+            settings: AccountSettings {
+                user_domains: c.user_domains.clone(),
+                invite_required: c.invite_required,
+                public_url: c.effective_public_url(),
+                hostname: c.hostname.clone(),
+            },
+            admin_password: c.admin_password.clone(),
+        })
+    }
+
+    /// A builder with this server's storage, the outbox mailer and the
+    /// built-in PDS API; add plugins and sinks, then `build()`.
     pub fn builder(&self) -> Result<PdsBuilder, ConfigError> {
-        let builder = PdsBuilder::new(self.service_info()?).plugin(api::PdsApi);
+        let builder = PdsBuilder::new(self.service_info()?)
+            .mailer(Arc::new(OutboxMailer::in_data_dir(&self.config.data_dir)))
+            .plugin(self.api()?);
         Ok(self.storage.install(builder))
     }
 

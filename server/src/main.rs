@@ -4,6 +4,8 @@
 //! aurora [--config FILE] serve     run the PDS
 //! aurora [--config FILE] migrate   bring the database schema up to date
 //! aurora [--config FILE] config    print the effective configuration (secrets redacted)
+//! aurora [--config FILE] account create|list|takedown|reset-password ...
+//!                                  manage accounts directly in the database
 //! ```
 //!
 //! Errors print one line, `aurora: <key>: <problem>`, and exit non-zero.
@@ -40,6 +42,57 @@ enum Command {
     Migrate,
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Manage accounts (runs against the database; the server may be running).
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountCommand {
+    /// Create an account (its DID is registered at the PLC directory).
+    Create {
+        /// Handle, under one of the user domains.
+        #[arg(long)]
+        handle: String,
+        /// Contact email.
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input instead
+        /// of generating one (a password given as an argument would be
+        /// visible to other users of the machine).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List {
+        /// Most accounts to list.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// List accounts after this DID.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Take an account down (it cannot sign in, write or be served), or
+    /// restore it with --revert.
+    Takedown {
+        /// DID or handle.
+        account: String,
+        /// A reference for the record (ticket number, reason).
+        #[arg(long = "ref", default_value = "takedown")]
+        reference: String,
+        /// Lift the takedown instead.
+        #[arg(long)]
+        revert: bool,
+    },
+    /// Set a new password (generated unless --password-stdin); every
+    /// session of the account ends.
+    ResetPassword {
+        /// DID or handle.
+        account: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,12 +117,148 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(&config).await,
+            Command::Account(command) => account::run(config, command).await,
             Command::Config => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+mod account {
+    //! `aurora account ...`: the same account code paths as the XRPC API,
+    //! straight against the database.
+
+    use std::io::BufRead as _;
+
+    use aurora_core::store::{Account, AccountLookup};
+    use aurora_core::syntax::{Did, Handle};
+    use aurora_server::Aurora;
+    use aurora_server::accounts::AccountManager;
+    use aurora_server::accounts::create::SignUp;
+    use aurora_server::config::{Config, ConfigError};
+
+    use super::AccountCommand;
+
+    fn error(message: impl std::fmt::Display) -> ConfigError {
+        ConfigError {
+            key: "account".to_owned(),
+            message: message.to_string(),
+        }
+    }
+
+    pub(super) async fn run(config: Config, command: AccountCommand) -> Result<(), ConfigError> {
+        let aurora = Aurora::open(config).await?;
+        let pds = aurora.builder()?.build().map_err(error)?;
+        let manager = aurora.api()?.account_manager(pds.context());
+        let result = dispatch(&manager, command).await;
+        aurora.storage.close().await;
+        result
+    }
+
+    fn password(from_stdin: bool) -> Result<(String, bool), ConfigError> {
+        if !from_stdin {
+            return Ok((aurora_server::accounts::app_password::generate(), true));
+        }
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| error(format!("cannot read the password from standard input: {e}")))?;
+        Ok((line.trim_end_matches(['\r', '\n']).to_owned(), false))
+    }
+
+    async fn find(manager: &AccountManager, who: &str) -> Result<Account, ConfigError> {
+        let accounts = &manager.context().accounts;
+        let found = if who.starts_with("did:") {
+            let did = Did::parse(who).map_err(error)?;
+            accounts.get_account(AccountLookup::Did(&did)).await
+        } else {
+            let handle = Handle::parse(who).map_err(error)?;
+            accounts.get_account(AccountLookup::Handle(&handle)).await
+        };
+        found
+            .map_err(error)?
+            .ok_or_else(|| error(format!("no account {who}")))
+    }
+
+    async fn dispatch(manager: &AccountManager, command: AccountCommand) -> Result<(), ConfigError> {
+        let xrpc = |e: aurora_core::XrpcError| error(format!("{}: {}", e.error, e.message));
+        match command {
+            AccountCommand::Create {
+                handle,
+                email,
+                password_stdin,
+            } => {
+                let (password, generated) = password(password_stdin)?;
+                let created = manager
+                    .create_account(SignUp {
+                        handle,
+                        email: Some(email),
+                        password: Some(password.clone()),
+                        ..SignUp::default()
+                    })
+                    .await
+                    .map_err(xrpc)?;
+                println!("did\t{}", created.account.did);
+                println!("handle\t{}", created.account.handle);
+                if generated {
+                    println!("password\t{password}");
+                }
+            }
+            AccountCommand::List { limit, after } => {
+                let after = after.map(Did::parse).transpose().map_err(error)?;
+                let accounts = manager
+                    .context()
+                    .accounts
+                    .list_accounts(after.as_ref(), limit)
+                    .await
+                    .map_err(error)?;
+                println!("did\thandle\temail\tstatus\tcreated");
+                for a in accounts {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        a.did,
+                        a.handle,
+                        a.email.as_deref().unwrap_or("-"),
+                        a.status,
+                        a.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    );
+                }
+            }
+            AccountCommand::Takedown {
+                account,
+                reference,
+                revert,
+            } => {
+                let account = find(manager, &account).await?;
+                let reference = (!revert).then_some(reference.as_str());
+                manager
+                    .set_takedown(&account.did, reference)
+                    .await
+                    .map_err(xrpc)?;
+                let state = if revert { "restored" } else { "taken down" };
+                println!("{} ({}) {state}", account.did, account.handle);
+            }
+            AccountCommand::ResetPassword {
+                account,
+                password_stdin,
+            } => {
+                let account = find(manager, &account).await?;
+                let (password, generated) = password(password_stdin)?;
+                manager
+                    .set_password(&account.did, &password)
+                    .await
+                    .map_err(xrpc)?;
+                println!("password of {} ({}) changed; its sessions ended", account.did, account.handle);
+                if generated {
+                    println!("password\t{password}");
+                }
+            }
+        }
+        Ok(())
     }
 }
 

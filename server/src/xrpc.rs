@@ -95,3 +95,52 @@ impl IntoResponse for ApiError {
         self.0.into_response().map(axum::body::Body::new)
     }
 }
+
+/// A procedure's JSON input. A missing or malformed body is a 400
+/// `InvalidRequest` with the parser's explanation (axum's own rejections
+/// would be plain text with other statuses).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Input<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Input<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError(XrpcError::invalid_request(format!(
+                "invalid input: {}",
+                rejection.body_text()
+            )))),
+        }
+    }
+}
+
+/// A query's parameters, with a 400 `InvalidRequest` when they do not fit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Params<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError(XrpcError::invalid_request(format!(
+                "invalid parameters: {}",
+                rejection.body_text()
+            )))),
+        }
+    }
+}

@@ -330,3 +330,82 @@ fn serve_runs_on_postgres() {
     // Migrations are recorded once; a restart works against the same database.
     serve_and_stop(dir.path(), &[("AURORA_DATABASE_URL", &url)], "-INT");
 }
+
+/// `aurora account`: operators create, list, take down and reset accounts
+/// straight against the database, through the same code as the API.
+#[test]
+fn account_commands_manage_accounts() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let plc = runtime.block_on(aurora_storage_testkit::plc::TestPlcDirectory::start());
+    let dir = tempfile::tempdir().unwrap();
+    let plc_url = plc.url();
+    let env = [
+        ("AURORA_PLC_URL", plc_url.as_str()),
+        ("AURORA_PUBLIC_URL", "https://pds.test"),
+    ];
+
+    let out = run(
+        dir.path(),
+        &["account", "create", "--handle", "op.test", "--email", "op@example.com"],
+        &env,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}\t")))
+            .unwrap()
+            .to_owned()
+    };
+    let did = field("did");
+    assert!(did.starts_with("did:plc:"), "{stdout}");
+    assert!(!field("password").is_empty());
+    let parsed = aurora_core::syntax::Did::parse(did.as_str()).unwrap();
+    assert!(plc.log(&parsed).is_some(), "the DID is registered");
+
+    // A password from standard input is used and not printed.
+    let mut child = aurora(
+        dir.path(),
+        &["account", "create", "--handle", "op2.test", "--email", "op2@example.com", "--password-stdin"],
+        &env,
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"chosen password 1\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("chosen password"));
+
+    // Bad input: a taken handle is refused with the lexicon's reason.
+    let out = run(
+        dir.path(),
+        &["account", "create", "--handle", "op.test", "--email", "x@example.com"],
+        &env,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HandleNotAvailable"), "{out:?}");
+
+    let out = run(dir.path(), &["account", "list"], &env);
+    assert!(out.status.success(), "{out:?}");
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(list.contains("op.test") && list.contains("op2.test"), "{list}");
+    assert!(list.contains("\tactive\t"), "{list}");
+
+    let out = run(dir.path(), &["account", "takedown", "op.test", "--ref", "T-1"], &env);
+    assert!(out.status.success(), "{out:?}");
+    let list = String::from_utf8(run(dir.path(), &["account", "list"], &env).stdout).unwrap();
+    assert!(list.lines().any(|l| l.contains("op.test") && l.contains("takendown")), "{list}");
+    let out = run(dir.path(), &["account", "takedown", did.as_str(), "--revert"], &env);
+    assert!(out.status.success(), "{out:?}");
+
+    let out = run(dir.path(), &["account", "reset-password", "op2.test"], &env);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8(out.stdout).unwrap().contains("password\t"));
+    let out = run(dir.path(), &["account", "reset-password", "nobody.test"], &env);
+    assert!(!out.status.success());
+    drop(plc);
+}

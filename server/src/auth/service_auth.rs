@@ -433,7 +433,7 @@ mod tests {
             b"an-example-jwt-secret-of-at-least-32-chars",
             did("did:web:api.bsky.app"),
         );
-        let s = sessions.issue(&alice(), AccessScope::Access, now());
+        let s = sessions.issue(&alice(), AccessScope::Access, "session-1", now());
         for jwt in [&s.access_jwt, &s.refresh_jwt] {
             assert_eq!(
                 verify_service_jwt(jwt, &key.public_key(), "did:web:api.bsky.app", None, now()),

@@ -6,7 +6,10 @@
 //! - the **access token** (`typ` `at+jwt`, after RFC 9068) authorises XRPC
 //!   calls for two hours; its `scope` says whether the session was opened
 //!   with the account password (`com.atproto.access`) or an app password
-//!   (`com.atproto.appPass`, `com.atproto.appPassPrivileged`);
+//!   (`com.atproto.appPass`, `com.atproto.appPassPrivileged`), and its
+//!   `sid` names the session, so that ending the session (deleteSession, a
+//!   password change, revoking the app password) ends its access tokens at
+//!   once instead of when they expire;
 //! - the **refresh token** (`typ` `refresh+jwt`, scope
 //!   `com.atproto.refresh`) lives for 90 days and carries a random `jti`,
 //!   the id under which the session is stored, so that it can be rotated
@@ -175,6 +178,9 @@ pub struct AccessClaims {
     pub sub: Did,
     /// The service the token is for (`aud`): this server.
     pub aud: Did,
+    /// The session the token belongs to (`sid`): stable across refreshes,
+    /// so that ending the session ends its access tokens too.
+    pub sid: String,
     /// When the token was issued (`iat`).
     pub iat: DateTime<Utc>,
     /// When the token expires (`exp`).
@@ -303,7 +309,13 @@ impl SessionTokens {
     ///
     /// Times are whole seconds, as in the JWTs; `refresh_expires_at` is
     /// exactly the refresh token's `exp`.
-    pub fn issue(&self, did: &Did, scope: AccessScope, now: DateTime<Utc>) -> IssuedSession {
+    pub fn issue(
+        &self,
+        did: &Did,
+        scope: AccessScope,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> IssuedSession {
         let iat = whole_seconds(now);
         let access_exp = expiry(iat, self.access_lifetime);
         let refresh_exp = expiry(iat, self.refresh_lifetime);
@@ -315,6 +327,7 @@ impl SessionTokens {
                 ("scope", Value::from(scope.as_str())),
                 ("sub", Value::from(did.as_str())),
                 ("aud", Value::from(self.service_did.as_str())),
+                ("sid", Value::from(session_id)),
                 ("iat", Value::from(iat.timestamp())),
                 ("exp", Value::from(access_exp.timestamp())),
             ]),
@@ -349,10 +362,14 @@ impl SessionTokens {
             scope: String,
             sub: Did,
             aud: String,
+            sid: String,
             iat: i64,
             exp: i64,
         }
         let raw: Raw = self.verified_claims(jwt, ACCESS_TOKEN_TYPE)?;
+        if raw.sid.is_empty() {
+            return Err(TokenError::Malformed("empty sid"));
+        }
         let scope = AccessScope::from_claim(&raw.scope).ok_or(TokenError::WrongScope {
             expected: "an access scope",
         })?;
@@ -361,6 +378,7 @@ impl SessionTokens {
         Ok(AccessClaims {
             scope,
             sub: raw.sub,
+            sid: raw.sid,
             aud,
             iat,
             exp,
@@ -462,6 +480,12 @@ impl SessionTokens {
         check_issued_before(iat, now, self.clock_leeway)?;
         Ok((iat, exp))
     }
+}
+
+/// A new random session id (32 random bytes, base64url): the `sid` of a
+/// session's access tokens, kept across refresh-token rotations.
+pub fn new_session_id() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
 }
 
 /// HMAC-SHA256 keyed with `secret`, built infallibly.
@@ -693,7 +717,7 @@ mod tests {
     fn sessions_round_trip_for_every_scope() {
         let t = tokens();
         for scope in AccessScope::ALL {
-            let s = t.issue(&alice(), scope, now());
+            let s = t.issue(&alice(), scope, "session-1", now());
             let iat = at(1_700_000_000);
 
             let access = t.verify_access(&s.access_jwt, now()).unwrap();
@@ -703,6 +727,7 @@ mod tests {
                     scope,
                     sub: alice(),
                     aud: did("did:web:pds.example.com"),
+                    sid: "session-1".to_owned(),
                     iat,
                     exp: iat + TimeDelta::hours(2),
                 }
@@ -736,12 +761,12 @@ mod tests {
         assert_eq!(AccessScope::from_claim("com.atproto.AppPass"), None);
 
         let t = tokens();
-        let s = t.issue(&alice(), AccessScope::AppPassPrivileged, now());
+        let s = t.issue(&alice(), AccessScope::AppPassPrivileged, "session-1", now());
         assert_eq!(
             parts(&s.access_jwt).1["scope"],
             "com.atproto.appPassPrivileged"
         );
-        let s = t.issue(&alice(), AccessScope::AppPass, now());
+        let s = t.issue(&alice(), AccessScope::AppPass, "session-1", now());
         assert_eq!(parts(&s.access_jwt).1["scope"], "com.atproto.appPass");
         assert_eq!(
             t.verify_access(&s.access_jwt, now()).unwrap().scope,
@@ -751,7 +776,7 @@ mod tests {
 
     #[test]
     fn header_and_claims_are_exactly_the_reference_fields() {
-        let s = tokens().issue(&alice(), AccessScope::Access, now());
+        let s = tokens().issue(&alice(), AccessScope::Access, "session-1", now());
         let (header, claims) = parts(&s.access_jwt);
         assert_eq!(header, json!({"alg": "HS256", "typ": "at+jwt"}));
         assert_eq!(
@@ -789,8 +814,8 @@ mod tests {
     #[test]
     fn refresh_ids_are_random_32_bytes() {
         let t = tokens();
-        let a = t.issue(&alice(), AccessScope::Access, now());
-        let b = t.issue(&alice(), AccessScope::Access, now());
+        let a = t.issue(&alice(), AccessScope::Access, "session-1", now());
+        let b = t.issue(&alice(), AccessScope::Access, "session-1", now());
         assert_ne!(a.refresh_id, b.refresh_id);
         assert_ne!(a.refresh_jwt, b.refresh_jwt);
         assert_eq!(a.refresh_id.len(), 43);
@@ -800,7 +825,7 @@ mod tests {
     #[test]
     fn access_and_refresh_tokens_are_not_interchangeable() {
         let t = tokens();
-        let s = t.issue(&alice(), AccessScope::Access, now());
+        let s = t.issue(&alice(), AccessScope::Access, "session-1", now());
         assert_eq!(
             t.verify_access(&s.refresh_jwt, now()),
             Err(TokenError::WrongType { expected: "at+jwt" })
@@ -844,7 +869,7 @@ mod tests {
     #[test]
     fn tampered_tokens_are_rejected() {
         let t = tokens();
-        let s = t.issue(&alice(), AccessScope::AppPass, now());
+        let s = t.issue(&alice(), AccessScope::AppPass, "session-1", now());
 
         // Another subject or a better scope, same signature.
         let (_, mut claims) = parts(&s.access_jwt);
@@ -904,7 +929,7 @@ mod tests {
     #[test]
     fn only_hs256_is_accepted() {
         let t = tokens();
-        let s = t.issue(&alice(), AccessScope::Access, now());
+        let s = t.issue(&alice(), AccessScope::Access, "session-1", now());
         let (_, claims) = parts(&s.access_jwt);
 
         // alg "none" with an empty signature, in any spelling.
@@ -957,7 +982,7 @@ mod tests {
     #[test]
     fn critical_headers_are_refused() {
         let t = tokens();
-        let s = t.issue(&alice(), AccessScope::Access, now());
+        let s = t.issue(&alice(), AccessScope::Access, "session-1", now());
         let (_, claims) = parts(&s.access_jwt);
         let jwt = forge(
             SECRET,
@@ -980,7 +1005,7 @@ mod tests {
     #[test]
     fn expiry_and_issue_time() {
         let t = tokens();
-        let s = t.issue(&alice(), AccessScope::Access, now());
+        let s = t.issue(&alice(), AccessScope::Access, "session-1", now());
         let iat = at(1_700_000_000);
         let access_exp = iat + TimeDelta::hours(2);
         let refresh_exp = iat + TimeDelta::days(90);
@@ -1047,7 +1072,7 @@ mod tests {
             .with_refresh_lifetime(TimeDelta::days(7));
         assert_eq!(t.access_lifetime(), TimeDelta::minutes(15));
         assert_eq!(t.refresh_lifetime(), TimeDelta::days(7));
-        let s = t.issue(&alice(), AccessScope::Access, now());
+        let s = t.issue(&alice(), AccessScope::Access, "session-1", now());
         let iat = at(1_700_000_000);
         assert_eq!(
             t.verify_access(&s.access_jwt, now()).unwrap().exp,
@@ -1061,7 +1086,7 @@ mod tests {
 
         // Absurd lifetimes saturate instead of overflowing.
         let forever = tokens().with_refresh_lifetime(TimeDelta::MAX);
-        let s = forever.issue(&alice(), AccessScope::Access, now());
+        let s = forever.issue(&alice(), AccessScope::Access, "session-1", now());
         assert_eq!(
             s.refresh_expires_at,
             whole_seconds(DateTime::<Utc>::MAX_UTC)
@@ -1074,7 +1099,7 @@ mod tests {
         let ours = tokens();
         let theirs = SessionTokens::new(SECRET, did("did:web:other.example.com"));
         assert_eq!(theirs.service_did().as_str(), "did:web:other.example.com");
-        let s = theirs.issue(&alice(), AccessScope::Access, now());
+        let s = theirs.issue(&alice(), AccessScope::Access, "session-1", now());
         assert_eq!(
             ours.verify_access(&s.access_jwt, now()),
             Err(TokenError::WrongAudience)
@@ -1084,7 +1109,7 @@ mod tests {
             Err(TokenError::WrongAudience)
         );
         // An audience array (allowed by RFC 7519) is not what we issue.
-        let s = ours.issue(&alice(), AccessScope::Access, now());
+        let s = ours.issue(&alice(), AccessScope::Access, "session-1", now());
         let (_, mut claims) = parts(&s.access_jwt);
         claims["aud"] = json!(["did:web:pds.example.com"]);
         assert!(matches!(
@@ -1096,7 +1121,7 @@ mod tests {
     #[test]
     fn malformed_tokens() {
         let t = tokens();
-        let s = t.issue(&alice(), AccessScope::Access, now());
+        let s = t.issue(&alice(), AccessScope::Access, "session-1", now());
         let (_, claims) = parts(&s.access_jwt);
         let header = json!({"alg": "HS256", "typ": "at+jwt"});
         let mut bad_sub = claims.clone();
@@ -1153,7 +1178,7 @@ mod tests {
         let debug = format!("{t:?}");
         assert!(debug.contains("did:web:pds.example.com"), "{debug}");
         assert!(!debug.contains("an-example"), "{debug}");
-        let s = t.issue(&alice(), AccessScope::Access, now());
+        let s = t.issue(&alice(), AccessScope::Access, "session-1", now());
         let debug = format!("{s:?}");
         assert!(
             !debug.contains(&s.access_jwt) && !debug.contains(&s.refresh_jwt),

@@ -3,9 +3,10 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use aurora_core::PdsBuilder;
+use aurora_core::{PdsBuilder, PdsContext};
 use aurora_server::Aurora;
 use aurora_server::app;
 use aurora_server::config::Config;
@@ -24,6 +25,10 @@ pub(crate) enum Db {
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     pub(crate) http: reqwest::Client,
+    /// The running PDS's storage, for checks a client cannot make.
+    pub(crate) ctx: PdsContext,
+    /// The server's data folder (mail outbox, secrets).
+    pub(crate) data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -79,6 +84,7 @@ pub(crate) async fn start(
     let aurora = Aurora::open(config).await.unwrap();
     let pds = extend(aurora.builder().unwrap()).build().unwrap();
     let app = app::router(&pds, &aurora.http_settings());
+    let ctx = pds.context().clone();
     let server = Server::bind(aurora.config.listen, app, Duration::from_secs(5))
         .await
         .unwrap();
@@ -90,6 +96,8 @@ pub(crate) async fn start(
     Some(TestServer {
         addr,
         http: reqwest::Client::new(),
+        ctx,
+        data_dir: dir.path().to_owned(),
         stop: Some(stop),
         task: Some(task),
         _dir: dir,

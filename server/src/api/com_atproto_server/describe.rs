@@ -1,26 +1,13 @@
-//! `com.atproto.server.*`: server description (accounts and sessions come
-//! with the accounts issue).
+//! `com.atproto.server.describeServer`.
 
-use aurora_core::plugin::XrpcMethodKind;
-use aurora_core::{PdsContext, XrpcRoute};
+use aurora_core::PdsContext;
 use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
 use serde_json::{Value, json};
-
-use crate::xrpc::route;
-
-pub(crate) fn routes(ctx: &PdsContext) -> Vec<XrpcRoute> {
-    vec![route(
-        "com.atproto.server.describeServer",
-        XrpcMethodKind::Query,
-        get(describe_server).with_state(ctx.clone()),
-    )]
-}
 
 /// `com.atproto.server.describeServer`: the service DID, handle domains and
 /// sign-up requirements.
-async fn describe_server(State(ctx): State<PdsContext>) -> Json<Value> {
+pub(super) async fn describe_server(State(ctx): State<PdsContext>) -> Json<Value> {
     let s = &ctx.service;
     let mut body = json!({
         "did": s.did,
