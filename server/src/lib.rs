@@ -2,17 +2,18 @@
 //!
 //! The Aurora Locus server: configuration ([`config`]), secrets
 //! ([`secrets`]), storage selection ([`storage`]), the HTTP application and
-//! its layers ([`app`]), the PDS's own XRPC methods ([`api`]), the clients of
-//! identity services such as the PLC directory ([`identity`]), and serving
-//! with graceful shutdown ([`serve`]). The `aurora` binary drives these from
-//! the command line; a custom PDS variant uses them directly (see
-//! `examples/`).
+//! its layers ([`app`], [`rate_limit`]), the PDS's own XRPC methods
+//! ([`api`]), the clients of identity services such as the PLC directory
+//! ([`identity`]), and serving with graceful shutdown ([`serve`]). The
+//! `aurora` binary drives these from the command line; a custom PDS variant
+//! uses them directly (see `examples/`).
 
 pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod identity;
+pub mod rate_limit;
 pub mod secrets;
 pub mod serve;
 pub mod storage;
@@ -85,6 +86,7 @@ impl Aurora {
         app::HttpSettings {
             body_limit: usize::try_from(self.config.blob_max_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(self.config.request_timeout_secs),
+            rate_limits: self.config.rate_limits.settings(),
         }
     }
 }
