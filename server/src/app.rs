@@ -3,8 +3,12 @@
 //! plugins' layers, and the tower-http layers every request passes through.
 //!
 //! Outermost first: request id -> trace span -> request id echoed back ->
-//! panic catcher -> CORS -> compression -> XRPC error bodies -> timeout ->
-//! body size limit -> plugin layers -> routes.
+//! panic catcher -> CORS -> compression -> XRPC error bodies -> rate limits
+//! -> timeout -> body size limit -> plugin layers -> routes.
+//!
+//! Rate limits act before routing, so a limited method is refused with 429
+//! whichever plugin serves it (or none), and the refusal still gets CORS
+//! headers and the request id.
 
 use std::time::Duration;
 
@@ -25,6 +29,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+use crate::rate_limit::{RateLimitLayer, RateLimitSettings};
 use crate::xrpc::{ApiError, from_http_service, into_http_service};
 
 /// HTTP limits.
@@ -34,6 +39,8 @@ pub struct HttpSettings {
     pub body_limit: usize,
     /// Time a request may take before it gets 504.
     pub request_timeout: Duration,
+    /// Per-client limits on XRPC methods; `None` disables them.
+    pub rate_limits: Option<RateLimitSettings>,
 }
 
 /// The version reported by `/xrpc/_health`.
@@ -67,10 +74,18 @@ pub fn router(pds: &Pds, settings: &HttpSettings) -> Router {
     let layered = pds.apply_layers(into_http_service(routes));
 
     // `Router::layer` wraps everything added so far; calls go innermost first.
-    Router::new()
+    let limited = Router::new()
         .fallback_service(from_http_service(layered))
         .layer(RequestBodyLimitLayer::new(settings.body_limit))
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, settings.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            settings.request_timeout,
+        ));
+    let limited = match &settings.rate_limits {
+        Some(rate_limits) => limited.layer(RateLimitLayer::new(rate_limits)),
+        None => limited,
+    };
+    limited
         .layer(axum::middleware::map_response(ensure_xrpc_error_body))
         .layer(CompressionLayer::new())
         .layer(cors())

@@ -5,14 +5,18 @@
 //! Loading validates every value; an error names the key as the user wrote
 //! it (the environment variable or the file key) and says what is wrong.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use aurora_core::syntax::{Did, Handle};
+use aurora_core::syntax::{Did, Handle, Nsid};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::rate_limit::{RateLimitSettings, RateWindow};
 
 /// The configuration file read when `--config` is not given (if it exists).
 pub const DEFAULT_CONFIG_FILE: &str = "aurora.toml";
@@ -126,6 +130,114 @@ pub enum SqliteSynchronous {
     Normal,
 }
 
+/// Per-client rate limits on XRPC methods (`[rate_limits]`,
+/// `AURORA_RATE_LIMITS__*`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    /// Whether limits are enforced (`AURORA_RATE_LIMITS__ENABLED`).
+    pub enabled: bool,
+    /// Count clients by the first `X-Forwarded-For` address instead of the
+    /// peer address (`AURORA_RATE_LIMITS__TRUST_PROXY`). Only for a server
+    /// behind a proxy that sets the header.
+    pub trust_proxy: bool,
+    /// NSID -> windows such as `["30/5m", "300/1d"]`
+    /// (`AURORA_RATE_LIMITS__METHODS`, an inline table:
+    /// `{"com.example.method"=["10/1m"]}`). Entries are merged over the
+    /// defaults; an empty list removes a method's limit.
+    #[serde(deserialize_with = "method_limits")]
+    pub methods: BTreeMap<String, Vec<RateWindow>>,
+}
+
+impl Default for RateLimitsConfig {
+    /// The reference PDS's limits on sign-in, sign-up and password reset.
+    fn default() -> Self {
+        const MINUTE: u64 = 60;
+        const HOUR: u64 = 60 * MINUTE;
+        let per = |limit, secs| RateWindow::new(limit, Duration::from_secs(secs));
+        let methods = [
+            (
+                "com.atproto.server.createSession",
+                vec![per(30, 5 * MINUTE), per(300, 24 * HOUR)],
+            ),
+            (
+                "com.atproto.server.createAccount",
+                vec![per(100, 5 * MINUTE)],
+            ),
+            (
+                "com.atproto.server.requestPasswordReset",
+                vec![per(50, HOUR)],
+            ),
+            ("com.atproto.server.resetPassword", vec![per(50, HOUR)]),
+        ];
+        Self {
+            enabled: true,
+            trust_proxy: false,
+            methods: methods
+                .into_iter()
+                .map(|(nsid, windows)| (nsid.to_owned(), windows))
+                .collect(),
+        }
+    }
+}
+
+impl RateLimitsConfig {
+    /// What the HTTP layer enforces; `None` when disabled.
+    pub fn settings(&self) -> Option<RateLimitSettings> {
+        self.enabled.then(|| RateLimitSettings {
+            trust_proxy: self.trust_proxy,
+            methods: self
+                .methods
+                .iter()
+                .filter(|(_, windows)| !windows.is_empty())
+                .map(|(nsid, windows)| (nsid.clone(), windows.clone()))
+                .collect(),
+        })
+    }
+}
+
+/// `rate_limits.methods`: valid NSIDs, each with a list of windows (or one
+/// comma-separated string of them).
+fn method_limits<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Vec<RateWindow>>, D::Error> {
+    use serde::de::Error;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+        Other(serde::de::IgnoredAny),
+    }
+    let raw = BTreeMap::<String, Raw>::deserialize(d)?;
+    let mut methods = BTreeMap::new();
+    for (nsid, windows) in raw {
+        Nsid::parse(nsid.as_str())
+            .map_err(|e| D::Error::custom(format!("{nsid:?} is not a valid NSID: {e}")))?;
+        let specs = match windows {
+            Raw::One(s) => s.split(',').map(str::to_owned).collect(),
+            Raw::Many(v) => v,
+            Raw::Other(_) => {
+                return Err(D::Error::custom(format!(
+                    "{nsid}: expected a list of limits such as [\"30/5m\", \"300/1d\"]"
+                )));
+            }
+        };
+        let windows = specs
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| D::Error::custom(format!("{nsid}: {e}")))
+            })
+            .collect::<Result<Vec<RateWindow>, _>>()?;
+        methods.insert(nsid, windows);
+    }
+    Ok(methods)
+}
+
 /// The effective configuration of an `aurora` process.
 ///
 /// Unknown keys are errors, so a misspelt setting is reported instead of
@@ -179,6 +291,8 @@ pub struct Config {
     pub contact_email: Option<String>,
     /// Log filter, `tracing` syntax (`AURORA_LOG`; `RUST_LOG` wins when set).
     pub log: String,
+    /// Per-client rate limits.
+    pub rate_limits: RateLimitsConfig,
 }
 
 impl Default for Config {
@@ -205,6 +319,7 @@ impl Default for Config {
             terms_of_service_url: None,
             contact_email: None,
             log: "info".to_owned(),
+            rate_limits: RateLimitsConfig::default(),
         }
     }
 }
@@ -464,6 +579,98 @@ mod tests {
         );
         assert!(shown.contains("<redacted>"));
         assert!(format!("{c:?}").contains("<redacted>") && !format!("{c:?}").contains("hunter2"));
+    }
+
+    fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::from_figment(&e))
+    }
+
+    #[test]
+    fn rate_limits_default_to_the_reference_pds_and_merge_per_method() {
+        let c = from_toml("").unwrap();
+        let settings = c.rate_limits.settings().unwrap();
+        assert!(!settings.trust_proxy);
+        let shown: BTreeMap<&str, Vec<String>> = settings
+            .methods
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.iter().map(ToString::to_string).collect()))
+            .collect();
+        assert_eq!(
+            shown,
+            BTreeMap::from([
+                (
+                    "com.atproto.server.createAccount",
+                    vec!["100/5m".to_owned()]
+                ),
+                (
+                    "com.atproto.server.createSession",
+                    vec!["30/5m".to_owned(), "300/1d".to_owned()]
+                ),
+                (
+                    "com.atproto.server.requestPasswordReset",
+                    vec!["50/1h".to_owned()]
+                ),
+                ("com.atproto.server.resetPassword", vec!["50/1h".to_owned()]),
+            ])
+        );
+
+        // A file overrides one method, adds one, removes one; the rest stay.
+        let c = from_toml(
+            r#"
+            [rate_limits]
+            trust_proxy = true
+            [rate_limits.methods]
+            "com.atproto.server.createSession" = ["5/1m"]
+            "com.example.expensive" = "2/10s, 100/1d"
+            "com.atproto.server.createAccount" = []
+            "#,
+        )
+        .unwrap();
+        let settings = c.rate_limits.settings().unwrap();
+        assert!(settings.trust_proxy);
+        let one = |nsid: &str| settings.methods.get(nsid).cloned();
+        assert_eq!(
+            one("com.atproto.server.createSession"),
+            Some(vec![RateWindow::new(5, Duration::from_secs(60))])
+        );
+        assert_eq!(
+            one("com.example.expensive"),
+            Some(vec![
+                RateWindow::new(2, Duration::from_secs(10)),
+                RateWindow::new(100, Duration::from_secs(86_400)),
+            ])
+        );
+        assert_eq!(one("com.atproto.server.createAccount"), None);
+        assert!(one("com.atproto.server.resetPassword").is_some());
+
+        // The effective configuration prints back in the same form.
+        let again: toml::Value = toml::from_str(&c.to_redacted_toml()).unwrap();
+        assert_eq!(
+            again["rate_limits"]["methods"]["com.example.expensive"],
+            toml::Value::try_from(["2/10s", "100/1d"]).unwrap()
+        );
+
+        let c = from_toml("[rate_limits]\nenabled = false\n").unwrap();
+        assert_eq!(c.rate_limits.settings(), None);
+    }
+
+    #[test]
+    fn bad_rate_limits_name_the_key_and_the_problem() {
+        for (text, problem) in [
+            (r#""com.example.x" = ["30/5w"]"#, "unit"),
+            (r#""com.example.x" = ["0/5m"]"#, "at least 1"),
+            (r#""com.example.x" = [30]"#, "list of limits"),
+            (r#""not an nsid" = ["1/1m"]"#, "not a valid NSID"),
+        ] {
+            let e = from_toml(&format!("[rate_limits.methods]\n{text}\n")).unwrap_err();
+            assert!(e.key.starts_with("rate_limits.methods"), "{text}: {e}");
+            assert!(e.message.contains(problem), "{text}: {e}");
+        }
+        let e = from_toml("[rate_limits]\nlimit = 3\n").unwrap_err();
+        assert!(e.message.contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //!
 //! The Aurora Locus server: configuration ([`config`]), secrets
 //! ([`secrets`]), storage selection ([`storage`]), the HTTP application and
-//! its layers ([`app`]), the PDS's own XRPC methods ([`api`]), the clients of
-//! identity services such as the PLC directory ([`identity`]), and serving
-//! with graceful shutdown ([`serve`]). The `aurora` binary drives these from
-//! the command line; a custom PDS variant uses them directly (see
-//! `examples/`).
+//! its layers ([`app`], [`rate_limit`]), the PDS's own XRPC methods
+//! ([`api`]) and the accounts behind them ([`accounts`]), the clients of identity services such as the PLC directory
+//! ([`identity`]), and serving with graceful shutdown ([`serve`]). The
+//! `aurora` binary drives these from the command line; a custom PDS variant
+//! uses them directly (see `examples/`).
 
 pub mod accounts;
 pub mod api;
@@ -15,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod identity;
 pub mod mail;
+pub mod rate_limit;
 pub mod secrets;
 pub mod serve;
 pub mod storage;
@@ -127,6 +128,7 @@ impl Aurora {
         app::HttpSettings {
             body_limit: usize::try_from(self.config.blob_max_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(self.config.request_timeout_secs),
+            rate_limits: self.config.rate_limits.settings(),
         }
     }
 }

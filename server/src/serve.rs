@@ -50,7 +50,9 @@ impl Server {
             }
         };
         let grace = self.grace;
-        let serve = axum::serve(self.listener, self.app).with_graceful_shutdown(signal);
+        // The peer address goes into every request (`ConnectInfo`), for rate limits.
+        let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(signal);
         tokio::select! {
             result = serve => result,
             () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {

@@ -108,6 +108,59 @@ fn defaults_file_and_environment_layer_in_order() {
     assert_eq!(shown["hostname"].as_str(), Some("other.example.com"));
 }
 
+#[test]
+fn rate_limits_come_from_the_file_and_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let methods = |shown: &toml::Value, nsid: &str| -> Option<Vec<String>> {
+        shown["rate_limits"]["methods"].get(nsid).map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_str().unwrap().to_owned())
+                .collect()
+        })
+    };
+    let out = run(dir.path(), &["config"], &[]);
+    let shown: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(shown["rate_limits"]["enabled"].as_bool(), Some(true));
+    assert_eq!(shown["rate_limits"]["trust_proxy"].as_bool(), Some(false));
+    assert_eq!(
+        methods(&shown, "com.atproto.server.createSession").unwrap(),
+        ["30/5m", "300/1d"]
+    );
+
+    std::fs::write(
+        dir.path().join("aurora.toml"),
+        "[rate_limits.methods]\n\"com.example.file\" = [\"7/1h\"]\n",
+    )
+    .unwrap();
+    let out = run(
+        dir.path(),
+        &["config"],
+        &[
+            ("AURORA_RATE_LIMITS__TRUST_PROXY", "true"),
+            (
+                "AURORA_RATE_LIMITS__METHODS",
+                r#"{"com.atproto.server.createSession"=["3/1m", "20/1d"], "com.example.env"="1/10s"}"#,
+            ),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let shown: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(shown["rate_limits"]["trust_proxy"].as_bool(), Some(true));
+    assert_eq!(
+        methods(&shown, "com.atproto.server.createSession").unwrap(),
+        ["3/1m", "20/1d"]
+    );
+    assert_eq!(methods(&shown, "com.example.env").unwrap(), ["1/10s"]);
+    assert_eq!(methods(&shown, "com.example.file").unwrap(), ["7/1h"]);
+    // Methods not named keep their defaults.
+    assert_eq!(
+        methods(&shown, "com.atproto.server.createAccount").unwrap(),
+        ["100/5m"]
+    );
+}
+
 /// Asserts a failed run that printed exactly one line naming `key`.
 fn assert_one_line_error(out: &Output, key: &str) -> String {
     assert!(!out.status.success(), "expected failure: {out:?}");
@@ -173,6 +226,19 @@ fn bad_values_exit_non_zero_with_one_line_naming_the_key() {
             &["serve"],
             &[("AURORA_BLOB_MAX_BYTES", "0")],
             "AURORA_BLOB_MAX_BYTES",
+        ),
+        (
+            &["serve"],
+            &[(
+                "AURORA_RATE_LIMITS__METHODS",
+                r#"{"com.atproto.server.createSession"=["3/1w"]}"#,
+            )],
+            "AURORA_RATE_LIMITS__METHODS",
+        ),
+        (
+            &["config"],
+            &[("AURORA_RATE_LIMITS__ENABLED", "maybe")],
+            "AURORA_RATE_LIMITS__ENABLED",
         ),
     ];
     for (args, env, key) in cases {

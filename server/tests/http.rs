@@ -334,6 +334,152 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     assert!(fresh.get(server.url("/xrpc/_health")).send().await.is_err());
 }
 
+/// Limits `method` to `limit` calls per minute (on top of the defaults).
+fn limit_per_minute(c: &mut aurora_server::config::Config, method: &str, limit: u32) {
+    c.rate_limits.methods.insert(
+        method.to_owned(),
+        vec![format!("{limit}/1m").parse().unwrap()],
+    );
+}
+
+const CREATE_SESSION: &str = "/xrpc/com.atproto.server.createSession";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn rate_limited_methods_answer_429_with_ratelimit_headers() {
+    let server = start(
+        "rate_limits",
+        Db::Memory,
+        |c| limit_per_minute(c, "com.atproto.server.createSession", 2),
+        |b| b,
+    )
+    .await
+    .unwrap();
+    let sign_in = |forwarded_for: &str| {
+        server
+            .http
+            .post(server.url(CREATE_SESSION))
+            .header("origin", "https://app.example")
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({ "identifier": "alice.test", "password": "hunter22" }))
+            .send()
+    };
+    for remaining in ["1", "0"] {
+        let res = sign_in("203.0.113.1").await.unwrap();
+        // Not implemented yet (501); either way not refused.
+        assert_ne!(res.status(), 429);
+        let h = res.headers();
+        assert_eq!(h["ratelimit-limit"], "2");
+        assert_eq!(h["ratelimit-remaining"], remaining);
+        assert_eq!(h["ratelimit-policy"], "2;w=60");
+    }
+    // The third call is refused, before routing, with the XRPC error body,
+    // the headers, CORS and the request id. `X-Forwarded-For` is ignored:
+    // the proxy is not trusted.
+    let before = unix_now();
+    let res = sign_in("203.0.113.2").await.unwrap();
+    let h = res.headers().clone();
+    let body = assert_xrpc_error(res, 429, "RateLimitExceeded").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("com.atproto.server.createSession"),
+        "{body}"
+    );
+    assert_eq!(h["ratelimit-limit"], "2");
+    assert_eq!(h["ratelimit-remaining"], "0");
+    assert_eq!(h["ratelimit-policy"], "2;w=60");
+    let reset: u64 = h["ratelimit-reset"].to_str().unwrap().parse().unwrap();
+    assert!(
+        (before..=unix_now() + 61).contains(&reset),
+        "reset {reset} is not within the minute after {before}"
+    );
+    let retry_after: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert!(h.contains_key("x-request-id"));
+
+    // Other methods are unaffected: unlimited ones get no headers, and a
+    // limited one (createAccount, 100 per 5 minutes by default) is counted
+    // on its own.
+    let res = server.get("/xrpc/com.atproto.server.describeServer").await;
+    assert_eq!(res.status(), 200);
+    assert!(!res.headers().contains_key("ratelimit-limit"));
+    let res = server
+        .http
+        .post(server.url("/xrpc/com.atproto.server.createAccount"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.status(), 429);
+    assert_eq!(res.headers()["ratelimit-remaining"], "99");
+    assert_eq!(res.headers()["ratelimit-policy"], "100;w=300");
+    assert_eq!(server.get("/xrpc/_health").await.status(), 200);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_clients_are_told_apart_by_x_forwarded_for() {
+    let server = start(
+        "rate_limits_proxy",
+        Db::Memory,
+        |c| {
+            c.rate_limits.trust_proxy = true;
+            limit_per_minute(c, "com.atproto.server.createSession", 1);
+        },
+        |b| b,
+    )
+    .await
+    .unwrap();
+    let sign_in = |forwarded_for: &'static str| {
+        server
+            .http
+            .post(server.url(CREATE_SESSION))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({}))
+            .send()
+    };
+    assert_ne!(sign_in("203.0.113.1").await.unwrap().status(), 429);
+    assert_eq!(
+        sign_in("203.0.113.1, 10.0.0.1").await.unwrap().status(),
+        429
+    );
+    assert_ne!(sign_in("203.0.113.2").await.unwrap().status(), 429);
+}
+
+#[tokio::test]
+async fn a_disabled_limiter_lets_everything_through() {
+    let server = start(
+        "rate_limits_disabled",
+        Db::Memory,
+        |c| {
+            c.rate_limits.enabled = false;
+            limit_per_minute(c, "com.atproto.server.createSession", 1);
+        },
+        |b| b,
+    )
+    .await
+    .unwrap();
+    for _ in 0..5 {
+        let res = server
+            .http
+            .post(server.url(CREATE_SESSION))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(res.status(), 429);
+        assert!(!res.headers().contains_key("ratelimit-limit"));
+    }
+}
+
 #[tokio::test]
 async fn two_plugins_serving_one_method_is_a_build_error() {
     struct Dup;
