@@ -89,7 +89,9 @@ pub(crate) async fn start(
     }));
     Some(TestServer {
         addr,
-        http: reqwest::Client::new(),
+        // reqwest is built without a default TLS provider: identity's
+        // client brings one (ring).
+        http: aurora_server::identity::http_client(Duration::from_secs(60)).unwrap(),
         stop: Some(stop),
         task: Some(task),
         _dir: dir,
