@@ -330,7 +330,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
         .unwrap()
         .unwrap();
     // New connections are refused.
-    let fresh = reqwest::Client::new();
+    let fresh = aurora_server::identity::http_client(Duration::from_secs(5)).unwrap();
     assert!(fresh.get(server.url("/xrpc/_health")).send().await.is_err());
 }
 

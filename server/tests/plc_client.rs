@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aurora_core::identity::plc::{Operation, Tombstone};
 use aurora_core::syntax::Did;
-use aurora_server::identity::plc_client::{PlcClient, PlcClientError};
+use aurora_server::identity::plc_client::{PlcClient, PlcClientError, PlcDocument};
 use aurora_storage_testkit::plc::TestPlcDirectory;
 use axum::routing::get;
 use http::StatusCode;
@@ -78,6 +78,10 @@ async fn genesis_document_update_last_operation_audit_log() {
     let tombstone = Operation::Tombstone(Tombstone { prev: update.cid() }).sign(&acct.rotation);
     client.submit_for(&did, &tombstone).await.unwrap();
     assert_eq!(client.document(&did).await.unwrap(), None);
+    assert_eq!(
+        client.document_state(&did).await.unwrap(),
+        PlcDocument::Deactivated
+    );
     assert_eq!(client.last_operation(&did).await.unwrap(), Some(tombstone));
     assert!(
         client
@@ -139,6 +143,10 @@ async fn unknown_did_is_none() {
     let client = PlcClient::new(&dir.url()).unwrap();
     let did = Did::parse("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa").unwrap();
     assert_eq!(client.document(&did).await.unwrap(), None);
+    assert_eq!(
+        client.document_state(&did).await.unwrap(),
+        PlcDocument::NotFound
+    );
     assert_eq!(client.last_operation(&did).await.unwrap(), None);
     assert!(client.audit_log(&did).await.unwrap().is_none());
     assert!(client.verified_log(&did).await.unwrap().is_none());

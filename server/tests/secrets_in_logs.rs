@@ -100,7 +100,7 @@ async fn no_password_token_or_key_is_logged() {
     let plc = TestPlcDirectory::start().await;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &plc.url());
-    let http = reqwest::Client::new();
+    let http = aurora_server::identity::http_client(Duration::from_secs(60)).unwrap();
     let base = server.url.as_str();
 
     let password = "Sup3r-Secret-Passw0rd";

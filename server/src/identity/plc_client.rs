@@ -11,7 +11,7 @@
 //! | method | request |
 //! |---|---|
 //! | [`submit`](PlcClient::submit), [`submit_for`](PlcClient::submit_for) | `POST {base}/{did}` with the operation's JSON |
-//! | [`document`](PlcClient::document) | `GET {base}/{did}` |
+//! | [`document`](PlcClient::document), [`document_state`](PlcClient::document_state) | `GET {base}/{did}` |
 //! | [`last_operation`](PlcClient::last_operation) | `GET {base}/{did}/log/last` |
 //! | [`audit_log`](PlcClient::audit_log), [`verified_log`](PlcClient::verified_log) | `GET {base}/{did}/log/audit` |
 //!
@@ -23,11 +23,11 @@
 //! request (with its own message), or answered with something that is not
 //! what it should be.
 //!
-//! HTTPS needs a TLS provider for reqwest, not yet chosen (ring or aws-lc,
-//! with the accounts issue): for now only `http://` directories (such as the
-//! in-process test directory) can be reached.
+//! The HTTP client comes from [`http_client`](super::http_client): HTTPS
+//! through rustls on the ring provider, with the platform's root
+//! certificates; `http://` directories (such as the in-process test
+//! directory) work as well.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use aurora_core::identity::plc::{AuditEntry, PlcError, PlcLog, SignedOperation};
@@ -35,8 +35,9 @@ use aurora_core::syntax::Did;
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http::header::{ACCEPT, CONTENT_TYPE};
-use reqwest::redirect::Policy;
 use url::Url;
+
+use super::error_chain;
 
 /// How long one request to the directory may take, connecting and reading
 /// the answer included, unless [`PlcClient::with_timeout`] says otherwise.
@@ -117,10 +118,22 @@ pub struct PlcClient {
     timeout: Duration,
 }
 
-/// A successful answer, or an absent DID.
+/// What the directory says about a DID's document
+/// ([`PlcClient::document_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlcDocument {
+    /// The DID is active: its DID document (whose `id` is the DID).
+    Active(serde_json::Value),
+    /// The directory never registered the DID (`404`).
+    NotFound,
+    /// The DID was deactivated by a tombstone (`410`).
+    Deactivated,
+}
+
+/// A successful answer, or an absent DID (with the status that said so).
 enum Answer {
     Found(Bytes),
-    Absent,
+    Absent(StatusCode),
 }
 
 impl PlcClient {
@@ -134,13 +147,7 @@ impl PlcClient {
     /// most `timeout`.
     pub fn with_timeout(base_url: &str, timeout: Duration) -> Result<Self, PlcClientError> {
         let base = parse_base(base_url)?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(Policy::none())
-            .user_agent(concat!("aurora/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| PlcClientError::Setup(error_chain(&e)))?;
+        let http = super::http_client(timeout).map_err(|e| PlcClientError::Setup(e.to_string()))?;
         Ok(Self {
             base,
             http,
@@ -173,22 +180,35 @@ impl PlcClient {
     }
 
     /// The DID document of `did`, as the directory renders it; `None` when
-    /// the DID is not registered or is deactivated (tombstoned).
+    /// the DID is not registered or is deactivated (tombstoned). See
+    /// [`document_state`](Self::document_state) to tell those two apart.
     pub async fn document(&self, did: &Did) -> Result<Option<serde_json::Value>, PlcClientError> {
+        Ok(match self.document_state(did).await? {
+            PlcDocument::Active(doc) => Some(doc),
+            PlcDocument::NotFound | PlcDocument::Deactivated => None,
+        })
+    }
+
+    /// The DID document of `did`, or why there is none: the directory
+    /// answers `404` for a DID it never registered and `410` for a
+    /// deactivated (tombstoned) one.
+    pub async fn document_state(&self, did: &Did) -> Result<PlcDocument, PlcClientError> {
         let url = self.endpoint(did, &[])?;
         let request = self
             .http
             .get(url.clone())
             .header(ACCEPT, "application/did+ld+json, application/json;q=0.9");
         let absent = [StatusCode::NOT_FOUND, StatusCode::GONE];
-        let Answer::Found(body) = self.send(request, &url, &absent).await? else {
-            return Ok(None);
+        let body = match self.send(request, &url, &absent).await? {
+            Answer::Found(body) => body,
+            Answer::Absent(StatusCode::GONE) => return Ok(PlcDocument::Deactivated),
+            Answer::Absent(_) => return Ok(PlcDocument::NotFound),
         };
         let doc: serde_json::Value = parse_json(&url, &body)?;
         if doc.get("id").and_then(serde_json::Value::as_str) != Some(did.as_str()) {
             return Err(malformed(&url, format!("not a DID document of {did}")));
         }
-        Ok(Some(doc))
+        Ok(PlcDocument::Active(doc))
     }
 
     /// The latest operation of `did` (a tombstone for a deactivated DID),
@@ -289,7 +309,7 @@ impl PlcClient {
         if status.is_success() {
             Ok(Answer::Found(body))
         } else if absent.contains(&status) {
-            Ok(Answer::Absent)
+            Ok(Answer::Absent(status))
         } else {
             Err(PlcClientError::Rejected {
                 status,
@@ -377,21 +397,6 @@ fn malformed(url: &Url, reason: String) -> PlcClientError {
         url: url.to_string(),
         reason,
     }
-}
-
-/// An error and its causes, `: `-separated (reqwest's own message names
-/// only the step that failed; the cause says why).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            let _ = write!(text, ": {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -95,7 +95,9 @@ pub(crate) async fn start(
     }));
     Some(TestServer {
         addr,
-        http: reqwest::Client::new(),
+        // reqwest is built without a default TLS provider: identity's
+        // client brings one (ring).
+        http: aurora_server::identity::http_client(Duration::from_secs(60)).unwrap(),
         ctx,
         data_dir: dir.path().to_owned(),
         stop: Some(stop),

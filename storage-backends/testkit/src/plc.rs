@@ -298,8 +298,16 @@ mod tests {
 
     use super::TestIdentity as Account;
 
+    /// An HTTP client. When the workspace is built together, reqwest has
+    /// rustls without a provider (aurora-server passes ring explicitly), so
+    /// a plain client needs ring installed as the process default.
+    fn client() -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+    }
+
     async fn post(dir: &TestPlcDirectory, did: &str, body: String) -> (StatusCode, Value) {
-        let resp = reqwest::Client::new()
+        let resp = client()
             .post(format!("{}/{did}", dir.url()))
             .header("content-type", "application/json")
             .body(body)
@@ -312,7 +320,11 @@ mod tests {
     }
 
     async fn get(dir: &TestPlcDirectory, path: &str) -> (StatusCode, Value) {
-        let resp = reqwest::get(format!("{}{path}", dir.url())).await.unwrap();
+        let resp = client()
+            .get(format!("{}{path}", dir.url()))
+            .send()
+            .await
+            .unwrap();
         let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
         (status, resp.json().await.unwrap())
     }
