@@ -100,8 +100,30 @@ impl Aurora {
             key: "AURORA_PLC_URL".to_owned(),
             message: e.to_string(),
         })?;
+        // Development setups (a `.test` user domain or `localhost`) may
+        // resolve `.test` handles and `did:web:localhost`; real ones may not.
+        let allow_test_hosts = c.hostname == "localhost"
+            || c.user_domains.iter().any(|d| d.ends_with(".test"));
+        let setup_error = |e: identity::SetupError| ConfigError {
+            key: "identity".to_owned(),
+            message: e.to_string(),
+        };
+        let handles = identity::HandleResolver::new(identity::HandleResolverConfig {
+            allow_test_hosts,
+            ..identity::HandleResolverConfig::default()
+        })
+        .map_err(setup_error)?;
+        let dids = identity::DidResolver::new(
+            plc.clone(),
+            identity::DidResolverConfig {
+                allow_test_hosts,
+                ..identity::DidResolverConfig::default()
+            },
+        )
+        .map_err(setup_error)?;
         Ok(AccountDeps {
             tokens: SessionTokens::new(self.secrets.jwt_secret.expose().as_bytes(), service_did),
+            resolver: identity::IdentityResolver::new(handles, dids),
             plc,
             rotation_key,
             settings: AccountSettings {

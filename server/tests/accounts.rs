@@ -265,6 +265,18 @@ async fn life_of_an_account(test: &str, db: Db) {
     assert_eq!(last_type, EventType::Identity);
     assert_eq!(last["handle"], "alice2.test");
     assert_xrpc_error(c.post("com.atproto.identity.updateHandle", Some(&access), json!({"handle": "not a handle"})).await, 400, "InvalidHandle").await;
+    let identity = Client::ok(c.get("com.atproto.identity.resolveIdentity", None, &[("identifier", "alice2.test")]).await).await;
+    assert_eq!(identity["did"], did.as_str());
+    assert_eq!(identity["handle"], "alice2.test");
+    assert_eq!(identity["didDoc"]["id"], did.as_str());
+    let resolved = Client::ok(c.get("com.atproto.identity.resolveDid", None, &[("did", did.as_str())]).await).await;
+    assert_eq!(resolved["didDoc"]["alsoKnownAs"], json!(["at://alice2.test"]));
+    assert_xrpc_error(c.get("com.atproto.identity.resolveDid", None, &[("did", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")]).await, 400, "DidNotFound").await;
+    let status = Client::ok(c.get("com.atproto.server.checkAccountStatus", Some(&access), &[]).await).await;
+    assert_eq!(status["validDid"], true, "{status}");
+    assert_eq!(status["activated"], true);
+    assert_eq!(status["repoBlocks"], 2);
+    assert_eq!(status["indexedRecords"], 0);
     let creds = Client::ok(c.get("com.atproto.identity.getRecommendedDidCredentials", Some(&access), &[]).await).await;
     assert_eq!(creds["alsoKnownAs"], json!(["at://alice2.test"]));
     assert_eq!(creds["services"]["atproto_pds"]["endpoint"], PUBLIC_URL);

@@ -214,6 +214,115 @@ impl AccountManager {
     }
 }
 
+impl AccountManager {
+    /// Creates an account for an identity that already exists elsewhere
+    /// (account migration): `service_jwt` must be a service token from
+    /// `did` for this service and `createAccount`, signed with the DID
+    /// document's current `#atproto` key. The account starts deactivated,
+    /// with a fresh signing key and no repo: the user imports the repo,
+    /// points the DID document here (`getRecommendedDidCredentials`) and
+    /// then activates it. Nothing is sequenced until activation.
+    pub async fn create_migrated_account(
+        &self,
+        input: SignUp,
+        did: &Did,
+        service_jwt: &str,
+    ) -> Result<Account, XrpcError> {
+        let settings = self.settings();
+        let handle = handle::parse(&input.handle)?;
+        handle::check(&handle, &settings.user_domains, true)?;
+        let email = input.email.as_deref().map(check_email).transpose()?;
+        let password = input
+            .password
+            .as_deref()
+            .ok_or_else(|| XrpcError::invalid_request("password is required"))?;
+        check_new_password(password)?;
+        let invite_code = input
+            .invite_code
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned);
+        if settings.invite_required && invite_code.is_none() {
+            return Err(bad_request(
+                "InvalidInviteCode",
+                "an invite code is required to sign up here",
+            ));
+        }
+        // The DID's owner must ask for this, with the key in its document.
+        let doc = self
+            .resolve_did_document(did)
+            .await?
+            .ok_or_else(|| bad_request("UnresolvableDid", format!("{did} does not resolve")))?;
+        let key = doc.signing_key().ok_or_else(|| {
+            bad_request("IncompatibleDidDoc", "the DID document has no #atproto signing key")
+        })?;
+        let lxm = aurora_core::syntax::Nsid::parse("com.atproto.server.createAccount")
+            .map_err(|e| internal("a literal NSID does not parse", &e))?;
+        let claims = crate::auth::service_auth::verify_service_jwt(
+            service_jwt,
+            &key,
+            self.tokens().service_did().as_str(),
+            Some(&lxm),
+            chrono::Utc::now(),
+        )
+        .map_err(|e| {
+            super::unauthorized("InvalidToken", format!("service token rejected: {e}"))
+        })?;
+        if &claims.iss != did {
+            return Err(super::unauthorized(
+                "InvalidToken",
+                "the service token was issued by another DID",
+            ));
+        }
+        if !handle::hosted_domain(&handle, &settings.user_domains).is_some() {
+            self.check_external_handle(&handle, did).await?;
+        }
+        if let Some(email) = &email {
+            self.check_available(&handle, email).await?;
+        }
+        let password_hash = hash_password_blocking(password.to_owned())
+            .await
+            .map_err(|e| internal("cannot hash a password", &e))?;
+        let account = self
+            .context()
+            .accounts
+            .create_account(NewAccount {
+                did: did.clone(),
+                handle,
+                email,
+                password_hash: Some(password_hash),
+                signing_key: Some(SigningKey::generate(Curve::K256)),
+                invite_code,
+            })
+            .await
+            .map_err(|e| match e {
+                aurora_core::StoreError::AlreadyExists { field: "did" } => {
+                    XrpcError::invalid_request("this DID already has an account here")
+                }
+                aurora_core::StoreError::AlreadyExists { field: "handle" } => {
+                    bad_request("HandleNotAvailable", "handle already taken")
+                }
+                aurora_core::StoreError::AlreadyExists { field: "email" } => email_taken(),
+                other => store_error(other),
+            })?;
+        if let Err(e) = self
+            .context()
+            .accounts
+            .update_status(did, AccountStatus::Deactivated)
+            .await
+        {
+            self.undo_sign_up(did).await;
+            return Err(store_error(e));
+        }
+        tracing::info!(%did, handle = %account.handle, "migrating account created (deactivated)");
+        Ok(Account {
+            status: AccountStatus::Deactivated,
+            ..account
+        })
+    }
+}
+
 /// A taken email. The address is necessarily known to be registered when
 /// it cannot be used again; the message at least names no account.
 fn email_taken() -> XrpcError {

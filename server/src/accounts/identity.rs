@@ -14,7 +14,10 @@ use aurora_core::identity::plc::{Operation, PlcOperation, Service, SignedOperati
 use aurora_core::store::{Account, EmailTokenPurpose};
 use aurora_core::syntax::{Did, Handle};
 
-use super::{AccountManager, bad_request, handle, internal, store_error};
+use std::sync::Arc;
+
+use super::{AccountManager, bad_request, handle, store_error};
+use crate::identity::{DidDocument, IdentityError};
 
 /// The credentials this PDS needs in an account's DID document
 /// (`getRecommendedDidCredentials`), in PLC operation terms.
@@ -253,7 +256,7 @@ impl AccountManager {
     }
 
     /// An external handle must already resolve to `did`.
-    async fn check_external_handle(&self, handle: &Handle, did: &Did) -> Result<(), XrpcError> {
+    pub(crate) async fn check_external_handle(&self, handle: &Handle, did: &Did) -> Result<(), XrpcError> {
         let resolved = self.resolve_handle_remote(handle).await?;
         if resolved.as_ref() != Some(did) {
             return Err(XrpcError::invalid_request(format!(
@@ -264,31 +267,39 @@ impl AccountManager {
         Ok(())
     }
 
-    /// The current DID document data of a hosted did:plc account, from the
-    /// directory's verified audit log.
+    /// The DID document of `did`, fetched fresh (not from the cache);
+    /// `None` when the DID does not resolve.
     pub async fn resolve_did_document(
         &self,
         did: &Did,
-    ) -> Result<Option<aurora_core::identity::plc::DocumentData>, XrpcError> {
-        if did.method() != "plc" {
-            return Ok(None);
+    ) -> Result<Option<Arc<DidDocument>>, XrpcError> {
+        match self.resolver().dids().resolve_fresh(did).await {
+            Ok(doc) => Ok(Some(doc)),
+            Err(e) => match IdentityError::from(e) {
+                IdentityError::Unavailable(cause) => Err(resolution_unavailable(&cause)),
+                _ => Ok(None),
+            },
         }
-        Ok(self
-            .plc()
-            .verified_log(did)
-            .await
-            .map_err(|e| upstream(&e))?
-            .and_then(|log| log.document()))
     }
 
-    /// Resolves a handle through DNS and HTTPS (not the local accounts).
+    /// Resolves a handle through DNS and HTTPS (not the local accounts),
+    /// bypassing the cache; `None` when it does not resolve.
     pub async fn resolve_handle_remote(&self, handle: &Handle) -> Result<Option<Did>, XrpcError> {
-        let _ = handle;
-        let _ = internal;
-        Err(XrpcError::new(
-            http::StatusCode::NOT_IMPLEMENTED,
-            "MethodNotImplemented",
-            "resolving handles of other domains is not available yet",
-        ))
+        match self.resolver().handles().resolve_fresh(handle).await {
+            Ok(did) => Ok(Some(did)),
+            Err(e) if e.is_unavailable() => Err(resolution_unavailable(&e)),
+            Err(_) => Ok(None),
+        }
     }
+}
+
+/// 502 for a lookup that got no answer (DNS, a did:web host or the PLC
+/// directory down): the caller may retry.
+pub(crate) fn resolution_unavailable(e: &dyn std::fmt::Display) -> XrpcError {
+    tracing::info!(error = %e, "identity resolution unavailable");
+    XrpcError::new(
+        http::StatusCode::BAD_GATEWAY,
+        "UpstreamFailure",
+        format!("identity resolution failed, try again later: {e}"),
+    )
 }

@@ -34,6 +34,7 @@ use http::StatusCode;
 
 use crate::auth::tokens::SessionTokens;
 use crate::config::Secret;
+use crate::identity::IdentityResolver;
 use crate::identity::plc_client::PlcClient;
 
 pub use session::{AccessPolicy, Authed};
@@ -58,6 +59,8 @@ pub struct AccountDeps {
     pub tokens: SessionTokens,
     /// The PLC directory.
     pub plc: PlcClient,
+    /// Handle and DID resolution for identities hosted elsewhere.
+    pub resolver: IdentityResolver,
     /// The server's PLC rotation key.
     pub rotation_key: SigningKey,
     /// Sign-up and identity settings.
@@ -115,6 +118,11 @@ impl AccountManager {
     /// The PLC directory client.
     pub fn plc(&self) -> &PlcClient {
         &self.deps.plc
+    }
+
+    /// Handle and DID resolution.
+    pub fn resolver(&self) -> &IdentityResolver {
+        &self.deps.resolver
     }
 
     /// The server's PLC rotation key.

@@ -176,8 +176,9 @@ impl AccountManager {
             .verification_methods
             .get("atproto")
             .and_then(|k| aurora_core::crypto::PublicKey::from_did_key(k).ok());
-        doc.pds_endpoint() == Some(self.settings().public_url.as_str())
+        let endpoint = doc.pds_endpoint().map(|u| u.as_str().trim_end_matches('/').to_owned());
+        endpoint.as_deref() == Some(self.settings().public_url.as_str())
             && key.is_some()
-            && doc.atproto_signing_key() == key
+            && doc.signing_key() == key
     }
 }

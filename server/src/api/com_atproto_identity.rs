@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use aurora_core::identity::plc::{Service, SignedOperation};
 use aurora_core::plugin::XrpcMethodKind::{Procedure, Query};
 use aurora_core::store::AccountLookup;
+use aurora_core::syntax::{AtIdentifier, Did};
 use aurora_core::{XrpcError, XrpcRoute};
 use axum::Json;
 use axum::extract::State;
@@ -15,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::accounts::identity::PlcOperationChanges;
 use crate::accounts::{AccessPolicy, AccountManager, handle};
+use crate::identity::IdentityError;
 use crate::xrpc::{ApiError, Input, Params, route};
 
 pub(crate) fn routes(m: &AccountManager) -> Vec<XrpcRoute> {
@@ -23,6 +25,21 @@ pub(crate) fn routes(m: &AccountManager) -> Vec<XrpcRoute> {
             "com.atproto.identity.resolveHandle",
             Query,
             get(resolve_handle).with_state(m.clone()),
+        ),
+        route(
+            "com.atproto.identity.resolveDid",
+            Query,
+            get(resolve_did).with_state(m.clone()),
+        ),
+        route(
+            "com.atproto.identity.resolveIdentity",
+            Query,
+            get(resolve_identity).with_state(m.clone()),
+        ),
+        route(
+            "com.atproto.identity.refreshIdentity",
+            Procedure,
+            post(refresh_identity).with_state(m.clone()),
         ),
         route(
             "com.atproto.identity.updateHandle",
@@ -87,6 +104,112 @@ async fn resolve_handle(
         .await?
         .ok_or_else(handle_not_found)?;
     Ok(Json(json!({ "did": did })))
+}
+
+/// A resolution failure as the lexicon names it (400), or 502 when no
+/// answer could be had.
+fn identity_error(e: &IdentityError) -> XrpcError {
+    match e.lexicon_error() {
+        Some(name) => XrpcError::new(StatusCode::BAD_REQUEST, name, e.to_string()),
+        None => crate::accounts::identity::resolution_unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DidParams {
+    did: String,
+}
+
+async fn resolve_did(
+    State(m): State<AccountManager>,
+    Params(params): Params<DidParams>,
+) -> Result<Json<Value>, ApiError> {
+    let did = Did::parse(params.did.as_str())
+        .map_err(|e| XrpcError::invalid_request(format!("invalid did: {e}")))?;
+    let doc = m
+        .resolver()
+        .resolve_did(&did)
+        .await
+        .map_err(|e| identity_error(&e))?;
+    Ok(Json(json!({ "didDoc": doc.raw() })))
+}
+
+#[derive(Deserialize)]
+struct IdentifierParams {
+    identifier: String,
+}
+
+/// `identityInfo`: the DID, its handle when verified both ways
+/// (`handle.invalid` otherwise), and the DID document.
+async fn identity_info(m: &AccountManager, identifier: &str, fresh: bool) -> Result<Value, XrpcError> {
+    let identifier = AtIdentifier::parse(identifier.trim())
+        .map_err(|e| XrpcError::invalid_request(format!("invalid identifier: {e}")))?;
+    let resolver = m.resolver();
+    let did = match &identifier {
+        AtIdentifier::Did(did) => did.clone(),
+        AtIdentifier::Handle(handle) => {
+            let local = m
+                .context()
+                .accounts
+                .get_account(AccountLookup::Handle(handle))
+                .await
+                .map_err(crate::accounts::store_error)?;
+            match local {
+                Some(account) => account.did,
+                None => {
+                    if fresh {
+                        resolver.handles().invalidate(handle);
+                    }
+                    resolver
+                        .resolve_handle(handle)
+                        .await
+                        .map_err(|e| identity_error(&e))?
+                }
+            }
+        }
+    };
+    if fresh {
+        resolver.dids().invalidate(&did);
+    }
+    let doc = resolver
+        .resolve_did(&did)
+        .await
+        .map_err(|e| identity_error(&e))?;
+    let claimed = doc.handle();
+    let local_match = match &claimed {
+        Some(handle) => m
+            .context()
+            .accounts
+            .get_account(AccountLookup::Handle(handle))
+            .await
+            .map_err(crate::accounts::store_error)?
+            .is_some_and(|a| a.did == did),
+        None => false,
+    };
+    let handle = if local_match {
+        claimed
+    } else {
+        resolver.verified_handle(&doc).await
+    };
+    Ok(json!({
+        "did": did,
+        "handle": handle.map_or_else(|| "handle.invalid".to_owned(), |h| h.to_string()),
+        "didDoc": doc.raw(),
+    }))
+}
+
+async fn resolve_identity(
+    State(m): State<AccountManager>,
+    Params(params): Params<IdentifierParams>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(identity_info(&m, &params.identifier, false).await?))
+}
+
+async fn refresh_identity(
+    State(m): State<AccountManager>,
+    Input(input): Input<IdentifierParams>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(identity_info(&m, &input.identifier, true).await?))
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::session::session_json;
 use crate::accounts::create::SignUp;
-use crate::accounts::session::Session;
+use crate::accounts::session::{Session, bearer_token};
 use crate::accounts::{AccessPolicy, AccountManager};
 use crate::auth::tokens::AccessScope;
 use crate::xrpc::{ApiError, Input};
@@ -44,27 +44,47 @@ pub(super) struct CreateAccountInput {
 
 pub(super) async fn create_account(
     State(m): State<AccountManager>,
+    headers: HeaderMap,
     Input(input): Input<CreateAccountInput>,
 ) -> Result<Json<Value>, ApiError> {
-    if input.did.is_some() || input.plc_op.is_some() {
+    if input.plc_op.is_some() {
         return Err(XrpcError::invalid_request(
-            "creating an account for an existing DID (account migration) is not supported yet",
+            "plcOp is not supported: point the DID document here after sign-up \
+             (getRecommendedDidCredentials), then activate the account",
         )
         .into());
     }
-    let created = m
-        .create_account(SignUp {
-            handle: input.handle,
-            email: input.email,
-            password: input.password,
-            invite_code: input.invite_code,
-            recovery_key: input.recovery_key,
-        })
-        .await?;
-    let session = Session {
-        tokens: created.session,
-        account: created.account,
-        scope: AccessScope::Access,
+    let sign_up = SignUp {
+        handle: input.handle,
+        email: input.email,
+        password: input.password,
+        invite_code: input.invite_code,
+        recovery_key: input.recovery_key,
+    };
+    let session = if let Some(did) = input.did {
+        // Account migration: the DID exists and its owner vouches with a
+        // service token.
+        let did = Did::parse(did.as_str())
+            .map_err(|e| XrpcError::invalid_request(format!("invalid did: {e}")))?;
+        let token = bearer_token(&headers).map_err(|_| {
+            XrpcError::authentication_required(
+                "creating an account for an existing DID needs a service token from that DID",
+            )
+        })?;
+        let account = m.create_migrated_account(sign_up, &did, token).await?;
+        let tokens = m.open_session(&did, AccessScope::Access, None).await?;
+        Session {
+            tokens,
+            account,
+            scope: AccessScope::Access,
+        }
+    } else {
+        let created = m.create_account(sign_up).await?;
+        Session {
+            tokens: created.session,
+            account: created.account,
+            scope: AccessScope::Access,
+        }
     };
     let full = session_json(&session);
     Ok(Json(json!({
