@@ -11,6 +11,7 @@ mod m20261125_000001_initial;
 mod m20261125_000002_sessions;
 mod m20261125_000003_signing_keys;
 mod m20261125_000004_invites_sessions;
+mod m20261125_000005_email_token_lookup;
 
 /// Applies the schema, in order.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_sessions::Migration),
             Box::new(m20261125_000003_signing_keys::Migration),
             Box::new(m20261125_000004_invites_sessions::Migration),
+            Box::new(m20261125_000005_email_token_lookup::Migration),
         ]
     }
 }

@@ -256,6 +256,21 @@ pub trait AccountStore: Send + Sync + 'static {
         token: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
 
+    /// Consumes the email token `token` for `purpose`, whichever account it
+    /// belongs to (password reset knows only the token). Returns the account
+    /// and when the token was requested (the caller checks its age); `None`
+    /// when no such token exists, and then nothing changes.
+    ///
+    /// Atomic: of two concurrent takes of one token, at most one gets
+    /// `Some`. A token that two accounts hold for the same purpose (a
+    /// collision that random tokens make vanishingly rare) is ambiguous: it
+    /// is treated as unknown, and neither copy is consumed.
+    async fn take_email_token_by_value(
+        &self,
+        purpose: EmailTokenPurpose,
+        token: &str,
+    ) -> Result<Option<(Did, DateTime<Utc>)>, StoreError>;
+
     /// Stores new invite codes, all in one transaction, and returns them as
     /// stored (created now, enabled, unused). A code that already exists
     /// fails the whole call with [`StoreError::AlreadyExists`]

@@ -119,6 +119,22 @@ pub struct RecordPage {
     pub reverse: bool,
 }
 
+/// Counts describing a stored repo, as `com.atproto.server.checkAccountStatus`
+/// reports them. All zero for a DID without a repo.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepoStats {
+    /// Blocks stored for the repo (current and historical: commits, MST
+    /// nodes and records).
+    pub blocks: u64,
+    /// Records in the record index (the repo's live records).
+    pub records: u64,
+    /// Distinct blobs referenced by the repo's records.
+    pub expected_blobs: u64,
+    /// Of [`expected_blobs`](Self::expected_blobs), how many are stored for
+    /// the account.
+    pub imported_blobs: u64,
+}
+
 /// Block storage, repo roots, the record index and the write side of the
 /// event log.
 ///
@@ -155,6 +171,10 @@ pub trait RepoStore: Send + Sync + 'static {
 
     /// The collections that hold at least one record, in NSID order.
     async fn list_collections(&self, did: &Did) -> Result<Vec<Nsid>, StoreError>;
+
+    /// Counts of `did`'s repo for `checkAccountStatus`; all zero for a DID
+    /// without a repo.
+    async fn repo_stats(&self, did: &Did) -> Result<RepoStats, StoreError>;
 
     /// Writes a commit atomically and returns the `seq` given to its event.
     ///

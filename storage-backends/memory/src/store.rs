@@ -9,8 +9,8 @@ use aurora_core::event::{NewEvent, SeqEvent};
 use aurora_core::store::{
     Account, AccountLookup, AccountStatus, AccountStore, AppPassword, CommitStage, CommitWrite,
     EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort, InviteCodeUse, NewInviteCode,
-    RecordEntry, RecordPage, RecordWrite, RefreshToken, RepoRoot, RepoStore, SeqWatch, Sequencer,
-    StoreError, constant_time_eq, normalize_email,
+    RecordEntry, RecordPage, RecordWrite, RefreshToken, RepoRoot, RepoStats, RepoStore, SeqWatch,
+    Sequencer, StoreError, constant_time_eq, normalize_email,
 };
 use aurora_core::syntax::{Did, Handle, Nsid, RecordKey};
 use bytes::Bytes;
@@ -247,6 +247,22 @@ impl RepoStore for MemoryStore {
             .get(did)
             .map(|r| r.records.keys().cloned().collect())
             .unwrap_or_default())
+    }
+
+    /// Blocks and records as stored. This store keeps no blob references
+    /// of records (and no blob metadata), so `expected_blobs` and
+    /// `imported_blobs` are always 0.
+    async fn repo_stats(&self, did: &Did) -> Result<RepoStats, StoreError> {
+        let state = self.lock();
+        let Some(repo) = state.repos.get(did) else {
+            return Ok(RepoStats::default());
+        };
+        Ok(RepoStats {
+            blocks: repo.blocks.len() as u64,
+            records: repo.records.values().map(|r| r.len() as u64).sum(),
+            expected_blobs: 0,
+            imported_blobs: 0,
+        })
     }
 
     async fn apply_commit(&self, commit: CommitWrite) -> Result<i64, StoreError> {
@@ -630,6 +646,30 @@ impl AccountStore for MemoryStore {
             }
             _ => Ok(None),
         }
+    }
+
+    async fn take_email_token_by_value(
+        &self,
+        purpose: EmailTokenPurpose,
+        token: &str,
+    ) -> Result<Option<(Did, DateTime<Utc>)>, StoreError> {
+        let mut state = self.lock();
+        // Each token of `purpose` is compared in constant time.
+        let holders: Vec<Did> = state
+            .email_tokens
+            .values()
+            .filter(|t| t.purpose == purpose)
+            .filter(|t| constant_time_eq(t.token.as_bytes(), token.as_bytes()))
+            .map(|t| t.did.clone())
+            .collect();
+        // Held by two accounts: ambiguous, so unknown.
+        let Ok([did]) = <[Did; 1]>::try_from(holders) else {
+            return Ok(None);
+        };
+        Ok(state
+            .email_tokens
+            .remove(&(did.clone(), purpose))
+            .map(|t| (did, t.requested_at)))
     }
 
     async fn create_invite_codes(

@@ -463,6 +463,41 @@ impl AccountStore for SqlStore {
         Ok(Some(row.requested_at))
     }
 
+    async fn take_email_token_by_value(
+        &self,
+        purpose: EmailTokenPurpose,
+        token: &str,
+    ) -> Result<Option<(Did, DateTime<Utc>)>, StoreError> {
+        let txn = self.begin_write().await?;
+        // Two rows would mean two accounts hold the token: ambiguous, so unknown.
+        let rows = email_token::Entity::find()
+            .filter(email_token::Column::Purpose.eq(purpose.as_str()))
+            .filter(email_token::Column::Token.eq(token))
+            .limit(2)
+            .all(&txn)
+            .await
+            .map_err(db_err)?;
+        let Ok([row]) = <[email_token::Model; 1]>::try_from(rows) else {
+            return Ok(None);
+        };
+        let did = convert::parse(row.did.clone(), Did::parse)?;
+        // The delete decides between concurrent takes: on Postgres the loser
+        // waits for the winner's row lock, then finds the row gone. (The
+        // token is in the filter so a token replaced meanwhile is kept.)
+        let res = email_token::Entity::delete_many()
+            .filter(email_token::Column::Did.eq(row.did))
+            .filter(email_token::Column::Purpose.eq(purpose.as_str()))
+            .filter(email_token::Column::Token.eq(token))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if res.rows_affected != 1 {
+            return Ok(None);
+        }
+        txn.commit().await.map_err(db_err)?;
+        Ok(Some((did, row.requested_at)))
+    }
+
     async fn create_invite_codes(
         &self,
         codes: Vec<NewInviteCode>,

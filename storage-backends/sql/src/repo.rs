@@ -4,16 +4,17 @@ use async_trait::async_trait;
 use aurora_core::cid::Cid;
 use aurora_core::event::NewEvent;
 use aurora_core::store::{
-    CommitStage, CommitWrite, RecordEntry, RecordPage, RecordWrite, RepoRoot, RepoStore, StoreError,
+    CommitStage, CommitWrite, RecordEntry, RecordPage, RecordWrite, RepoRoot, RepoStats, RepoStore,
+    StoreError,
 };
 use aurora_core::syntax::{Did, Nsid, RecordKey, Tid};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, OnConflict, Query, SelectStatement};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TryInsertResult,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DeriveIden, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TryInsertResult,
 };
 
 use crate::entity::{record, repo_block, repo_root, repo_seq};
@@ -24,6 +25,33 @@ const INSERT_CHUNK: usize = 500;
 
 /// Advisory lock key serialising event numbering on Postgres ("aurora" in ASCII).
 const SEQ_LOCK_KEY: i64 = 0x6175_726f_7261;
+
+/// Blob references of records. (No entity: only counted and deleted here.)
+#[derive(DeriveIden)]
+enum RecordBlob {
+    Table,
+    Did,
+    BlobCid,
+}
+
+/// Stored blobs' metadata. (No entity: only counted here.)
+#[derive(DeriveIden)]
+enum Blob {
+    Table,
+    Did,
+    Cid,
+}
+
+/// `query` (a `FROM` and `WHERE`) selecting the count `count`, as a scalar subquery.
+fn count_of(mut query: SelectStatement, count: Expr) -> Expr {
+    query.expr(count).to_owned().into()
+}
+
+/// A count of one `RepoStats` field as a query result's `i64`.
+fn stat(row: &sea_orm::QueryResult, name: &str) -> Result<u64, StoreError> {
+    let n: i64 = row.try_get("", name).map_err(db_err)?;
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {name}: {n}")))
+}
 
 fn entry_from_row(row: record::Model) -> Result<RecordEntry, StoreError> {
     Ok(RecordEntry {
@@ -305,6 +333,65 @@ impl RepoStore for SqlStore {
             .collect()
     }
 
+    async fn repo_stats(&self, did: &Did) -> Result<RepoStats, StoreError> {
+        let did = did.as_str();
+        let blocks = count_of(
+            Query::select()
+                .from(repo_block::Entity)
+                .and_where(repo_block::Column::Did.eq(did))
+                .to_owned(),
+            Expr::col(Asterisk).count(),
+        );
+        let records = count_of(
+            Query::select()
+                .from(record::Entity)
+                .and_where(record::Column::Did.eq(did))
+                .to_owned(),
+            Expr::col(Asterisk).count(),
+        );
+        let referenced = Query::select()
+            .from(RecordBlob::Table)
+            .and_where(Expr::col((RecordBlob::Table, RecordBlob::Did)).eq(did))
+            .to_owned();
+        let distinct_blobs =
+            || Expr::col((RecordBlob::Table, RecordBlob::BlobCid)).count_distinct();
+        let expected_blobs = count_of(referenced.clone(), distinct_blobs());
+        let imported_blobs = count_of(
+            referenced
+                .clone()
+                .inner_join(
+                    Blob::Table,
+                    Expr::col((Blob::Table, Blob::Did))
+                        .equals((RecordBlob::Table, RecordBlob::Did))
+                        .and(
+                            Expr::col((Blob::Table, Blob::Cid))
+                                .equals((RecordBlob::Table, RecordBlob::BlobCid)),
+                        ),
+                )
+                .to_owned(),
+            distinct_blobs(),
+        );
+        // One statement, so the four counts come from one snapshot.
+        let query = Query::select()
+            .expr_as(blocks, Alias::new("blocks"))
+            .expr_as(records, Alias::new("records"))
+            .expr_as(expected_blobs, Alias::new("expected_blobs"))
+            .expr_as(imported_blobs, Alias::new("imported_blobs"))
+            .to_owned();
+        let row = self
+            .connection()
+            .query_one(&query)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::Corrupt("repo stats query returned no row".into()))?;
+        Ok(RepoStats {
+            blocks: stat(&row, "blocks")?,
+            records: stat(&row, "records")?,
+            expected_blobs: stat(&row, "expected_blobs")?,
+            imported_blobs: stat(&row, "imported_blobs")?,
+        })
+    }
+
     async fn apply_commit(&self, commit: CommitWrite) -> Result<i64, StoreError> {
         let now = Utc::now();
         // The root swap runs first: it takes the row lock (Postgres) that
@@ -351,11 +438,10 @@ impl RepoStore for SqlStore {
             .exec(&txn)
             .await
             .map_err(db_err)?;
-        // Blob references of the repo's records (no entity: the table has
-        // no other user in this crate yet).
+        // Blob references of the repo's records.
         let record_blobs = Query::delete()
-            .from_table(Alias::new("record_blob"))
-            .and_where(Expr::col(Alias::new("did")).eq(did.as_str()))
+            .from_table(RecordBlob::Table)
+            .and_where(Expr::col(RecordBlob::Did).eq(did.as_str()))
             .to_owned();
         txn.execute(&record_blobs).await.map_err(db_err)?;
         repo_seq::Entity::update_many()

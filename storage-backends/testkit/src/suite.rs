@@ -11,7 +11,7 @@ use aurora_core::event::EventType;
 use aurora_core::store::{
     AccountLookup, AccountStatus, AccountStore, AppPassword, BlobError, BlobStore, ByteStream,
     CommitStage, EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort, NewAccount,
-    NewInviteCode, RecordPage, RefreshToken, RepoStore, Sequencer, StoreError,
+    NewInviteCode, RecordPage, RefreshToken, RepoStats, RepoStore, Sequencer, StoreError,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -115,6 +115,8 @@ macro_rules! store_conformance_suite {
             sessions_rotate_once_and_end_with_the_password,
             app_passwords_are_named_per_account_and_end_their_sessions,
             email_changes_and_single_use_email_tokens,
+            email_tokens_are_taken_by_value,
+            concurrent_takes_of_one_email_token_exactly_one_wins,
             deleting_an_account_removes_its_credentials,
             signing_keys_are_stored_with_their_account,
             sessions_keep_their_id_across_rotations,
@@ -127,6 +129,7 @@ macro_rules! store_conformance_suite {
             concurrent_sign_ups_race_for_the_last_invite_use,
             delete_repo_removes_the_repo_and_invalidates_its_events,
             delete_repo_without_a_repo_still_sequences_its_event,
+            repo_stats_count_blocks_and_live_records,
         );
     };
 }
@@ -1161,6 +1164,130 @@ pub async fn email_changes_and_single_use_email_tokens(h: StoreHarness) {
 }
 
 #[doc(hidden)]
+pub async fn email_tokens_are_taken_by_value(h: StoreHarness) {
+    let s = &h.store;
+    for name in ["alice", "bob", "carol", "dave"] {
+        s.create_account(new_account(name, None)).await.unwrap();
+    }
+    let (alice, bob) = (did("alice"), did("bob"));
+    let at = chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+    let bob_at = chrono::DateTime::from_timestamp(1_900_000_100, 0).unwrap();
+    let token = |owner: &str, t: &str, purpose, requested_at| EmailToken {
+        did: did(owner),
+        purpose,
+        token: t.to_owned(),
+        requested_at,
+    };
+    let reset = EmailTokenPurpose::ResetPassword;
+    let confirm = EmailTokenPurpose::ConfirmEmail;
+    for t in [
+        token("alice", "AAAA-1111", reset, at),
+        // The same value for another purpose is another token.
+        token("alice", "AAAA-1111", confirm, at),
+        token("bob", "BBBB-2222", reset, bob_at),
+    ] {
+        s.put_email_token(t).await.unwrap();
+    }
+    let take = |t: &'static str, p| s.take_email_token_by_value(p, t);
+
+    // Wrong tokens and the wrong purpose find nothing and change nothing.
+    for wrong in ["ZZZZ-9999", "bbbb-2222", "BBBB-222", "BBBB-22222", ""] {
+        assert_eq!(take(wrong, reset).await.unwrap(), None, "{wrong:?}");
+    }
+    assert_eq!(take("BBBB-2222", confirm).await.unwrap(), None);
+    assert_eq!(
+        take("BBBB-2222", reset).await.unwrap(),
+        Some((bob.clone(), bob_at))
+    );
+    assert_eq!(take("BBBB-2222", reset).await.unwrap(), None, "single use");
+
+    assert_eq!(
+        take("AAAA-1111", reset).await.unwrap(),
+        Some((alice.clone(), at))
+    );
+    assert_eq!(take("AAAA-1111", reset).await.unwrap(), None, "single use");
+    // Consumed for the by-DID take too.
+    assert_eq!(
+        s.take_email_token(&alice, reset, "AAAA-1111")
+            .await
+            .unwrap(),
+        None
+    );
+    // The other purpose is unaffected.
+    assert_eq!(
+        take("AAAA-1111", confirm).await.unwrap(),
+        Some((alice.clone(), at))
+    );
+
+    // A token two accounts hold is ambiguous: unknown, and neither copy goes.
+    let plc = EmailTokenPurpose::PlcOperation;
+    for owner in ["carol", "dave"] {
+        s.put_email_token(token(owner, "SAME-0000", plc, at))
+            .await
+            .unwrap();
+    }
+    assert_eq!(take("SAME-0000", plc).await.unwrap(), None);
+    for owner in ["carol", "dave"] {
+        assert_eq!(
+            s.take_email_token(&did(owner), plc, "SAME-0000")
+                .await
+                .unwrap(),
+            Some(at),
+            "{owner}"
+        );
+    }
+}
+
+#[doc(hidden)]
+pub async fn concurrent_takes_of_one_email_token_exactly_one_wins(h: StoreHarness) {
+    h.store
+        .create_account(new_account("alice", None))
+        .await
+        .unwrap();
+    let alice = did("alice");
+    let at = chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+    for round in 0..10 {
+        let value = format!("RACE-{round:04}");
+        h.store
+            .put_email_token(EmailToken {
+                did: alice.clone(),
+                purpose: EmailTokenPurpose::ResetPassword,
+                token: value.clone(),
+                requested_at: at,
+            })
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let (s, value) = (h.store.clone(), value.clone());
+                tokio::spawn(async move {
+                    s.take_email_token_by_value(EmailTokenPurpose::ResetPassword, &value)
+                        .await
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for t in tasks {
+            if let Some(taken) = t.await.unwrap().unwrap() {
+                won.push(taken);
+            }
+        }
+        assert_eq!(
+            won,
+            [(alice.clone(), at)],
+            "round {round}: exactly one take wins"
+        );
+        assert_eq!(
+            h.store
+                .take_email_token_by_value(EmailTokenPurpose::ResetPassword, &value)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+}
+
+#[doc(hidden)]
 pub async fn signing_keys_are_stored_with_their_account(h: StoreHarness) {
     use aurora_core::crypto::{Curve, SigningKey};
     let s = &h.store;
@@ -1829,6 +1956,81 @@ pub async fn delete_repo_without_a_repo_still_sequences_its_event(h: StoreHarnes
     assert_eq!(served[1].payload, gone.payload);
     assert_eq!(s.get_root(&carol).await.unwrap(), None);
     assert!(s.get_root(&alice).await.unwrap().is_some());
+}
+
+#[doc(hidden)]
+pub async fn repo_stats_count_blocks_and_live_records(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    assert_eq!(s.repo_stats(&alice).await.unwrap(), RepoStats::default());
+
+    let (a1, a1b) = block("stats-a-v1");
+    let (b1, b1b) = block("stats-b-v1");
+    let c1 = commit(
+        &alice,
+        None,
+        "c1",
+        1,
+        vec![(a1, a1b.clone()), (b1, b1b)],
+        vec![
+            put("com.example.thing", "a", a1),
+            put("com.example.thing", "b", b1),
+        ],
+    );
+    let r1 = c1.root;
+    s.apply_commit(c1).await.unwrap();
+    // The commit block and the two record blocks; two records.
+    let stats = |blocks, records| RepoStats {
+        blocks,
+        records,
+        expected_blobs: 0,
+        imported_blobs: 0,
+    };
+    assert_eq!(s.repo_stats(&alice).await.unwrap(), stats(3, 2));
+
+    // A replaced record, a deleted one, a new one that reuses a stored block
+    // (counted once), and a block written again.
+    let (a2, a2b) = block("stats-a-v2");
+    s.apply_commit(commit(
+        &alice,
+        Some(r1),
+        "c2",
+        2,
+        vec![(a2, a2b), (a1, a1b.clone())],
+        vec![
+            put("com.example.thing", "a", a2),
+            delete("com.example.thing", "b"),
+            put("app.bsky.feed.post", "p1", a1),
+        ],
+    ))
+    .await
+    .unwrap();
+    // Blocks: c1, a1, b1, c2, a2. Records: thing/a and post/p1.
+    assert_eq!(s.repo_stats(&alice).await.unwrap(), stats(5, 2));
+
+    // Another repo holding one of the same blocks counts its own.
+    s.apply_commit(commit(
+        &bob,
+        None,
+        "b1",
+        1,
+        vec![(a1, a1b)],
+        vec![put("app.bsky.feed.post", "p1", a1)],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(s.repo_stats(&bob).await.unwrap(), stats(2, 1));
+    assert_eq!(s.repo_stats(&alice).await.unwrap(), stats(5, 2));
+
+    let mut gone = identity_event(&alice, "deleted");
+    gone.event_type = EventType::Account;
+    s.delete_repo(&alice, gone).await.unwrap();
+    assert_eq!(s.repo_stats(&alice).await.unwrap(), RepoStats::default());
+    assert_eq!(s.repo_stats(&bob).await.unwrap(), stats(2, 1));
+    assert_eq!(
+        s.repo_stats(&did("nobody")).await.unwrap(),
+        RepoStats::default()
+    );
 }
 
 // ---------------------------------------------------------------------------
