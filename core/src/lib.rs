@@ -37,8 +37,8 @@ pub mod syntax;
 pub use builder::{BuildError, Pds, PdsBuilder, PdsContext, ServiceInfo};
 pub use error::XrpcError;
 pub use event::{EventType, NewEvent, SeqEvent};
-pub use plugin::{Plugin, XrpcMethodKind, XrpcRoute};
 pub use mail::{Mail, MailError, Mailer};
+pub use plugin::{Plugin, XrpcMethodKind, XrpcRoute};
 pub use sink::{EventSink, SinkError};
 pub use store::{AccountStore, BlobStore, RepoStore, Sequencer, StoreError};
 

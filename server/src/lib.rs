@@ -91,11 +91,12 @@ impl Aurora {
     pub fn account_deps(&self) -> Result<AccountDeps, ConfigError> {
         let c = &self.config;
         let service_did = self.service_info()?.did;
-        let rotation_key = SigningKey::from_hex(Curve::K256, self.secrets.plc_rotation_key.expose().trim())
-            .map_err(|e| ConfigError {
-                key: "AURORA_PLC_ROTATION_KEY".to_owned(),
-                message: e.to_string(),
-            })?;
+        let rotation_key =
+            SigningKey::from_hex(Curve::K256, self.secrets.plc_rotation_key.expose().trim())
+                .map_err(|e| ConfigError {
+                    key: "AURORA_PLC_ROTATION_KEY".to_owned(),
+                    message: e.to_string(),
+                })?;
         let plc = PlcClient::new(&c.plc_url).map_err(|e| ConfigError {
             key: "AURORA_PLC_URL".to_owned(),
             message: e.to_string(),
@@ -103,7 +104,9 @@ impl Aurora {
         // Development setups (a `.test` user domain or `localhost`) may
         // resolve `.test` handles and `did:web:localhost`; real ones may not.
         let allow_test_hosts = c.hostname == "localhost"
-            || c.user_domains.iter().any(|d| d.ends_with(".test"));
+            || c.user_domains
+                .iter()
+                .any(|d| d.to_ascii_lowercase().ends_with(".test"));
         let setup_error = |e: identity::SetupError| ConfigError {
             key: "identity".to_owned(),
             message: e.to_string(),

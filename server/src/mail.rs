@@ -123,7 +123,10 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1]["to"], "u1@example.com");
         assert_eq!(lines[1]["text"], "token ABCDE-1");
-        let mode = std::fs::metadata(mailer.path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(mailer.path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let dir_mode = std::fs::metadata(mailer.path().parent().unwrap())
             .unwrap()

@@ -184,7 +184,10 @@ mod account {
             .ok_or_else(|| error(format!("no account {who}")))
     }
 
-    async fn dispatch(manager: &AccountManager, command: AccountCommand) -> Result<(), ConfigError> {
+    async fn dispatch(
+        manager: &AccountManager,
+        command: AccountCommand,
+    ) -> Result<(), ConfigError> {
         let xrpc = |e: aurora_core::XrpcError| error(format!("{}: {}", e.error, e.message));
         match command {
             AccountCommand::Create {
@@ -224,7 +227,8 @@ mod account {
                         a.handle,
                         a.email.as_deref().unwrap_or("-"),
                         a.status,
-                        a.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        a.created_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     );
                 }
             }
@@ -252,7 +256,10 @@ mod account {
                     .set_password(&account.did, &password)
                     .await
                     .map_err(xrpc)?;
-                println!("password of {} ({}) changed; its sessions ended", account.did, account.handle);
+                println!(
+                    "password of {} ({}) changed; its sessions ended",
+                    account.did, account.handle
+                );
                 if generated {
                     println!("password\t{password}");
                 }

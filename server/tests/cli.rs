@@ -400,6 +400,7 @@ fn serve_runs_on_postgres() {
 /// `aurora account`: operators create, list, take down and reset accounts
 /// straight against the database, through the same code as the API.
 #[test]
+#[allow(clippy::too_many_lines)] // one operator session, start to end
 fn account_commands_manage_accounts() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let plc = runtime.block_on(aurora_storage_testkit::plc::TestPlcDirectory::start());
@@ -412,7 +413,14 @@ fn account_commands_manage_accounts() {
 
     let out = run(
         dir.path(),
-        &["account", "create", "--handle", "op.test", "--email", "op@example.com"],
+        &[
+            "account",
+            "create",
+            "--handle",
+            "oper.test",
+            "--email",
+            "op@example.com",
+        ],
         &env,
     );
     assert!(out.status.success(), "{out:?}");
@@ -433,7 +441,15 @@ fn account_commands_manage_accounts() {
     // A password from standard input is used and not printed.
     let mut child = aurora(
         dir.path(),
-        &["account", "create", "--handle", "op2.test", "--email", "op2@example.com", "--password-stdin"],
+        &[
+            "account",
+            "create",
+            "--handle",
+            "oper2.test",
+            "--email",
+            "op2@example.com",
+            "--password-stdin",
+        ],
         &env,
     )
     .stdin(Stdio::piped())
@@ -449,29 +465,66 @@ fn account_commands_manage_accounts() {
     // Bad input: a taken handle is refused with the lexicon's reason.
     let out = run(
         dir.path(),
-        &["account", "create", "--handle", "op.test", "--email", "x@example.com"],
+        &[
+            "account",
+            "create",
+            "--handle",
+            "oper.test",
+            "--email",
+            "x@example.com",
+        ],
         &env,
     );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("HandleNotAvailable"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HandleNotAvailable"),
+        "{out:?}"
+    );
 
     let out = run(dir.path(), &["account", "list"], &env);
     assert!(out.status.success(), "{out:?}");
     let list = String::from_utf8(out.stdout).unwrap();
-    assert!(list.contains("op.test") && list.contains("op2.test"), "{list}");
+    assert!(
+        list.contains("oper.test") && list.contains("oper2.test"),
+        "{list}"
+    );
     assert!(list.contains("\tactive\t"), "{list}");
 
-    let out = run(dir.path(), &["account", "takedown", "op.test", "--ref", "T-1"], &env);
+    let out = run(
+        dir.path(),
+        &["account", "takedown", "oper.test", "--ref", "T-1"],
+        &env,
+    );
     assert!(out.status.success(), "{out:?}");
     let list = String::from_utf8(run(dir.path(), &["account", "list"], &env).stdout).unwrap();
-    assert!(list.lines().any(|l| l.contains("op.test") && l.contains("takendown")), "{list}");
-    let out = run(dir.path(), &["account", "takedown", did.as_str(), "--revert"], &env);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("oper.test") && l.contains("takendown")),
+        "{list}"
+    );
+    let out = run(
+        dir.path(),
+        &["account", "takedown", did.as_str(), "--revert"],
+        &env,
+    );
     assert!(out.status.success(), "{out:?}");
 
-    let out = run(dir.path(), &["account", "reset-password", "op2.test"], &env);
+    let out = run(
+        dir.path(),
+        &["account", "reset-password", "oper2.test"],
+        &env,
+    );
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8(out.stdout).unwrap().contains("password\t"));
-    let out = run(dir.path(), &["account", "reset-password", "nobody.test"], &env);
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("password\t")
+    );
+    let out = run(
+        dir.path(),
+        &["account", "reset-password", "nobody.test"],
+        &env,
+    );
     assert!(!out.status.success());
     drop(plc);
 }

@@ -87,9 +87,9 @@ impl AccountManager {
             .create_app_password(app_password.clone())
             .await
             .map_err(|e| match e {
-                aurora_core::StoreError::AlreadyExists { .. } => XrpcError::invalid_request(
-                    "an app password with this name already exists",
-                ),
+                aurora_core::StoreError::AlreadyExists { .. } => {
+                    XrpcError::invalid_request("an app password with this name already exists")
+                }
                 other => store_error(other),
             })?;
         Ok(CreatedAppPassword {

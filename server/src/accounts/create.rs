@@ -65,40 +65,13 @@ impl AccountManager {
     /// Creates an account (see the module docs).
     pub async fn create_account(&self, input: SignUp) -> Result<CreatedAccount, XrpcError> {
         let settings = self.settings();
-        let handle = handle::parse(&input.handle)?;
-        handle::check(&handle, &settings.user_domains, false)?;
-        let email = input
-            .email
-            .as_deref()
-            .map(check_email)
-            .transpose()?
-            .ok_or_else(|| XrpcError::invalid_request("email is required"))?;
-        let password = input
-            .password
-            .as_deref()
-            .ok_or_else(|| XrpcError::invalid_request("password is required"))?;
-        check_new_password(password)?;
-        let invite_code = input
-            .invite_code
-            .as_deref()
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned);
-        if settings.invite_required && invite_code.is_none() {
-            return Err(bad_request(
-                "InvalidInviteCode",
-                "an invite code is required to sign up here",
-            ));
-        }
-        let recovery_key = input
-            .recovery_key
-            .as_deref()
-            .map(|k| {
-                PublicKey::from_did_key(k).map_err(|e| {
-                    XrpcError::invalid_request(format!("recoveryKey is not a did:key: {e}"))
-                })
-            })
-            .transpose()?;
+        let Checked {
+            handle,
+            email,
+            password,
+            invite_code,
+            recovery_key,
+        } = check_sign_up(&input, &settings.user_domains, settings.invite_required)?;
         self.check_available(&handle, &email).await?;
 
         let signing_key = SigningKey::generate(Curve::K256);
@@ -119,7 +92,7 @@ impl AccountManager {
         let first_commit = super::repo_init::initial_commit(&did, &signing_key)
             .await
             .map_err(|e| internal("cannot build the first commit", &e))?;
-        let password_hash = hash_password_blocking(password.to_owned())
+        let password_hash = hash_password_blocking(password)
             .await
             .map_err(|e| internal("cannot hash a password", &e))?;
 
@@ -152,18 +125,7 @@ impl AccountManager {
                 other => store_error(other),
             })?;
 
-        let stored = async {
-            self.sequence_identity(&account).await?;
-            self.sequence_account(&did, AccountStatus::Active).await?;
-            self.context()
-                .repos
-                .apply_commit(first_commit)
-                .await
-                .map_err(store_error)?;
-            self.open_session(&did, AccessScope::Access, None).await
-        }
-        .await;
-        match stored {
+        match self.announce_new_account(&account, first_commit).await {
             Ok(session) => {
                 tracing::info!(%did, handle = %account.handle, "account created");
                 Ok(CreatedAccount { account, session })
@@ -173,6 +135,25 @@ impl AccountManager {
                 Err(e)
             }
         }
+    }
+
+    /// Sequences a new account's `#identity`, `#account` and first
+    /// `#commit`, and opens its first session.
+    async fn announce_new_account(
+        &self,
+        account: &Account,
+        first_commit: aurora_core::store::CommitWrite,
+    ) -> Result<IssuedSession, XrpcError> {
+        self.sequence_identity(account).await?;
+        self.sequence_account(&account.did, AccountStatus::Active)
+            .await?;
+        self.context()
+            .repos
+            .apply_commit(first_commit)
+            .await
+            .map_err(store_error)?;
+        self.open_session(&account.did, AccessScope::Access, None)
+            .await
     }
 
     /// Fails when the handle or email is taken.
@@ -232,30 +213,17 @@ impl AccountManager {
         let handle = handle::parse(&input.handle)?;
         handle::check(&handle, &settings.user_domains, true)?;
         let email = input.email.as_deref().map(check_email).transpose()?;
-        let password = input
-            .password
-            .as_deref()
-            .ok_or_else(|| XrpcError::invalid_request("password is required"))?;
-        check_new_password(password)?;
-        let invite_code = input
-            .invite_code
-            .as_deref()
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned);
-        if settings.invite_required && invite_code.is_none() {
-            return Err(bad_request(
-                "InvalidInviteCode",
-                "an invite code is required to sign up here",
-            ));
-        }
+        let (password, invite_code) = check_password_and_invite(&input, settings.invite_required)?;
         // The DID's owner must ask for this, with the key in its document.
         let doc = self
             .resolve_did_document(did)
             .await?
             .ok_or_else(|| bad_request("UnresolvableDid", format!("{did} does not resolve")))?;
         let key = doc.signing_key().ok_or_else(|| {
-            bad_request("IncompatibleDidDoc", "the DID document has no #atproto signing key")
+            bad_request(
+                "IncompatibleDidDoc",
+                "the DID document has no #atproto signing key",
+            )
         })?;
         let lxm = aurora_core::syntax::Nsid::parse("com.atproto.server.createAccount")
             .map_err(|e| internal("a literal NSID does not parse", &e))?;
@@ -266,22 +234,20 @@ impl AccountManager {
             Some(&lxm),
             chrono::Utc::now(),
         )
-        .map_err(|e| {
-            super::unauthorized("InvalidToken", format!("service token rejected: {e}"))
-        })?;
+        .map_err(|e| super::unauthorized("InvalidToken", format!("service token rejected: {e}")))?;
         if &claims.iss != did {
             return Err(super::unauthorized(
                 "InvalidToken",
                 "the service token was issued by another DID",
             ));
         }
-        if !handle::hosted_domain(&handle, &settings.user_domains).is_some() {
+        if handle::hosted_domain(&handle, &settings.user_domains).is_none() {
             self.check_external_handle(&handle, did).await?;
         }
         if let Some(email) = &email {
             self.check_available(&handle, email).await?;
         }
-        let password_hash = hash_password_blocking(password.to_owned())
+        let password_hash = hash_password_blocking(password)
             .await
             .map_err(|e| internal("cannot hash a password", &e))?;
         let account = self
@@ -321,6 +287,67 @@ impl AccountManager {
             ..account
         })
     }
+}
+
+/// A sign-up's input, checked.
+struct Checked {
+    handle: Handle,
+    email: String,
+    password: String,
+    invite_code: Option<String>,
+    recovery_key: Option<PublicKey>,
+}
+
+fn check_sign_up(
+    input: &SignUp,
+    user_domains: &[String],
+    invite_required: bool,
+) -> Result<Checked, XrpcError> {
+    let handle = handle::parse(&input.handle)?;
+    handle::check(&handle, user_domains, false)?;
+    let email = match input.email.as_deref() {
+        Some(email) => check_email(email)?,
+        None => return Err(XrpcError::invalid_request("email is required")),
+    };
+    let (password, invite_code) = check_password_and_invite(input, invite_required)?;
+    let recovery_key = match input.recovery_key.as_deref() {
+        Some(k) => Some(PublicKey::from_did_key(k).map_err(|e| {
+            XrpcError::invalid_request(format!("recoveryKey is not a did:key: {e}"))
+        })?),
+        None => None,
+    };
+    Ok(Checked {
+        handle,
+        email,
+        password,
+        invite_code,
+        recovery_key,
+    })
+}
+
+/// The password (required, within limits) and invite code (required when
+/// sign-up needs one) of a sign-up.
+fn check_password_and_invite(
+    input: &SignUp,
+    invite_required: bool,
+) -> Result<(String, Option<String>), XrpcError> {
+    let Some(password) = input.password.clone() else {
+        return Err(XrpcError::invalid_request("password is required"));
+    };
+    check_new_password(&password)?;
+    let invite_code = input
+        .invite_code
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
+    if invite_required && invite_code.is_none() {
+        return Err(bad_request(
+            "InvalidInviteCode",
+            "an invite code is required to sign up here",
+        ));
+    }
+    Ok((password, invite_code))
 }
 
 /// A taken email. The address is necessarily known to be registered when

@@ -38,7 +38,9 @@ pub fn check_email(email: &str) -> Result<String, XrpcError> {
     if valid {
         Ok(email)
     } else {
-        Err(XrpcError::invalid_request("this is not a valid email address"))
+        Err(XrpcError::invalid_request(
+            "this is not a valid email address",
+        ))
     }
 }
 
@@ -61,7 +63,9 @@ pub fn generate_token() -> String {
 /// database dump or statement log holds nothing usable.
 fn token_digest(token: &str) -> String {
     use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(token.trim().to_ascii_uppercase().as_bytes()))
+    hex::encode(sha2::Sha256::digest(
+        token.trim().to_ascii_uppercase().as_bytes(),
+    ))
 }
 
 /// What each mail says.
@@ -249,8 +253,21 @@ mod tests {
 
     #[test]
     fn email_shapes() {
-        assert_eq!(check_email(" Alice@Example.COM ").unwrap(), "alice@example.com");
-        for bad in ["", "alice", "@example.com", "alice@", "alice@example", "a b@example.com", "a@b@c.com", "a@.example.com", "a@example..com"] {
+        assert_eq!(
+            check_email(" Alice@Example.COM ").unwrap(),
+            "alice@example.com"
+        );
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@example",
+            "a b@example.com",
+            "a@b@c.com",
+            "a@.example.com",
+            "a@example..com",
+        ] {
             assert!(check_email(bad).is_err(), "{bad:?}");
         }
     }

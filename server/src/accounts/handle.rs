@@ -10,6 +10,7 @@ use aurora_core::XrpcError;
 use aurora_core::syntax::Handle;
 
 use super::bad_request;
+use crate::identity::DISALLOWED_TLDS;
 
 /// Shortest first label of a hosted handle.
 pub const MIN_HOSTED_LABEL: usize = 3;
@@ -18,15 +19,35 @@ pub const MAX_HOSTED_LABEL: usize = 18;
 
 /// First labels kept for the operator.
 const RESERVED: &[&str] = &[
-    "about", "abuse", "account", "admin", "administrator", "api", "app", "atproto", "auth",
-    "blog", "help", "host", "localhost", "mail", "moderation", "moderator", "official", "pds",
-    "postmaster", "root", "security", "service", "staff", "support", "sysadmin", "system",
-    "webmaster", "www", "xrpc",
-];
-
-/// Top-level domains the handle spec disallows for handles.
-const DISALLOWED_TLDS: &[&str] = &[
-    "alt", "arpa", "example", "internal", "invalid", "local", "localhost", "onion",
+    "about",
+    "abuse",
+    "account",
+    "admin",
+    "administrator",
+    "api",
+    "app",
+    "atproto",
+    "auth",
+    "blog",
+    "help",
+    "host",
+    "localhost",
+    "mail",
+    "moderation",
+    "moderator",
+    "official",
+    "pds",
+    "postmaster",
+    "root",
+    "security",
+    "service",
+    "staff",
+    "support",
+    "sysadmin",
+    "system",
+    "webmaster",
+    "www",
+    "xrpc",
 ];
 
 /// Parses a handle given by a client, with the lexicon's `InvalidHandle`
@@ -117,7 +138,12 @@ mod tests {
 
     #[test]
     fn hosted_handles() {
-        for ok in ["alice.test", "bob-1.pds.example.com", "abc.test", "a23456789012345678.test"] {
+        for ok in [
+            "alice.test",
+            "bob-1.pds.example.com",
+            "abc.test",
+            "a23456789012345678.test",
+        ] {
             check(&Handle::parse(ok).unwrap(), &domains(), false).unwrap();
         }
         assert_eq!(error("ab.test", false), "InvalidHandle");
@@ -126,7 +152,12 @@ mod tests {
         assert_eq!(error("admin.test", false), "HandleNotAvailable");
         assert_eq!(error("alice.example.org", false), "UnsupportedDomain");
         assert_eq!(error("alice.local", true), "InvalidHandle");
-        check(&Handle::parse("alice.example.org").unwrap(), &domains(), true).unwrap();
+        check(
+            &Handle::parse("alice.example.org").unwrap(),
+            &domains(),
+            true,
+        )
+        .unwrap();
     }
 
     #[test]

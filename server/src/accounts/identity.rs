@@ -61,12 +61,17 @@ impl AccountManager {
     /// or the user's own domain, which must already resolve to the DID),
     /// updates the DID document when the server may, and sequences
     /// `#identity`.
-    pub async fn update_handle(&self, account: &Account, new_handle: &str) -> Result<(), XrpcError> {
+    pub async fn update_handle(
+        &self,
+        account: &Account,
+        new_handle: &str,
+    ) -> Result<(), XrpcError> {
         let new_handle = handle::parse(new_handle)?;
         let hosted = handle::hosted_domain(&new_handle, &self.settings().user_domains).is_some();
         handle::check(&new_handle, &self.settings().user_domains, true)?;
         if !hosted {
-            self.check_external_handle(&new_handle, &account.did).await?;
+            self.check_external_handle(&new_handle, &account.did)
+                .await?;
         }
         if new_handle != account.handle {
             if let Some(other) = self
@@ -131,7 +136,9 @@ impl AccountManager {
             .last_operation(did)
             .await
             .map_err(|e| upstream(&e))?
-            .ok_or_else(|| XrpcError::invalid_request("the DID is not registered at the PLC directory"))
+            .ok_or_else(|| {
+                XrpcError::invalid_request("the DID is not registered at the PLC directory")
+            })
     }
 
     /// `getRecommendedDidCredentials`.
@@ -156,9 +163,14 @@ impl AccountManager {
 
     /// `requestPlcOperationSignature`: mails a token that authorises one
     /// `signPlcOperation`.
-    pub async fn request_plc_operation_signature(&self, account: &Account) -> Result<(), XrpcError> {
+    pub async fn request_plc_operation_signature(
+        &self,
+        account: &Account,
+    ) -> Result<(), XrpcError> {
         if account.did.method() != "plc" {
-            return Err(XrpcError::invalid_request("only did:plc identities have PLC operations"));
+            return Err(XrpcError::invalid_request(
+                "only did:plc identities have PLC operations",
+            ));
         }
         self.send_email_token(account, EmailTokenPurpose::PlcOperation)
             .await
@@ -174,7 +186,9 @@ impl AccountManager {
         changes: PlcOperationChanges,
     ) -> Result<SignedOperation, XrpcError> {
         if account.did.method() != "plc" {
-            return Err(XrpcError::invalid_request("only did:plc identities have PLC operations"));
+            return Err(XrpcError::invalid_request(
+                "only did:plc identities have PLC operations",
+            ));
         }
         self.use_email_token(&account.did, EmailTokenPurpose::PlcOperation, token)
             .await?;
@@ -211,7 +225,9 @@ impl AccountManager {
         op: &SignedOperation,
     ) -> Result<(), XrpcError> {
         if account.did.method() != "plc" {
-            return Err(XrpcError::invalid_request("only did:plc identities have PLC operations"));
+            return Err(XrpcError::invalid_request(
+                "only did:plc identities have PLC operations",
+            ));
         }
         let Operation::Plc(plc) = &op.operation else {
             return Err(XrpcError::invalid_request(
@@ -256,7 +272,11 @@ impl AccountManager {
     }
 
     /// An external handle must already resolve to `did`.
-    pub(crate) async fn check_external_handle(&self, handle: &Handle, did: &Did) -> Result<(), XrpcError> {
+    pub(crate) async fn check_external_handle(
+        &self,
+        handle: &Handle,
+        did: &Did,
+    ) -> Result<(), XrpcError> {
         let resolved = self.resolve_handle_remote(handle).await?;
         if resolved.as_ref() != Some(did) {
             return Err(XrpcError::invalid_request(format!(

@@ -18,7 +18,7 @@ pub async fn initial_commit(did: &Did, key: &SigningKey) -> Result<CommitWrite, 
     let commit = UnsignedCommit::new(did.clone(), data, rev.clone()).sign(key);
     let (root, commit_block) = commit.to_block();
     let blocks = vec![(root, commit_block), (data, node)];
-    let car = car_bytes(root, blocks.iter().map(|(c, b)| (*c, b.clone()))).await?;
+    let car = car_bytes(root, blocks.clone()).await?;
     let body = CommitBody {
         repo: did.clone(),
         commit: root,

@@ -88,9 +88,8 @@ const INVALID_CREDENTIALS: &str = "Invalid identifier or password";
 /// A syntactically valid argon2id hash of a random password, verified
 /// against when the account does not exist, so that a failed sign-in takes
 /// as long for an unknown identifier as for a wrong password.
-static DUMMY_HASH: std::sync::LazyLock<Option<String>> = std::sync::LazyLock::new(|| {
-    crate::auth::password::hash_password(&new_session_id()).ok()
-});
+static DUMMY_HASH: std::sync::LazyLock<Option<String>> =
+    std::sync::LazyLock::new(|| crate::auth::password::hash_password(&new_session_id()).ok());
 
 impl AccountManager {
     /// Opens a session for `identifier` (handle, DID or email) with the
@@ -125,9 +124,7 @@ impl AccountManager {
             }
             _ => {}
         }
-        let tokens = self
-            .open_session(&account.did, scope, app_password)
-            .await?;
+        let tokens = self.open_session(&account.did, scope, app_password).await?;
         Ok(Session {
             tokens,
             account,
@@ -410,10 +407,9 @@ fn check_status(account: &Account, allow_deactivated: bool) -> Result<(), XrpcEr
     match account.status {
         AccountStatus::Active => Ok(()),
         AccountStatus::Deactivated if allow_deactivated => Ok(()),
-        AccountStatus::Deactivated => Err(unauthorized(
-            "AccountDeactivated",
-            "Account is deactivated",
-        )),
+        AccountStatus::Deactivated => {
+            Err(unauthorized("AccountDeactivated", "Account is deactivated"))
+        }
         AccountStatus::Takendown | AccountStatus::Suspended => Err(unauthorized(
             "AccountTakedown",
             "Account has been taken down",
@@ -453,6 +449,9 @@ fn revoked() -> XrpcError {
 pub(crate) fn token_error(e: TokenError) -> XrpcError {
     match e {
         TokenError::Expired => bad_request("ExpiredToken", "Token has expired"),
-        other => unauthorized("InvalidToken", format!("Token could not be verified: {other}")),
+        other => unauthorized(
+            "InvalidToken",
+            format!("Token could not be verified: {other}"),
+        ),
     }
 }

@@ -50,7 +50,11 @@ impl AccountManager {
 
     /// Takes an account down (`takedown_ref` set: it cannot sign in, write
     /// or be served, and its sessions end) or restores it (`None`).
-    pub async fn set_takedown(&self, did: &Did, takedown_ref: Option<&str>) -> Result<(), XrpcError> {
+    pub async fn set_takedown(
+        &self,
+        did: &Did,
+        takedown_ref: Option<&str>,
+    ) -> Result<(), XrpcError> {
         let account = self.account(did).await?;
         let accounts = &self.context().accounts;
         accounts
@@ -101,7 +105,10 @@ impl AccountManager {
             .delete_repo(did, account_event(did, AccountStatus::Deleted))
             .await
             .map_err(store_error)?;
-        ctx.accounts.delete_account(did).await.map_err(store_error)?;
+        ctx.accounts
+            .delete_account(did)
+            .await
+            .map_err(store_error)?;
         tracing::info!(%did, "account deleted");
         Ok(())
     }
@@ -176,7 +183,9 @@ impl AccountManager {
             .verification_methods
             .get("atproto")
             .and_then(|k| aurora_core::crypto::PublicKey::from_did_key(k).ok());
-        let endpoint = doc.pds_endpoint().map(|u| u.as_str().trim_end_matches('/').to_owned());
+        let endpoint = doc
+            .pds_endpoint()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned());
         endpoint.as_deref() == Some(self.settings().public_url.as_str())
             && key.is_some()
             && doc.signing_key() == key

@@ -244,9 +244,12 @@ async fn update_subject_status(
     let did = repo_subject(&input.subject)?;
     let account = m.account(&did).await?;
     if let Some(takedown) = &input.takedown {
-        let reference = takedown
-            .applied
-            .then(|| takedown.reference.clone().unwrap_or_else(|| "takedown".to_owned()));
+        let reference = takedown.applied.then(|| {
+            takedown
+                .reference
+                .clone()
+                .unwrap_or_else(|| "takedown".to_owned())
+        });
         m.set_takedown(&did, reference.as_deref()).await?;
     }
     if let Some(deactivated) = &input.deactivated {
@@ -361,7 +364,10 @@ async fn disable_invite_codes(
 ) -> Result<Json<Value>, ApiError> {
     m.authenticate_admin(&headers)?;
     if input.accounts.iter().any(|a| a == "admin") {
-        return Err(XrpcError::invalid_request("the operator's own codes cannot be disabled by account").into());
+        return Err(XrpcError::invalid_request(
+            "the operator's own codes cannot be disabled by account",
+        )
+        .into());
     }
     m.context()
         .accounts

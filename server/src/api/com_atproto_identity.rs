@@ -141,7 +141,11 @@ struct IdentifierParams {
 
 /// `identityInfo`: the DID, its handle when verified both ways
 /// (`handle.invalid` otherwise), and the DID document.
-async fn identity_info(m: &AccountManager, identifier: &str, fresh: bool) -> Result<Value, XrpcError> {
+async fn identity_info(
+    m: &AccountManager,
+    identifier: &str,
+    fresh: bool,
+) -> Result<Value, XrpcError> {
     let identifier = AtIdentifier::parse(identifier.trim())
         .map_err(|e| XrpcError::invalid_request(format!("invalid identifier: {e}")))?;
     let resolver = m.resolver();
@@ -154,17 +158,16 @@ async fn identity_info(m: &AccountManager, identifier: &str, fresh: bool) -> Res
                 .get_account(AccountLookup::Handle(handle))
                 .await
                 .map_err(crate::accounts::store_error)?;
-            match local {
-                Some(account) => account.did,
-                None => {
-                    if fresh {
-                        resolver.handles().invalidate(handle);
-                    }
-                    resolver
-                        .resolve_handle(handle)
-                        .await
-                        .map_err(|e| identity_error(&e))?
+            if let Some(account) = local {
+                account.did
+            } else {
+                if fresh {
+                    resolver.handles().invalidate(handle);
                 }
+                resolver
+                    .resolve_handle(handle)
+                    .await
+                    .map_err(|e| identity_error(&e))?
             }
         }
     };

@@ -1,4 +1,4 @@
-//! The PDS's own XRPC methods, as a [`Plugin`](aurora_core::Plugin): one
+//! The PDS's own XRPC methods, as a `Plugin`: one
 //! module per lexicon namespace (`com.atproto.server`, ...), plus the
 //! `/.well-known/atproto-did` answer for hosted handles.
 

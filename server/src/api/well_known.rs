@@ -24,12 +24,20 @@ pub async fn atproto_did(State(ctx): State<PdsContext>, headers: HeaderMap) -> R
     };
     // Strip a port; handles never have one.
     let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
     });
     let Ok(handle) = Handle::parse(host) else {
         return not_found();
     };
-    match ctx.accounts.get_account(AccountLookup::Handle(&handle)).await {
+    match ctx
+        .accounts
+        .get_account(AccountLookup::Handle(&handle))
+        .await
+    {
         Ok(Some(account)) => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             account.did.to_string(),

@@ -362,23 +362,25 @@ impl SessionTokens {
             scope: String,
             sub: Did,
             aud: String,
-            sid: String,
+            #[serde(default)]
+            sid: Option<String>,
             iat: i64,
             exp: i64,
         }
         let raw: Raw = self.verified_claims(jwt, ACCESS_TOKEN_TYPE)?;
-        if raw.sid.is_empty() {
-            return Err(TokenError::Malformed("empty sid"));
-        }
         let scope = AccessScope::from_claim(&raw.scope).ok_or(TokenError::WrongScope {
             expected: "an access scope",
         })?;
+        let sid = raw
+            .sid
+            .filter(|s| !s.is_empty())
+            .ok_or(TokenError::Malformed("no session id (sid)"))?;
         let aud = self.check_audience(&raw.aud)?;
         let (iat, exp) = self.check_times(raw.iat, raw.exp, now)?;
         Ok(AccessClaims {
             scope,
             sub: raw.sub,
-            sid: raw.sid,
+            sid,
             aud,
             iat,
             exp,
@@ -775,7 +777,7 @@ mod tests {
     }
 
     #[test]
-    fn header_and_claims_are_exactly_the_reference_fields() {
+    fn header_and_claims_are_the_reference_fields_plus_the_session_id() {
         let s = tokens().issue(&alice(), AccessScope::Access, "session-1", now());
         let (header, claims) = parts(&s.access_jwt);
         assert_eq!(header, json!({"alg": "HS256", "typ": "at+jwt"}));
@@ -785,6 +787,7 @@ mod tests {
                 "scope": "com.atproto.access",
                 "sub": "did:plc:ewvi7nxzyoun6zhxrhs64oiz",
                 "aud": "did:web:pds.example.com",
+                "sid": "session-1",
                 "iat": 1_700_000_000,
                 "exp": 1_700_000_000 + 2 * 3600,
             })

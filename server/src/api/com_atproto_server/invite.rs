@@ -75,7 +75,12 @@ pub(super) async fn create_invite_codes(
 ) -> Result<Json<Value>, ApiError> {
     m.authenticate_admin(&headers)?;
     let codes = m
-        .create_invite_codes(input.code_count, input.use_count, &input.for_accounts, ADMIN_USER)
+        .create_invite_codes(
+            input.code_count,
+            input.use_count,
+            &input.for_accounts,
+            ADMIN_USER,
+        )
         .await?;
     let mut by_account: Vec<(String, Vec<String>)> = Vec::new();
     for code in codes {

@@ -22,6 +22,7 @@ pub(crate) use invite::invite_code_json;
 use crate::accounts::AccountManager;
 use crate::xrpc::route;
 
+#[allow(clippy::too_many_lines)] // one entry per method: a table, not logic
 pub(crate) fn routes(ctx: &PdsContext, accounts: &AccountManager) -> Vec<XrpcRoute> {
     let m = accounts;
     vec![

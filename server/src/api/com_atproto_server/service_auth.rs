@@ -74,7 +74,8 @@ pub(super) async fn get_service_auth(
         .lxm
         .as_deref()
         .map(|l| {
-            Nsid::parse(l).map_err(|e| XrpcError::invalid_request(format!("lxm is not an NSID: {e}")))
+            Nsid::parse(l)
+                .map_err(|e| XrpcError::invalid_request(format!("lxm is not an NSID: {e}")))
         })
         .transpose()?;
     let now = Utc::now();
@@ -91,10 +92,7 @@ pub(super) async fn get_service_auth(
         return Err(bad_expiration("expiration is too far in the future: at most one hour").into());
     }
     if lxm.is_none() && lifetime > MAX_UNBOUND_LIFETIME + TimeDelta::seconds(1) {
-        return Err(bad_expiration(
-            "a token without lxm may live at most 60 seconds",
-        )
-        .into());
+        return Err(bad_expiration("a token without lxm may live at most 60 seconds").into());
     }
     if auth.scope.is_app_password() {
         let method = lxm.as_ref().map(Nsid::as_str);

@@ -23,7 +23,10 @@ pub(super) struct CreateSessionInput {
 
 /// The account fields of session outputs. Email is shown to password
 /// sessions and privileged app passwords only.
-pub(super) fn account_fields(account: &Account, scope: AccessScope) -> serde_json::Map<String, Value> {
+pub(super) fn account_fields(
+    account: &Account,
+    scope: AccessScope,
+) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
     out.insert("did".into(), json!(account.did));
     out.insert("handle".into(), json!(account.handle));
