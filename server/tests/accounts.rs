@@ -1040,7 +1040,6 @@ async fn life_of_an_account(test: &str, db: Db) {
     );
     // Bob is untouched.
     assert_eq!(events_of(&server, &bob_did).await.len(), 3);
-    let _ = PublicKey::from_did_key;
 }
 
 #[tokio::test]
@@ -1056,4 +1055,513 @@ async fn life_of_an_account_on_postgres() {
 #[tokio::test]
 async fn life_of_an_account_in_memory() {
     life_of_an_account("life_of_an_account_in_memory", Db::Memory).await;
+}
+
+/// Signs up and returns (did, access token).
+async fn sign_up(c: &Client<'_>, handle: &str, email: &str) -> (String, String) {
+    let created = Client::ok(
+        c.post(
+            "com.atproto.server.createAccount",
+            None,
+            json!({"handle": handle, "email": email, "password": "a long password"}),
+        )
+        .await,
+    )
+    .await;
+    (
+        created["did"].as_str().unwrap().to_owned(),
+        created["accessJwt"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The user changes their DID document through the PDS: a mailed token,
+/// `signPlcOperation` with the change, `submitPlcOperation`; the directory
+/// takes it and `#identity` announces it. Operations that would cut the
+/// account off this PDS are refused.
+#[tokio::test]
+async fn plc_operations_signed_and_submitted_through_the_pds() {
+    let plc = TestPlcDirectory::start().await;
+    let server = server("plc_operations", Db::Sqlite, &plc).await.unwrap();
+    let c = Client { server: &server };
+    let (did, access) = sign_up(&c, "dora.test", "dora@example.com").await;
+    let parsed = Did::parse(did.as_str()).unwrap();
+
+    // Without a mailed token, nothing is signed.
+    assert_xrpc_error(
+        c.post(
+            "com.atproto.identity.signPlcOperation",
+            Some(&access),
+            json!({"token": "AAAAA-AAAAA"}),
+        )
+        .await,
+        400,
+        "InvalidToken",
+    )
+    .await;
+    Client::ok(
+        c.post(
+            "com.atproto.identity.requestPlcOperationSignature",
+            Some(&access),
+            json!({}),
+        )
+        .await,
+    )
+    .await;
+    let token = mailed_token(&server, "dora@example.com");
+    let extra = "https://dora.example.com";
+    let signed = Client::ok(
+        c.post(
+            "com.atproto.identity.signPlcOperation",
+            Some(&access),
+            json!({"token": token, "alsoKnownAs": ["at://dora.test", extra]}),
+        )
+        .await,
+    )
+    .await;
+    let op = signed["operation"].clone();
+    assert_eq!(op["alsoKnownAs"], json!(["at://dora.test", extra]));
+    let before = plc.log(&parsed).unwrap().entries().len();
+    let events_before = events_of(&server, &did).await.len();
+    Client::ok(
+        c.post(
+            "com.atproto.identity.submitPlcOperation",
+            Some(&access),
+            json!({"operation": op}),
+        )
+        .await,
+    )
+    .await;
+    let log = plc.log(&parsed).unwrap();
+    assert_eq!(log.entries().len(), before + 1);
+    assert_eq!(log.document().unwrap().handles().len(), 1);
+    let events = events_of(&server, &did).await;
+    assert_eq!(events.len(), events_before + 1);
+    assert_eq!(events.last().unwrap().0, EventType::Identity);
+
+    // A token is used once.
+    assert_xrpc_error(
+        c.post(
+            "com.atproto.identity.signPlcOperation",
+            Some(&access),
+            json!({"token": token}),
+        )
+        .await,
+        400,
+        "InvalidToken",
+    )
+    .await;
+    // An operation moving the account to another PDS is refused here.
+    Client::ok(
+        c.post(
+            "com.atproto.identity.requestPlcOperationSignature",
+            Some(&access),
+            json!({}),
+        )
+        .await,
+    )
+    .await;
+    let token = mailed_token(&server, "dora@example.com");
+    let elsewhere = Client::ok(
+        c.post(
+            "com.atproto.identity.signPlcOperation",
+            Some(&access),
+            json!({"token": token, "services": {"atproto_pds": {"type": "AtprotoPersonalDataServer", "endpoint": "https://elsewhere.example.com"}}}),
+        )
+        .await,
+    )
+    .await;
+    let res = c
+        .post(
+            "com.atproto.identity.submitPlcOperation",
+            Some(&access),
+            json!({"operation": elsewhere["operation"]}),
+        )
+        .await;
+    assert_xrpc_error(res, 400, "InvalidRequest").await;
+    assert_eq!(
+        plc.log(&parsed).unwrap().entries().len(),
+        before + 1,
+        "nothing submitted"
+    );
+    // A malformed operation.
+    let res = c
+        .post(
+            "com.atproto.identity.submitPlcOperation",
+            Some(&access),
+            json!({"operation": {"type": "plc_operation"}}),
+        )
+        .await;
+    assert_xrpc_error(res, 400, "InvalidRequest").await;
+}
+
+/// Serves a did:web document on loopback, as `did:web:localhost%3A<port>`.
+async fn did_web_host(
+    doc: std::sync::Arc<std::sync::Mutex<Value>>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().route(
+        "/.well-known/did.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.lock().unwrap().clone()) }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("did:web:localhost%3A{port}"), task)
+}
+
+/// An account whose did:web identity already exists moves in: the owner
+/// vouches with a service token signed by the key in its DID document; the
+/// account starts deactivated, reads the credentials to put in its
+/// document, and once the document points here, activates.
+#[tokio::test]
+async fn an_existing_did_web_identity_signs_up_deactivated_and_activates() {
+    use aurora_core::crypto::{Curve, SigningKey};
+    use aurora_server::auth::service_auth::create_service_jwt;
+
+    let plc = TestPlcDirectory::start().await;
+    let server = server("did_web_migration", Db::Sqlite, &plc).await.unwrap();
+    let c = Client { server: &server };
+    let old_key = SigningKey::generate(Curve::K256);
+    let doc = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let (did, _host) = did_web_host(doc.clone()).await;
+    let did_doc = |key: &PublicKey, pds: &str| {
+        json!({
+            "@context": ["https://www.w3.org/ns/did/v1"],
+            "id": did,
+            "alsoKnownAs": ["at://erin.test"],
+            "verificationMethod": [{"id": format!("{did}#atproto"), "type": "Multikey", "controller": did, "publicKeyMultibase": key.to_multikey()}],
+            "service": [{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": pds}],
+        })
+    };
+    *doc.lock().unwrap() = did_doc(&old_key.public_key(), "https://old-pds.example.com");
+
+    let service_did = "did:web:localhost";
+    let now = chrono::Utc::now();
+    let lxm = aurora_core::syntax::Nsid::parse("com.atproto.server.createAccount").unwrap();
+    let parsed = Did::parse(did.as_str()).unwrap();
+    let token = create_service_jwt(
+        &old_key,
+        &parsed,
+        service_did,
+        Some(&lxm),
+        now + chrono::TimeDelta::seconds(60),
+        now,
+    );
+    let body = json!({"handle": "erin.test", "email": "erin@example.com", "password": "erin's password", "did": did});
+
+    // Without a token, or with one signed by another key: refused.
+    assert_xrpc_error(
+        c.post("com.atproto.server.createAccount", None, body.clone())
+            .await,
+        401,
+        "AuthenticationRequired",
+    )
+    .await;
+    let stranger = SigningKey::generate(Curve::K256);
+    let forged = create_service_jwt(
+        &stranger,
+        &parsed,
+        service_did,
+        Some(&lxm),
+        now + chrono::TimeDelta::seconds(60),
+        now,
+    );
+    assert_xrpc_error(
+        c.post(
+            "com.atproto.server.createAccount",
+            Some(&forged),
+            body.clone(),
+        )
+        .await,
+        401,
+        "InvalidToken",
+    )
+    .await;
+    assert!(
+        server
+            .ctx
+            .accounts
+            .list_accounts(None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let created = Client::ok(
+        c.post(
+            "com.atproto.server.createAccount",
+            Some(&token),
+            body.clone(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(created["did"], did.as_str());
+    let access = created["accessJwt"].as_str().unwrap().to_owned();
+    let me = Client::ok(
+        c.get("com.atproto.server.getSession", Some(&access), &[])
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (me["active"].clone(), me["status"].clone()),
+        (json!(false), json!("deactivated"))
+    );
+    assert!(
+        events_of(&server, &did).await.is_empty(),
+        "nothing is announced before activation"
+    );
+    let status = Client::ok(
+        c.get("com.atproto.server.checkAccountStatus", Some(&access), &[])
+            .await,
+    )
+    .await;
+    assert_eq!(status["validDid"], false);
+
+    // The owner points the document here, with the new repo key.
+    let creds = Client::ok(
+        c.get(
+            "com.atproto.identity.getRecommendedDidCredentials",
+            Some(&access),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    let new_key =
+        PublicKey::from_did_key(creds["verificationMethods"]["atproto"].as_str().unwrap()).unwrap();
+    *doc.lock().unwrap() = did_doc(&new_key, PUBLIC_URL);
+    let status = Client::ok(
+        c.get("com.atproto.server.checkAccountStatus", Some(&access), &[])
+            .await,
+    )
+    .await;
+    assert_eq!(status["validDid"], true, "{status}");
+    Client::ok(
+        c.post(
+            "com.atproto.server.activateAccount",
+            Some(&access),
+            json!({}),
+        )
+        .await,
+    )
+    .await;
+    let me = Client::ok(
+        c.get("com.atproto.server.getSession", Some(&access), &[])
+            .await,
+    )
+    .await;
+    assert_eq!(me["active"], true);
+    let types: Vec<EventType> = events_of(&server, &did)
+        .await
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(types, [EventType::Identity, EventType::Account]);
+    // The same DID cannot sign up twice (even were the old key still in
+    // its document).
+    *doc.lock().unwrap() = did_doc(&old_key.public_key(), PUBLIC_URL);
+    let again = json!({"handle": "erin2.test", "email": "erin2@example.com", "password": "erin's password", "did": did});
+    assert_xrpc_error(
+        c.post("com.atproto.server.createAccount", Some(&token), again)
+            .await,
+        400,
+        "InvalidRequest",
+    )
+    .await;
+}
+
+/// The operator's endpoints, behind basic auth.
+async fn admin_endpoints(test: &str, db: Db) {
+    let plc = TestPlcDirectory::start().await;
+    let Some(server) = server(test, db, &plc).await else {
+        return;
+    };
+    let c = Client { server: &server };
+    let (did, _) = sign_up(&c, "frank.test", "frank@example.com").await;
+    let (other, _) = sign_up(&c, "gina.test", "gina@example.com").await;
+    let admin_get = |nsid: &str, query: Vec<(&'static str, String)>| {
+        server
+            .http
+            .get(server.url(&format!("/xrpc/{nsid}")))
+            .query(&query)
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+    };
+
+    // Wrong password, wrong user, no auth.
+    for auth in [
+        Some(("admin", "wrong")),
+        Some(("root", ADMIN_PASSWORD)),
+        None,
+    ] {
+        let mut req = server
+            .http
+            .get(server.url("/xrpc/com.atproto.admin.getAccountInfo"))
+            .query(&[("did", did.as_str())]);
+        if let Some((user, pass)) = auth {
+            req = req.basic_auth(user, Some(pass));
+        }
+        assert_xrpc_error(req.send().await.unwrap(), 401, "AuthenticationRequired").await;
+    }
+
+    let infos = Client::ok(
+        admin_get(
+            "com.atproto.admin.getAccountInfos",
+            vec![("dids", did.clone()), ("dids", other.clone())],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(infos["infos"].as_array().unwrap().len(), 2);
+
+    Client::ok(
+        c.admin_post(
+            "com.atproto.admin.updateAccountHandle",
+            json!({"did": did, "handle": "frankie.test"}),
+        )
+        .await,
+    )
+    .await;
+    Client::ok(
+        c.admin_post(
+            "com.atproto.admin.updateAccountEmail",
+            json!({"account": did, "email": "frankie@example.com"}),
+        )
+        .await,
+    )
+    .await;
+    assert_xrpc_error(
+        c.admin_post(
+            "com.atproto.admin.updateAccountHandle",
+            json!({"did": did, "handle": "gina.test"}),
+        )
+        .await,
+        400,
+        "HandleNotAvailable",
+    )
+    .await;
+    Client::ok(
+        c.admin_post(
+            "com.atproto.admin.updateAccountPassword",
+            json!({"did": did, "password": "operator set this"}),
+        )
+        .await,
+    )
+    .await;
+    let info = Client::ok(
+        admin_get(
+            "com.atproto.admin.getAccountInfo",
+            vec![("did", did.clone())],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (info["handle"].clone(), info["email"].clone()),
+        (json!("frankie.test"), json!("frankie@example.com"))
+    );
+    Client::ok(
+        c.post(
+            "com.atproto.server.createSession",
+            None,
+            json!({"identifier": "frankie.test", "password": "operator set this"}),
+        )
+        .await,
+    )
+    .await;
+
+    // Invite codes: list, disable.
+    let made = Client::ok(
+        c.admin_post(
+            "com.atproto.server.createInviteCodes",
+            json!({"codeCount": 2, "useCount": 3, "forAccounts": [did]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(made["codes"][0]["codes"].as_array().unwrap().len(), 2);
+    let listed = Client::ok(
+        admin_get(
+            "com.atproto.admin.getInviteCodes",
+            vec![("limit", "1".to_owned())],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(listed["codes"].as_array().unwrap().len(), 1);
+    let cursor = listed["cursor"].as_str().unwrap().to_owned();
+    let rest = Client::ok(
+        admin_get(
+            "com.atproto.admin.getInviteCodes",
+            vec![("limit", "10".to_owned()), ("cursor", cursor)],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(rest["codes"].as_array().unwrap().len(), 1);
+    Client::ok(
+        c.admin_post(
+            "com.atproto.admin.disableInviteCodes",
+            json!({"accounts": [did]}),
+        )
+        .await,
+    )
+    .await;
+    let code = made["codes"][0]["codes"][0].as_str().unwrap();
+    assert_xrpc_error(
+        c.post("com.atproto.server.createAccount", None, json!({"handle": "hank.test", "email": "hank@example.com", "password": "hank's password", "inviteCode": code})).await,
+        400,
+        "InvalidInviteCode",
+    )
+    .await;
+
+    // Deletion by the operator.
+    Client::ok(
+        c.admin_post("com.atproto.admin.deleteAccount", json!({"did": did}))
+            .await,
+    )
+    .await;
+    assert_xrpc_error(
+        admin_get(
+            "com.atproto.admin.getAccountInfo",
+            vec![("did", did.clone())],
+        )
+        .await
+        .unwrap(),
+        400,
+        "AccountNotFound",
+    )
+    .await;
+    let events = events_of(&server, &did).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].1["status"], "deleted");
+    assert_eq!(
+        server
+            .ctx
+            .accounts
+            .list_accounts(None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn admin_endpoints_on_sqlite() {
+    admin_endpoints("admin_endpoints_on_sqlite", Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn admin_endpoints_on_postgres() {
+    admin_endpoints("admin_endpoints_on_postgres", Db::Postgres).await;
 }
