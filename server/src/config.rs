@@ -556,6 +556,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_configuration_loads() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/aurora.toml"
+        ));
+        let config = Config::load(Some(path)).unwrap();
+        assert_eq!(config.hostname, "pds.example.com");
+        assert_eq!(config.effective_public_url(), "https://pds.example.com");
+    }
+
+    #[test]
+    fn the_public_url_defaults_from_the_hostname() {
+        let mut config = Config {
+            listen: "127.0.0.1:2583".parse().unwrap(),
+            ..Config::default()
+        };
+        assert_eq!(config.effective_public_url(), "http://localhost:2583");
+        config.hostname = "pds.example.com".to_owned();
+        assert_eq!(config.effective_public_url(), "https://pds.example.com");
+        config.public_url = Some("https://pds.example.com/".to_owned());
+        assert_eq!(config.effective_public_url(), "https://pds.example.com");
+        config.public_url = Some("ftp://pds.example.com".to_owned());
+        assert!(config.normalize_and_validate().is_err());
+        config.public_url = Some("https://pds.example.com/path".to_owned());
+        assert!(config.normalize_and_validate().is_err());
+    }
+
+    #[test]
     fn env_names() {
         assert_eq!(env_name("listen"), "AURORA_LISTEN");
         assert_eq!(

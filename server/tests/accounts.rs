@@ -82,6 +82,37 @@ impl Client<'_> {
             .unwrap()
     }
 
+    async fn ok_post(&self, nsid: &str, token: Option<&str>, body: Value) -> Value {
+        Self::ok(self.post(nsid, token, body).await).await
+    }
+
+    async fn ok_get(&self, nsid: &str, token: Option<&str>, query: &[(&str, &str)]) -> Value {
+        Self::ok(self.get(nsid, token, query).await).await
+    }
+
+    /// Asserts that a call fails with `status` and the XRPC error `error`.
+    async fn fails_post(
+        &self,
+        nsid: &str,
+        token: Option<&str>,
+        body: Value,
+        status: u16,
+        error: &str,
+    ) -> Value {
+        assert_xrpc_error(self.post(nsid, token, body).await, status, error).await
+    }
+
+    async fn fails_get(
+        &self,
+        nsid: &str,
+        token: Option<&str>,
+        query: &[(&str, &str)],
+        status: u16,
+        error: &str,
+    ) -> Value {
+        assert_xrpc_error(self.get(nsid, token, query).await, status, error).await
+    }
+
     async fn ok(res: reqwest::Response) -> Value {
         let status = res.status();
         let body: Value = res.json().await.unwrap_or(Value::Null);
@@ -141,11 +172,9 @@ async fn life_of_an_account(test: &str, db: Db) {
         "email": "Alice@Example.com",
         "password": "correct horse battery",
     });
-    let created = Client::ok(
-        c.post("com.atproto.server.createAccount", None, signup.clone())
-            .await,
-    )
-    .await;
+    let created = c
+        .ok_post("com.atproto.server.createAccount", None, signup.clone())
+        .await;
     let did = created["did"].as_str().unwrap().to_owned();
     assert!(did.starts_with("did:plc:"), "{did}");
     assert_eq!(created["handle"], "alice.test");
@@ -242,279 +271,231 @@ async fn life_of_an_account(test: &str, db: Db) {
     assert_eq!(accounts.len(), 1, "failed sign-ups must store nothing");
 
     // --- sessions --------------------------------------------------------
-    let me = Client::ok(
-        c.get("com.atproto.server.getSession", Some(&access), &[])
-            .await,
-    )
-    .await;
+    let me = c
+        .ok_get("com.atproto.server.getSession", Some(&access), &[])
+        .await;
     assert_eq!(me["did"], did.as_str());
     assert_eq!(me["email"], "alice@example.com");
     assert_eq!(me["emailConfirmed"], false);
     assert_eq!(me["active"], true);
 
     for identifier in ["alice.test", did.as_str(), "ALICE@example.com"] {
-        let s = Client::ok(
-            c.post(
+        let s = c
+            .ok_post(
                 "com.atproto.server.createSession",
                 None,
                 json!({"identifier": identifier, "password": "correct horse battery"}),
             )
-            .await,
-        )
-        .await;
+            .await;
         assert_eq!(s["did"], did.as_str());
     }
-    let wrong = assert_xrpc_error(
-        c.post(
+    let wrong = c
+        .fails_post(
             "com.atproto.server.createSession",
             None,
             json!({"identifier": "alice.test", "password": "wrong password"}),
+            401,
+            "AuthenticationRequired",
         )
-        .await,
-        401,
-        "AuthenticationRequired",
-    )
-    .await;
-    let unknown = assert_xrpc_error(
-        c.post(
+        .await;
+    let unknown = c
+        .fails_post(
             "com.atproto.server.createSession",
             None,
             json!({"identifier": "nobody@example.com", "password": "wrong password"}),
+            401,
+            "AuthenticationRequired",
         )
-        .await,
-        401,
-        "AuthenticationRequired",
-    )
-    .await;
+        .await;
     assert_eq!(
         wrong["message"], unknown["message"],
         "errors must not reveal whether an account exists"
     );
 
     // Missing, malformed, forged tokens.
-    assert_xrpc_error(
-        c.get("com.atproto.server.getSession", None, &[]).await,
+    c.fails_get(
+        "com.atproto.server.getSession",
+        None,
+        &[],
         401,
         "AuthenticationRequired",
     )
     .await;
-    assert_xrpc_error(
-        c.get("com.atproto.server.getSession", Some("not.a.jwt"), &[])
-            .await,
+    c.fails_get(
+        "com.atproto.server.getSession",
+        Some("not.a.jwt"),
+        &[],
         401,
         "InvalidToken",
     )
     .await;
     let forged = format!("{}x", &access[..access.len() - 1]);
-    assert_xrpc_error(
-        c.get("com.atproto.server.getSession", Some(&forged), &[])
-            .await,
+    c.fails_get(
+        "com.atproto.server.getSession",
+        Some(&forged),
+        &[],
         401,
         "InvalidToken",
     )
     .await;
 
     // Refresh rotates; a used refresh token is rejected.
-    let login = Client::ok(
-        c.post(
+    let login = c
+        .ok_post(
             "com.atproto.server.createSession",
             None,
             json!({"identifier": "alice.test", "password": "correct horse battery"}),
         )
-        .await,
-    )
-    .await;
+        .await;
     let refresh1 = login["refreshJwt"].as_str().unwrap().to_owned();
-    let refreshed = Client::ok(
-        c.post(
+    let refreshed = c
+        .ok_post(
             "com.atproto.server.refreshSession",
             Some(&refresh1),
             json!({}),
         )
-        .await,
-    )
-    .await;
+        .await;
     let access2 = refreshed["accessJwt"].as_str().unwrap().to_owned();
     let refresh2 = refreshed["refreshJwt"].as_str().unwrap().to_owned();
     assert_ne!(refresh1, refresh2);
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.refreshSession",
-            Some(&refresh1),
-            json!({}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.refreshSession",
+        Some(&refresh1),
+        json!({}),
         400,
         "ExpiredToken",
     )
     .await;
     // An access token is not a refresh token.
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.refreshSession",
-            Some(&access2),
-            json!({}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.refreshSession",
+        Some(&access2),
+        json!({}),
         401,
         "InvalidToken",
     )
     .await;
-    Client::ok(
-        c.get("com.atproto.server.getSession", Some(&access2), &[])
-            .await,
-    )
-    .await;
+    c.ok_get("com.atproto.server.getSession", Some(&access2), &[])
+        .await;
 
     // Signing out ends the session's access tokens too.
-    Client::ok(
-        c.post(
-            "com.atproto.server.deleteSession",
-            Some(&refresh2),
-            json!({}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.deleteSession",
+        Some(&refresh2),
+        json!({}),
     )
     .await;
-    assert_xrpc_error(
-        c.get("com.atproto.server.getSession", Some(&access2), &[])
-            .await,
+    c.fails_get(
+        "com.atproto.server.getSession",
+        Some(&access2),
+        &[],
         400,
         "ExpiredToken",
     )
     .await;
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.refreshSession",
-            Some(&refresh2),
-            json!({}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.refreshSession",
+        Some(&refresh2),
+        json!({}),
         400,
         "ExpiredToken",
     )
     .await;
     // Other sessions live on.
-    Client::ok(
-        c.get("com.atproto.server.getSession", Some(&access), &[])
-            .await,
-    )
-    .await;
+    c.ok_get("com.atproto.server.getSession", Some(&access), &[])
+        .await;
 
     // --- app passwords ---------------------------------------------------
-    let app = Client::ok(
-        c.post(
+    let app = c
+        .ok_post(
             "com.atproto.server.createAppPassword",
             Some(&access),
             json!({"name": "my client"}),
         )
-        .await,
-    )
-    .await;
+        .await;
     let app_password = app["password"].as_str().unwrap().to_owned();
     assert_eq!(app["name"], "my client");
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.createAppPassword",
-            Some(&access),
-            json!({"name": "my client"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.createAppPassword",
+        Some(&access),
+        json!({"name": "my client"}),
         400,
         "InvalidRequest",
     )
     .await;
-    let app_session = Client::ok(
-        c.post(
+    let app_session = c
+        .ok_post(
             "com.atproto.server.createSession",
             None,
             json!({"identifier": "alice.test", "password": app_password}),
         )
-        .await,
-    )
-    .await;
+        .await;
     let app_access = app_session["accessJwt"].as_str().unwrap().to_owned();
     assert!(
         app_session.get("email").is_none(),
         "app password sessions do not see the email"
     );
     // App passwords cannot manage credentials.
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.createAppPassword",
-            Some(&app_access),
-            json!({"name": "another"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.createAppPassword",
+        Some(&app_access),
+        json!({"name": "another"}),
         401,
         "InvalidToken",
     )
     .await;
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.revokeAppPassword",
-            Some(&app_access),
-            json!({"name": "my client"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.revokeAppPassword",
+        Some(&app_access),
+        json!({"name": "my client"}),
         401,
         "InvalidToken",
     )
     .await;
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.requestAccountDelete",
-            Some(&app_access),
-            json!({}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.requestAccountDelete",
+        Some(&app_access),
+        json!({}),
         401,
         "InvalidToken",
     )
     .await;
-    let listed = Client::ok(
-        c.get(
+    let listed = c
+        .ok_get(
             "com.atproto.server.listAppPasswords",
             Some(&app_access),
             &[],
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(listed["passwords"].as_array().unwrap().len(), 1);
     assert!(listed["passwords"][0].get("password").is_none());
     // Revoking ends its sessions at once.
-    Client::ok(
-        c.post(
-            "com.atproto.server.revokeAppPassword",
-            Some(&access),
-            json!({"name": "my client"}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.revokeAppPassword",
+        Some(&access),
+        json!({"name": "my client"}),
     )
     .await;
-    assert_xrpc_error(
-        c.get("com.atproto.server.getSession", Some(&app_access), &[])
-            .await,
+    c.fails_get(
+        "com.atproto.server.getSession",
+        Some(&app_access),
+        &[],
         400,
         "ExpiredToken",
     )
     .await;
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.createSession",
-            None,
-            json!({"identifier": "alice.test", "password": app_password}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.createSession",
+        None,
+        json!({"identifier": "alice.test", "password": app_password}),
         401,
         "AuthenticationRequired",
     )
     .await;
 
     // --- service auth ----------------------------------------------------
-    let token = Client::ok(
-        c.get(
+    let token = c
+        .ok_get(
             "com.atproto.server.getServiceAuth",
             Some(&access),
             &[
@@ -522,9 +503,7 @@ async fn life_of_an_account(test: &str, db: Db) {
                 ("lxm", "app.bsky.feed.getTimeline"),
             ],
         )
-        .await,
-    )
-    .await;
+        .await;
     let lxm = aurora_core::syntax::Nsid::parse("app.bsky.feed.getTimeline").unwrap();
     let claims = verify_service_jwt(
         token["token"].as_str().unwrap(),
@@ -536,49 +515,38 @@ async fn life_of_an_account(test: &str, db: Db) {
     .unwrap();
     assert_eq!(claims.iss.as_str(), did);
     let far = (chrono::Utc::now().timestamp() + 7200).to_string();
-    assert_xrpc_error(
-        c.get(
-            "com.atproto.server.getServiceAuth",
-            Some(&access),
-            &[
-                ("aud", "did:web:api.example.com"),
-                ("exp", far.as_str()),
-                ("lxm", "app.bsky.feed.getTimeline"),
-            ],
-        )
-        .await,
+    c.fails_get(
+        "com.atproto.server.getServiceAuth",
+        Some(&access),
+        &[
+            ("aud", "did:web:api.example.com"),
+            ("exp", far.as_str()),
+            ("lxm", "app.bsky.feed.getTimeline"),
+        ],
         400,
         "BadExpiration",
     )
     .await;
 
     // --- handle change ---------------------------------------------------
-    Client::ok(
-        c.post(
-            "com.atproto.identity.updateHandle",
-            Some(&access),
-            json!({"handle": "alice2.test"}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.identity.updateHandle",
+        Some(&access),
+        json!({"handle": "alice2.test"}),
     )
     .await;
-    let resolved = Client::ok(
-        c.get(
+    let resolved = c
+        .ok_get(
             "com.atproto.identity.resolveHandle",
             None,
             &[("handle", "alice2.test")],
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(resolved["did"], did.as_str());
-    assert_xrpc_error(
-        c.get(
-            "com.atproto.identity.resolveHandle",
-            None,
-            &[("handle", "alice.test")],
-        )
-        .await,
+    c.fails_get(
+        "com.atproto.identity.resolveHandle",
+        None,
+        &[("handle", "alice.test")],
         400,
         "HandleNotFound",
     )
@@ -605,71 +573,57 @@ async fn life_of_an_account(test: &str, db: Db) {
     let (last_type, last) = events_of(&server, &did).await.pop().unwrap();
     assert_eq!(last_type, EventType::Identity);
     assert_eq!(last["handle"], "alice2.test");
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.identity.updateHandle",
-            Some(&access),
-            json!({"handle": "not a handle"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.identity.updateHandle",
+        Some(&access),
+        json!({"handle": "not a handle"}),
         400,
         "InvalidHandle",
     )
     .await;
-    let identity = Client::ok(
-        c.get(
+    let identity = c
+        .ok_get(
             "com.atproto.identity.resolveIdentity",
             None,
             &[("identifier", "alice2.test")],
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(identity["did"], did.as_str());
     assert_eq!(identity["handle"], "alice2.test");
     assert_eq!(identity["didDoc"]["id"], did.as_str());
-    let resolved = Client::ok(
-        c.get(
+    let resolved = c
+        .ok_get(
             "com.atproto.identity.resolveDid",
             None,
             &[("did", did.as_str())],
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(
         resolved["didDoc"]["alsoKnownAs"],
         json!(["at://alice2.test"])
     );
-    assert_xrpc_error(
-        c.get(
-            "com.atproto.identity.resolveDid",
-            None,
-            &[("did", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")],
-        )
-        .await,
+    c.fails_get(
+        "com.atproto.identity.resolveDid",
+        None,
+        &[("did", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")],
         400,
         "DidNotFound",
     )
     .await;
-    let status = Client::ok(
-        c.get("com.atproto.server.checkAccountStatus", Some(&access), &[])
-            .await,
-    )
-    .await;
+    let status = c
+        .ok_get("com.atproto.server.checkAccountStatus", Some(&access), &[])
+        .await;
     assert_eq!(status["validDid"], true, "{status}");
     assert_eq!(status["activated"], true);
     assert_eq!(status["repoBlocks"], 2);
     assert_eq!(status["indexedRecords"], 0);
-    let creds = Client::ok(
-        c.get(
+    let creds = c
+        .ok_get(
             "com.atproto.identity.getRecommendedDidCredentials",
             Some(&access),
             &[],
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(creds["alsoKnownAs"], json!(["at://alice2.test"]));
     assert_eq!(creds["services"]["atproto_pds"]["endpoint"], PUBLIC_URL);
     assert_eq!(
@@ -678,156 +632,116 @@ async fn life_of_an_account(test: &str, db: Db) {
     );
 
     // --- email confirmation and password reset ---------------------------
-    Client::ok(
-        c.post(
-            "com.atproto.server.requestEmailConfirmation",
-            Some(&access),
-            json!({}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.requestEmailConfirmation",
+        Some(&access),
+        json!({}),
     )
     .await;
     let token = mailed_token(&server, "alice@example.com");
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.confirmEmail",
-            Some(&access),
-            json!({"email": "alice@example.com", "token": "AAAAA-AAAAA"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.confirmEmail",
+        Some(&access),
+        json!({"email": "alice@example.com", "token": "AAAAA-AAAAA"}),
         400,
         "InvalidToken",
     )
     .await;
-    Client::ok(
-        c.post(
-            "com.atproto.server.confirmEmail",
-            Some(&access),
-            json!({"email": "alice@example.com", "token": token}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.confirmEmail",
+        Some(&access),
+        json!({"email": "alice@example.com", "token": token}),
     )
     .await;
-    let me = Client::ok(
-        c.get("com.atproto.server.getSession", Some(&access), &[])
-            .await,
-    )
-    .await;
+    let me = c
+        .ok_get("com.atproto.server.getSession", Some(&access), &[])
+        .await;
     assert_eq!(me["emailConfirmed"], true);
 
     // Reset requests answer the same for unknown addresses.
-    Client::ok(
-        c.post(
-            "com.atproto.server.requestPasswordReset",
-            None,
-            json!({"email": "nobody@example.com"}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.requestPasswordReset",
+        None,
+        json!({"email": "nobody@example.com"}),
     )
     .await;
-    Client::ok(
-        c.post(
-            "com.atproto.server.requestPasswordReset",
-            None,
-            json!({"email": "alice@example.com"}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.requestPasswordReset",
+        None,
+        json!({"email": "alice@example.com"}),
     )
     .await;
     let token = mailed_token(&server, "alice@example.com");
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.resetPassword",
-            None,
-            json!({"token": "AAAAA-AAAAA", "password": "a new password"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.resetPassword",
+        None,
+        json!({"token": "AAAAA-AAAAA", "password": "a new password"}),
         400,
         "InvalidToken",
     )
     .await;
-    Client::ok(
-        c.post(
-            "com.atproto.server.resetPassword",
-            None,
-            json!({"token": token, "password": "a new password"}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.resetPassword",
+        None,
+        json!({"token": token, "password": "a new password"}),
     )
     .await;
     // The password change ended every session.
-    assert_xrpc_error(
-        c.get("com.atproto.server.getSession", Some(&access), &[])
-            .await,
+    c.fails_get(
+        "com.atproto.server.getSession",
+        Some(&access),
+        &[],
         400,
         "ExpiredToken",
     )
     .await;
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.createSession",
-            None,
-            json!({"identifier": "alice2.test", "password": "correct horse battery"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.createSession",
+        None,
+        json!({"identifier": "alice2.test", "password": "correct horse battery"}),
         401,
         "AuthenticationRequired",
     )
     .await;
-    let login = Client::ok(
-        c.post(
+    let login = c
+        .ok_post(
             "com.atproto.server.createSession",
             None,
             json!({"identifier": "alice2.test", "password": "a new password"}),
         )
-        .await,
-    )
-    .await;
+        .await;
     let access = login["accessJwt"].as_str().unwrap().to_owned();
     // A used reset token does not work twice.
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.resetPassword",
-            None,
-            json!({"token": token, "password": "yet another pw"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.resetPassword",
+        None,
+        json!({"token": token, "password": "yet another pw"}),
         400,
         "InvalidToken",
     )
     .await;
 
     // --- deactivation ----------------------------------------------------
-    Client::ok(
-        c.post(
-            "com.atproto.server.deactivateAccount",
-            Some(&access),
-            json!({}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.deactivateAccount",
+        Some(&access),
+        json!({}),
     )
     .await;
-    let me = Client::ok(
-        c.get("com.atproto.server.getSession", Some(&access), &[])
-            .await,
-    )
-    .await;
+    let me = c
+        .ok_get("com.atproto.server.getSession", Some(&access), &[])
+        .await;
     assert_eq!(me["active"], false);
     assert_eq!(me["status"], "deactivated");
-    let status = Client::ok(
-        c.get("com.atproto.server.checkAccountStatus", Some(&access), &[])
-            .await,
-    )
-    .await;
+    let status = c
+        .ok_get("com.atproto.server.checkAccountStatus", Some(&access), &[])
+        .await;
     assert_eq!(status["activated"], false);
     assert_eq!(status["repoRev"], root.rev.as_str());
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.identity.updateHandle",
-            Some(&access),
-            json!({"handle": "alice3.test"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.identity.updateHandle",
+        Some(&access),
+        json!({"handle": "alice3.test"}),
         401,
         "AccountDeactivated",
     )
@@ -837,20 +751,15 @@ async fn life_of_an_account(test: &str, db: Db) {
         (t, last["active"].clone(), last["status"].clone()),
         (EventType::Account, json!(false), json!("deactivated"))
     );
-    Client::ok(
-        c.post(
-            "com.atproto.server.activateAccount",
-            Some(&access),
-            json!({}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.activateAccount",
+        Some(&access),
+        json!({}),
     )
     .await;
-    let me = Client::ok(
-        c.get("com.atproto.server.getSession", Some(&access), &[])
-            .await,
-    )
-    .await;
+    let me = c
+        .ok_get("com.atproto.server.getSession", Some(&access), &[])
+        .await;
     assert_eq!(me["active"], true);
 
     // --- takedown (admin) -------------------------------------------------
@@ -872,20 +781,18 @@ async fn life_of_an_account(test: &str, db: Db) {
     )
     .await;
     assert_eq!(out["takedown"], json!({"applied": true, "ref": "TICKET-1"}));
-    assert_xrpc_error(
-        c.get("com.atproto.server.getSession", Some(&access), &[])
-            .await,
+    c.fails_get(
+        "com.atproto.server.getSession",
+        Some(&access),
+        &[],
         400,
         "ExpiredToken",
     )
     .await;
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.createSession",
-            None,
-            json!({"identifier": "alice2.test", "password": "a new password"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.createSession",
+        None,
+        json!({"identifier": "alice2.test", "password": "a new password"}),
         401,
         "AccountTakedown",
     )
@@ -915,15 +822,13 @@ async fn life_of_an_account(test: &str, db: Db) {
         .await,
     )
     .await;
-    let login = Client::ok(
-        c.post(
+    let login = c
+        .ok_post(
             "com.atproto.server.createSession",
             None,
             json!({"identifier": "alice2.test", "password": "a new password"}),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(login["active"], true);
     let access = login["accessJwt"].as_str().unwrap().to_owned();
     let info = Client::ok(
@@ -958,66 +863,52 @@ async fn life_of_an_account(test: &str, db: Db) {
     )
     .await;
     let code = code["code"].as_str().unwrap().to_owned();
-    let bob = Client::ok(c.post("com.atproto.server.createAccount", None, json!({"handle": "bob.test", "email": "bob@example.com", "password": "bob's password", "inviteCode": code})).await).await;
-    assert_xrpc_error(c.post("com.atproto.server.createAccount", None, json!({"handle": "carol.test", "email": "carol@example.com", "password": "carol's password", "inviteCode": code})).await, 400, "InvalidInviteCode").await;
+    let bob = c.ok_post("com.atproto.server.createAccount", None, json!({"handle": "bob.test", "email": "bob@example.com", "password": "bob's password", "inviteCode": code})).await;
+    c.fails_post("com.atproto.server.createAccount", None, json!({"handle": "carol.test", "email": "carol@example.com", "password": "carol's password", "inviteCode": code}), 400, "InvalidInviteCode").await;
     let bob_did = bob["did"].as_str().unwrap().to_owned();
 
     // --- deletion --------------------------------------------------------
-    Client::ok(
-        c.post(
-            "com.atproto.server.requestAccountDelete",
-            Some(&access),
-            json!({}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.requestAccountDelete",
+        Some(&access),
+        json!({}),
     )
     .await;
     let token = mailed_token(&server, "alice@example.com");
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.deleteAccount",
-            None,
-            json!({"did": did, "password": "wrong password", "token": token}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.deleteAccount",
+        None,
+        json!({"did": did, "password": "wrong password", "token": token}),
         401,
         "AuthenticationRequired",
     )
     .await;
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.deleteAccount",
-            None,
-            json!({"did": did, "password": "a new password", "token": "AAAAA-AAAAA"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.deleteAccount",
+        None,
+        json!({"did": did, "password": "a new password", "token": "AAAAA-AAAAA"}),
         400,
         "InvalidToken",
     )
     .await;
-    Client::ok(
-        c.post(
-            "com.atproto.server.deleteAccount",
-            None,
-            json!({"did": did, "password": "a new password", "token": token}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.deleteAccount",
+        None,
+        json!({"did": did, "password": "a new password", "token": token}),
     )
     .await;
-    assert_xrpc_error(
-        c.get("com.atproto.server.getSession", Some(&access), &[])
-            .await,
+    c.fails_get(
+        "com.atproto.server.getSession",
+        Some(&access),
+        &[],
         400,
         "ExpiredToken",
     )
     .await;
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.createSession",
-            None,
-            json!({"identifier": "alice2.test", "password": "a new password"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.createSession",
+        None,
+        json!({"identifier": "alice2.test", "password": "a new password"}),
         401,
         "AuthenticationRequired",
     )
@@ -1059,15 +950,13 @@ async fn life_of_an_account_in_memory() {
 
 /// Signs up and returns (did, access token).
 async fn sign_up(c: &Client<'_>, handle: &str, email: &str) -> (String, String) {
-    let created = Client::ok(
-        c.post(
+    let created = c
+        .ok_post(
             "com.atproto.server.createAccount",
             None,
             json!({"handle": handle, "email": email, "password": "a long password"}),
         )
-        .await,
-    )
-    .await;
+        .await;
     (
         created["did"].as_str().unwrap().to_owned(),
         created["accessJwt"].as_str().unwrap().to_owned(),
@@ -1087,48 +976,37 @@ async fn plc_operations_signed_and_submitted_through_the_pds() {
     let parsed = Did::parse(did.as_str()).unwrap();
 
     // Without a mailed token, nothing is signed.
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.identity.signPlcOperation",
-            Some(&access),
-            json!({"token": "AAAAA-AAAAA"}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.identity.signPlcOperation",
+        Some(&access),
+        json!({"token": "AAAAA-AAAAA"}),
         400,
         "InvalidToken",
     )
     .await;
-    Client::ok(
-        c.post(
-            "com.atproto.identity.requestPlcOperationSignature",
-            Some(&access),
-            json!({}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.identity.requestPlcOperationSignature",
+        Some(&access),
+        json!({}),
     )
     .await;
     let token = mailed_token(&server, "dora@example.com");
     let extra = "https://dora.example.com";
-    let signed = Client::ok(
-        c.post(
+    let signed = c
+        .ok_post(
             "com.atproto.identity.signPlcOperation",
             Some(&access),
             json!({"token": token, "alsoKnownAs": ["at://dora.test", extra]}),
         )
-        .await,
-    )
-    .await;
+        .await;
     let op = signed["operation"].clone();
     assert_eq!(op["alsoKnownAs"], json!(["at://dora.test", extra]));
     let before = plc.log(&parsed).unwrap().entries().len();
     let events_before = events_of(&server, &did).await.len();
-    Client::ok(
-        c.post(
-            "com.atproto.identity.submitPlcOperation",
-            Some(&access),
-            json!({"operation": op}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.identity.submitPlcOperation",
+        Some(&access),
+        json!({"operation": op}),
     )
     .await;
     let log = plc.log(&parsed).unwrap();
@@ -1139,37 +1017,25 @@ async fn plc_operations_signed_and_submitted_through_the_pds() {
     assert_eq!(events.last().unwrap().0, EventType::Identity);
 
     // A token is used once.
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.identity.signPlcOperation",
-            Some(&access),
-            json!({"token": token}),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.identity.signPlcOperation",
+        Some(&access),
+        json!({"token": token}),
         400,
         "InvalidToken",
     )
     .await;
     // An operation moving the account to another PDS is refused here.
-    Client::ok(
-        c.post(
-            "com.atproto.identity.requestPlcOperationSignature",
-            Some(&access),
-            json!({}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.identity.requestPlcOperationSignature",
+        Some(&access),
+        json!({}),
     )
     .await;
     let token = mailed_token(&server, "dora@example.com");
-    let elsewhere = Client::ok(
-        c.post(
-            "com.atproto.identity.signPlcOperation",
+    let elsewhere = c.ok_post("com.atproto.identity.signPlcOperation",
             Some(&access),
-            json!({"token": token, "services": {"atproto_pds": {"type": "AtprotoPersonalDataServer", "endpoint": "https://elsewhere.example.com"}}}),
-        )
-        .await,
-    )
-    .await;
+            json!({"token": token, "services": {"atproto_pds": {"type": "AtprotoPersonalDataServer", "endpoint": "https://elsewhere.example.com"}}})).await;
     let res = c
         .post(
             "com.atproto.identity.submitPlcOperation",
@@ -1254,9 +1120,10 @@ async fn an_existing_did_web_identity_signs_up_deactivated_and_activates() {
     let body = json!({"handle": "erin.test", "email": "erin@example.com", "password": "erin's password", "did": did});
 
     // Without a token, or with one signed by another key: refused.
-    assert_xrpc_error(
-        c.post("com.atproto.server.createAccount", None, body.clone())
-            .await,
+    c.fails_post(
+        "com.atproto.server.createAccount",
+        None,
+        body.clone(),
         401,
         "AuthenticationRequired",
     )
@@ -1270,13 +1137,10 @@ async fn an_existing_did_web_identity_signs_up_deactivated_and_activates() {
         now + chrono::TimeDelta::seconds(60),
         now,
     );
-    assert_xrpc_error(
-        c.post(
-            "com.atproto.server.createAccount",
-            Some(&forged),
-            body.clone(),
-        )
-        .await,
+    c.fails_post(
+        "com.atproto.server.createAccount",
+        Some(&forged),
+        body.clone(),
         401,
         "InvalidToken",
     )
@@ -1291,22 +1155,18 @@ async fn an_existing_did_web_identity_signs_up_deactivated_and_activates() {
             .is_empty()
     );
 
-    let created = Client::ok(
-        c.post(
+    let created = c
+        .ok_post(
             "com.atproto.server.createAccount",
             Some(&token),
             body.clone(),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(created["did"], did.as_str());
     let access = created["accessJwt"].as_str().unwrap().to_owned();
-    let me = Client::ok(
-        c.get("com.atproto.server.getSession", Some(&access), &[])
-            .await,
-    )
-    .await;
+    let me = c
+        .ok_get("com.atproto.server.getSession", Some(&access), &[])
+        .await;
     assert_eq!(
         (me["active"].clone(), me["status"].clone()),
         (json!(false), json!("deactivated"))
@@ -1315,46 +1175,35 @@ async fn an_existing_did_web_identity_signs_up_deactivated_and_activates() {
         events_of(&server, &did).await.is_empty(),
         "nothing is announced before activation"
     );
-    let status = Client::ok(
-        c.get("com.atproto.server.checkAccountStatus", Some(&access), &[])
-            .await,
-    )
-    .await;
+    let status = c
+        .ok_get("com.atproto.server.checkAccountStatus", Some(&access), &[])
+        .await;
     assert_eq!(status["validDid"], false);
 
     // The owner points the document here, with the new repo key.
-    let creds = Client::ok(
-        c.get(
+    let creds = c
+        .ok_get(
             "com.atproto.identity.getRecommendedDidCredentials",
             Some(&access),
             &[],
         )
-        .await,
-    )
-    .await;
+        .await;
     let new_key =
         PublicKey::from_did_key(creds["verificationMethods"]["atproto"].as_str().unwrap()).unwrap();
     *doc.lock().unwrap() = did_doc(&new_key, PUBLIC_URL);
-    let status = Client::ok(
-        c.get("com.atproto.server.checkAccountStatus", Some(&access), &[])
-            .await,
-    )
-    .await;
+    let status = c
+        .ok_get("com.atproto.server.checkAccountStatus", Some(&access), &[])
+        .await;
     assert_eq!(status["validDid"], true, "{status}");
-    Client::ok(
-        c.post(
-            "com.atproto.server.activateAccount",
-            Some(&access),
-            json!({}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.activateAccount",
+        Some(&access),
+        json!({}),
     )
     .await;
-    let me = Client::ok(
-        c.get("com.atproto.server.getSession", Some(&access), &[])
-            .await,
-    )
-    .await;
+    let me = c
+        .ok_get("com.atproto.server.getSession", Some(&access), &[])
+        .await;
     assert_eq!(me["active"], true);
     let types: Vec<EventType> = events_of(&server, &did)
         .await
@@ -1366,9 +1215,10 @@ async fn an_existing_did_web_identity_signs_up_deactivated_and_activates() {
     // its document).
     *doc.lock().unwrap() = did_doc(&old_key.public_key(), PUBLIC_URL);
     let again = json!({"handle": "erin2.test", "email": "erin2@example.com", "password": "erin's password", "did": did});
-    assert_xrpc_error(
-        c.post("com.atproto.server.createAccount", Some(&token), again)
-            .await,
+    c.fails_post(
+        "com.atproto.server.createAccount",
+        Some(&token),
+        again,
         400,
         "InvalidRequest",
     )
@@ -1467,13 +1317,10 @@ async fn admin_endpoints(test: &str, db: Db) {
         (info["handle"].clone(), info["email"].clone()),
         (json!("frankie.test"), json!("frankie@example.com"))
     );
-    Client::ok(
-        c.post(
-            "com.atproto.server.createSession",
-            None,
-            json!({"identifier": "frankie.test", "password": "operator set this"}),
-        )
-        .await,
+    c.ok_post(
+        "com.atproto.server.createSession",
+        None,
+        json!({"identifier": "frankie.test", "password": "operator set this"}),
     )
     .await;
 
@@ -1517,12 +1364,7 @@ async fn admin_endpoints(test: &str, db: Db) {
     )
     .await;
     let code = made["codes"][0]["codes"][0].as_str().unwrap();
-    assert_xrpc_error(
-        c.post("com.atproto.server.createAccount", None, json!({"handle": "hank.test", "email": "hank@example.com", "password": "hank's password", "inviteCode": code})).await,
-        400,
-        "InvalidInviteCode",
-    )
-    .await;
+    c.fails_post("com.atproto.server.createAccount", None, json!({"handle": "hank.test", "email": "hank@example.com", "password": "hank's password", "inviteCode": code}), 400, "InvalidInviteCode").await;
 
     // Deletion by the operator.
     Client::ok(
