@@ -455,10 +455,19 @@ impl AccountStore for SqlStore {
         if !aurora_core::store::constant_time_eq(row.token.as_bytes(), token.as_bytes()) {
             return Ok(None);
         }
-        email_token::Entity::delete_by_id(key)
+        // The delete decides between concurrent takes (on Postgres the
+        // loser waits for the winner's row lock, then deletes nothing); the
+        // token is in the filter so that a token replaced meanwhile stays.
+        let res = email_token::Entity::delete_many()
+            .filter(email_token::Column::Did.eq(key.0))
+            .filter(email_token::Column::Purpose.eq(key.1))
+            .filter(email_token::Column::Token.eq(token))
             .exec(&txn)
             .await
             .map_err(db_err)?;
+        if res.rows_affected != 1 {
+            return Ok(None);
+        }
         txn.commit().await.map_err(db_err)?;
         Ok(Some(row.requested_at))
     }

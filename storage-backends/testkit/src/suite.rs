@@ -1239,6 +1239,7 @@ pub async fn email_tokens_are_taken_by_value(h: StoreHarness) {
 }
 
 #[doc(hidden)]
+/// Of two concurrent takes of one email token (by value or by DID), exactly one wins.
 pub async fn concurrent_takes_of_one_email_token_exactly_one_wins(h: StoreHarness) {
     h.store
         .create_account(new_account("alice", None))
@@ -1259,10 +1260,17 @@ pub async fn concurrent_takes_of_one_email_token_exactly_one_wins(h: StoreHarnes
             .unwrap();
         let tasks: Vec<_> = (0..2)
             .map(|_| {
-                let (s, value) = (h.store.clone(), value.clone());
+                let (s, value, alice) = (h.store.clone(), value.clone(), alice.clone());
+                // Even rounds race takes by value, odd rounds takes by DID.
                 tokio::spawn(async move {
-                    s.take_email_token_by_value(EmailTokenPurpose::ResetPassword, &value)
-                        .await
+                    if round % 2 == 0 {
+                        s.take_email_token_by_value(EmailTokenPurpose::ResetPassword, &value)
+                            .await
+                    } else {
+                        s.take_email_token(&alice, EmailTokenPurpose::ResetPassword, &value)
+                            .await
+                            .map(|t| t.map(|at| (alice, at)))
+                    }
                 })
             })
             .collect();
