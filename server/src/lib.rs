@@ -16,6 +16,7 @@ pub mod config;
 pub mod identity;
 pub mod mail;
 pub mod rate_limit;
+pub mod repo;
 pub mod secrets;
 pub mod serve;
 pub mod storage;

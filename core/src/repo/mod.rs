@@ -5,6 +5,7 @@
 pub mod car;
 pub mod commit;
 pub mod mst;
+pub mod writer;
 
 pub use car::{
     CarError, CarReader, CarWriter, LoadedRepo, RepoLoadError, car_bytes, load_repo,
@@ -13,3 +14,6 @@ pub use car::{
 };
 pub use commit::{CommitError, SignedCommit, UnsignedCommit};
 pub use mst::{BlockSource, Mst, MstError};
+pub use writer::{
+    PreparedCommit, RecordChange, RepoHead, WriteAction, WriteError, WriteOutcome, prepare_commit,
+};

@@ -4,6 +4,7 @@
 
 mod com_atproto_admin;
 mod com_atproto_identity;
+mod com_atproto_repo;
 mod com_atproto_server;
 pub mod well_known;
 
@@ -41,6 +42,8 @@ impl Plugin for PdsApi {
         let mut routes = com_atproto_server::routes(ctx, &accounts);
         routes.extend(com_atproto_identity::routes(&accounts));
         routes.extend(com_atproto_admin::routes(&accounts));
+        let writer = crate::repo::RepoWriter::new(ctx.clone(), crate::repo::BlockCache::default());
+        routes.extend(com_atproto_repo::routes(&accounts, &writer));
         routes
     }
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub(crate) mod pds;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,8 +17,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Which database a test server uses.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Db {
+    /// An existing database (for several servers on one database).
+    Url(String),
     Memory,
     Sqlite,
     Postgres,
@@ -76,6 +80,7 @@ pub(crate) async fn start(
         ..Config::default()
     };
     config.database_url = match db {
+        Db::Url(url) => Some(url),
         Db::Memory => Some("memory:".to_owned()),
         Db::Sqlite => None,
         Db::Postgres => Some(aurora_storage_testkit::postgres::database(test)?),

@@ -1,0 +1,285 @@
+//! The write path of a repo: one writer per repo at a time, a signed
+//! commit per write, stored by compare-and-swap on the root.
+//!
+//! In this process, writers to one repo queue on a per-repo lock, so they
+//! never race each other; writers to different repos run in parallel.
+//! Across processes (several `aurora` nodes on one Postgres) the root's
+//! compare-and-swap in `apply_commit` decides: a writer that lost rebuilds
+//! its commit on the new root and tries again. Either way the repo never
+//! forks and no acknowledged write is lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aurora_core::cid::Cid;
+use aurora_core::repo::commit::SignedCommit;
+use aurora_core::repo::{
+    Mst, PreparedCommit, RecordChange, RepoHead, WriteError, WriteOutcome, prepare_commit,
+};
+use aurora_core::syntax::{Did, Nsid, RecordKey, Tid, TidClock};
+use aurora_core::{PdsContext, StoreError};
+
+use super::BlockCache;
+
+/// How often a writer rebuilds its commit after losing the root's
+/// compare-and-swap to another process before giving up. Between attempts
+/// it waits a random time up to a bound that doubles each time (capped),
+/// so that two nodes hammering one repo do not keep colliding.
+const MAX_ATTEMPTS: u32 = 32;
+const MAX_BACKOFF_MS: u64 = 64;
+/// How many missing MST nodes one commit may fetch (a tree is a few levels
+/// deep; this bounds a corrupt store's damage).
+const MAX_FETCHES: usize = 256;
+
+/// Compare-and-swap conditions of a write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swap {
+    /// The commit the repo must be at (`swapCommit`).
+    pub commit: Option<Cid>,
+    /// Records that must be at a CID, or absent (`None`), first (`swapRecord`).
+    pub records: Vec<(Nsid, RecordKey, Option<Cid>)>,
+}
+
+/// A stored commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// The new commit's CID.
+    pub commit: Cid,
+    /// Its `rev`.
+    pub rev: Tid,
+    /// The `seq` of its `#commit` event.
+    pub seq: i64,
+    /// Per write, in order.
+    pub outcomes: Vec<WriteOutcome>,
+}
+
+/// Why a write failed. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoWriteError {
+    /// The account has no repo here.
+    #[error("repo not found: {0}")]
+    RepoNotFound(Did),
+    /// A swap condition does not hold.
+    #[error("{0}")]
+    InvalidSwap(String),
+    /// The writes do not fit the repo (a create of an existing record, ...).
+    #[error(transparent)]
+    Write(WriteError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Other writers kept winning the root's compare-and-swap.
+    #[error("the repo is changing too fast: try again")]
+    Contended,
+    /// The repo's data is unreadable (a commit or node missing or corrupt).
+    #[error("repo data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Writes commits to repos (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct RepoWriter {
+    ctx: PdsContext,
+    cache: BlockCache,
+    clock: Arc<TidClock>,
+    locks: Arc<Mutex<HashMap<Did, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl std::fmt::Debug for RepoWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoWriter")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RepoWriter {
+    /// A writer over `ctx`'s storage, reading through `cache`.
+    pub fn new(ctx: PdsContext, cache: BlockCache) -> Self {
+        Self {
+            ctx,
+            cache,
+            clock: Arc::new(TidClock::new()),
+            locks: Arc::default(),
+        }
+    }
+
+    /// The TID clock for record keys and revs.
+    pub fn clock(&self) -> &TidClock {
+        &self.clock
+    }
+
+    /// The block cache.
+    pub fn cache(&self) -> &BlockCache {
+        &self.cache
+    }
+
+    /// Applies `changes` to `did`'s repo as one commit, if `swap` holds.
+    pub async fn write(
+        &self,
+        did: &Did,
+        changes: &[RecordChange],
+        swap: &Swap,
+    ) -> Result<CommitOutcome, RepoWriteError> {
+        let lock = self.repo_lock(did);
+        let result = {
+            let _guard = lock.lock().await;
+            self.write_locked(did, changes, swap).await
+        };
+        drop(lock);
+        self.release_lock(did);
+        result
+    }
+
+    async fn write_locked(
+        &self,
+        did: &Did,
+        changes: &[RecordChange],
+        swap: &Swap,
+    ) -> Result<CommitOutcome, RepoWriteError> {
+        let key = self
+            .ctx
+            .accounts
+            .get_signing_key(did)
+            .await?
+            .ok_or_else(|| RepoWriteError::Corrupt(format!("{did} has no signing key")))?;
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                let bound = (1u64 << attempt.min(6)).min(MAX_BACKOFF_MS);
+                let wait = rand::random_range(0..=bound);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
+            let head = self.head(did).await?;
+            if let Some(expected) = swap.commit
+                && expected != head.commit
+            {
+                return Err(RepoWriteError::InvalidSwap(format!(
+                    "the repo is at commit {}, not {expected}",
+                    head.commit
+                )));
+            }
+            self.check_record_swaps(did, &swap.records).await?;
+            let prepared = self.prepare(did, &key, &head, changes).await?;
+            match self.ctx.repos.apply_commit(prepared.write.clone()).await {
+                Ok(seq) => {
+                    prepared.tree.mark_stored();
+                    self.cache.insert_all(prepared.write.blocks.iter().cloned());
+                    return Ok(CommitOutcome {
+                        commit: prepared.commit,
+                        rev: prepared.rev,
+                        seq,
+                        outcomes: prepared.outcomes,
+                    });
+                }
+                // Another process committed first: rebuild on its root.
+                Err(StoreError::RootConflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RepoWriteError::Contended)
+    }
+
+    /// The repo's current commit and tree root.
+    pub async fn head(&self, did: &Did) -> Result<RepoHead, RepoWriteError> {
+        let root = self
+            .ctx
+            .repos
+            .get_root(did)
+            .await?
+            .ok_or_else(|| RepoWriteError::RepoNotFound(did.clone()))?;
+        let block = self.block(did, &root.cid).await?;
+        let commit = SignedCommit::from_block(&block)
+            .map_err(|e| RepoWriteError::Corrupt(format!("commit {}: {e}", root.cid)))?;
+        Ok(RepoHead {
+            commit: root.cid,
+            rev: commit.rev,
+            data: commit.data,
+        })
+    }
+
+    /// A block of `did`'s repo, through the cache.
+    async fn block(&self, did: &Did, cid: &Cid) -> Result<bytes::Bytes, RepoWriteError> {
+        if let Some(b) = aurora_core::repo::BlockSource::get_block(&self.cache, cid) {
+            return Ok(b);
+        }
+        let b = self
+            .ctx
+            .repos
+            .get_block(did, cid)
+            .await?
+            .ok_or_else(|| RepoWriteError::Corrupt(format!("block {cid} is missing")))?;
+        self.cache.insert(*cid, b.clone());
+        Ok(b)
+    }
+
+    async fn check_record_swaps(
+        &self,
+        did: &Did,
+        swaps: &[(Nsid, RecordKey, Option<Cid>)],
+    ) -> Result<(), RepoWriteError> {
+        for (collection, rkey, expected) in swaps {
+            let current = self
+                .ctx
+                .repos
+                .get_record(did, collection, rkey)
+                .await?
+                .map(|r| r.cid);
+            if current != *expected {
+                let what =
+                    |c: Option<Cid>| c.map_or_else(|| "absent".to_owned(), |c| c.to_string());
+                return Err(RepoWriteError::InvalidSwap(format!(
+                    "record {collection}/{rkey} is {}, not {}",
+                    what(current),
+                    what(*expected)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the commit, fetching the MST nodes it needs.
+    async fn prepare(
+        &self,
+        did: &Did,
+        key: &aurora_core::crypto::SigningKey,
+        head: &RepoHead,
+        changes: &[RecordChange],
+    ) -> Result<PreparedCommit, RepoWriteError> {
+        for _ in 0..MAX_FETCHES {
+            let tree = match Mst::open(&head.data, self.cache.source()) {
+                Ok(tree) => tree,
+                Err(aurora_core::repo::MstError::MissingBlock(cid)) => {
+                    self.block(did, &cid).await?;
+                    continue;
+                }
+                Err(e) => return Err(RepoWriteError::Corrupt(e.to_string())),
+            };
+            match prepare_commit(did, key, Some(head), &tree, changes, &self.clock).await {
+                Ok(prepared) => return Ok(prepared),
+                Err(e) => match e.missing_block() {
+                    Some(cid) => {
+                        self.block(did, &cid).await?;
+                    }
+                    None => return Err(RepoWriteError::Write(e)),
+                },
+            }
+        }
+        Err(RepoWriteError::Corrupt(
+            "a commit needed more tree nodes than any valid tree has on its paths".to_owned(),
+        ))
+    }
+
+    fn repo_lock(&self, did: &Did) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        locks.entry(did.clone()).or_default().clone()
+    }
+
+    /// Forgets the lock of a repo nobody is writing to, so the map stays
+    /// as small as the set of repos being written.
+    fn release_lock(&self, did: &Did) {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        if locks.get(did).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(did);
+        }
+    }
+}
