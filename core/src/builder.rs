@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::http::HttpService;
 use crate::mail::Mailer;
-use crate::plugin::{Plugin, XrpcRoute};
+use crate::plugin::{BackgroundTask, Plugin, XrpcRoute};
 use crate::sink::EventSink;
 use crate::store::{AccountStore, BlobStore, RepoStore, Sequencer};
 use crate::syntax::Did;
@@ -240,10 +240,16 @@ impl PdsBuilder {
                 routes.push(route);
             }
         }
+        let tasks = self
+            .plugins
+            .iter()
+            .flat_map(|plugin| plugin.tasks(&context))
+            .collect();
         Ok(Pds {
             context,
             routes,
             plugins: self.plugins,
+            tasks,
         })
     }
 }
@@ -253,6 +259,7 @@ pub struct Pds {
     context: PdsContext,
     routes: Vec<XrpcRoute>,
     plugins: Vec<Arc<dyn Plugin>>,
+    tasks: Vec<BackgroundTask>,
 }
 
 impl std::fmt::Debug for Pds {
@@ -273,6 +280,12 @@ impl Pds {
     /// Every plugin's XRPC methods.
     pub fn routes(&self) -> &[XrpcRoute] {
         &self.routes
+    }
+
+    /// Takes every plugin's background tasks, for the server to spawn when
+    /// it starts serving (a second call returns none).
+    pub fn take_tasks(&mut self) -> Vec<BackgroundTask> {
+        std::mem::take(&mut self.tasks)
     }
 
     /// Wraps `service` in every plugin's layer, in registration order.

@@ -38,7 +38,7 @@ pub use builder::{BuildError, Pds, PdsBuilder, PdsContext, ServiceInfo};
 pub use error::XrpcError;
 pub use event::{EventType, NewEvent, SeqEvent};
 pub use mail::{Mail, MailError, Mailer};
-pub use plugin::{Plugin, XrpcMethodKind, XrpcRoute};
+pub use plugin::{BackgroundTask, Plugin, XrpcMethodKind, XrpcRoute};
 pub use sink::{EventSink, SinkError};
 pub use store::{AccountStore, BlobStore, RepoStore, Sequencer, StoreError};
 

@@ -1,5 +1,7 @@
 //! The [`Plugin`] trait: how endpoints and middleware are added to a PDS.
 
+use futures::future::BoxFuture;
+
 use crate::builder::PdsContext;
 use crate::http::HttpService;
 use crate::syntax::Nsid;
@@ -13,6 +15,38 @@ pub enum XrpcMethodKind {
     Procedure,
     /// A `subscription`: `GET` upgraded to a WebSocket.
     Subscription,
+}
+
+/// A long-running job that runs beside the server for as long as it
+/// serves: sweeps, pruning, delivery to event sinks. The server spawns each
+/// on its runtime and aborts it on shutdown, so a task must keep its state
+/// in storage, not only in memory.
+pub struct BackgroundTask {
+    /// A short name for logs.
+    pub name: String,
+    /// The job; it normally never completes.
+    pub run: BoxFuture<'static, ()>,
+}
+
+impl BackgroundTask {
+    /// A task named `name` running `run`.
+    pub fn new(
+        name: impl Into<String>,
+        run: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            run: Box::pin(run),
+        }
+    }
+}
+
+impl std::fmt::Debug for BackgroundTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackgroundTask")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One XRPC method served at `/xrpc/<nsid>`.
@@ -68,5 +102,12 @@ pub trait Plugin: Send + Sync + 'static {
     fn layer(&self, ctx: &PdsContext, inner: HttpService) -> HttpService {
         let _ = ctx;
         inner
+    }
+
+    /// Jobs to run beside the server while it serves (see
+    /// [`BackgroundTask`]).
+    fn tasks(&self, ctx: &PdsContext) -> Vec<BackgroundTask> {
+        let _ = ctx;
+        Vec::new()
     }
 }

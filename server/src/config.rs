@@ -266,6 +266,9 @@ pub struct Config {
     pub blob_dir: Option<PathBuf>,
     /// Largest accepted request body and blob, in bytes (`AURORA_BLOB_MAX_BYTES`).
     pub blob_max_bytes: u64,
+    /// Seconds an uploaded blob is kept while no record references it
+    /// (`AURORA_BLOB_TEMP_GRACE_SECS`).
+    pub blob_temp_grace_secs: u64,
     /// Seconds a request may take before it is answered with 504 (`AURORA_REQUEST_TIMEOUT_SECS`).
     pub request_timeout_secs: u64,
     /// Seconds in-flight requests get to finish on shutdown (`AURORA_SHUTDOWN_GRACE_SECS`).
@@ -307,6 +310,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             blob_dir: None,
             blob_max_bytes: 100 * 1024 * 1024,
+            blob_temp_grace_secs: 3600,
             request_timeout_secs: 120,
             shutdown_grace_secs: 30,
             admin_password: None,

@@ -84,7 +84,11 @@ impl Aurora {
 
     /// The built-in PDS API, configured.
     pub fn api(&self) -> Result<api::PdsApi, ConfigError> {
-        Ok(api::PdsApi::new(Arc::new(self.account_deps()?)))
+        let blobs = api::BlobSettings {
+            max_bytes: self.config.blob_max_bytes,
+            temp_grace: std::time::Duration::from_secs(self.config.blob_temp_grace_secs),
+        };
+        Ok(api::PdsApi::new(Arc::new(self.account_deps()?)).with_blob_settings(blobs))
     }
 
     /// What the account manager needs: token issuer, PLC client, rotation

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use aurora_server::config::{Config, ConfigError};
-use aurora_server::serve::{Server, shutdown_signal};
+use aurora_server::serve::{BackgroundTasks, Server, shutdown_signal};
 use aurora_server::{Aurora, app, storage};
 use clap::{Parser, Subcommand};
 
@@ -304,7 +304,7 @@ async fn serve(config: Config) -> Result<(), ConfigError> {
     let listen = config.listen;
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let aurora = Aurora::open(config).await?;
-    let pds = aurora.builder()?.build().map_err(|e| ConfigError {
+    let mut pds = aurora.builder()?.build().map_err(|e| ConfigError {
         key: "plugins".to_owned(),
         message: e.to_string(),
     })?;
@@ -320,7 +320,9 @@ async fn serve(config: Config) -> Result<(), ConfigError> {
         message: e.to_string(),
     })?;
     tracing::info!(%addr, hostname = %aurora.config.hostname, "listening on {addr}");
+    let tasks = BackgroundTasks::spawn(pds.take_tasks());
     let result = server.serve(shutdown_signal()).await;
+    drop(tasks);
     aurora.storage.close().await;
     result.map_err(|e| ConfigError {
         key: "AURORA_LISTEN".to_owned(),

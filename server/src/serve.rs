@@ -87,3 +87,37 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
 }
+
+/// The running background tasks of a PDS (see
+/// [`aurora_core::BackgroundTask`]); dropping this aborts them.
+#[derive(Debug, Default)]
+pub struct BackgroundTasks {
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl BackgroundTasks {
+    /// Spawns `tasks` on the current runtime.
+    pub fn spawn(tasks: Vec<aurora_core::BackgroundTask>) -> Self {
+        let mut set = tokio::task::JoinSet::new();
+        for task in tasks {
+            let name = task.name;
+            let run = task.run;
+            set.spawn(async move {
+                tracing::debug!(task = %name, "background task started");
+                run.await;
+                tracing::debug!(task = %name, "background task ended");
+            });
+        }
+        Self { tasks: set }
+    }
+
+    /// How many are still running.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether none is running.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}

@@ -16,4 +16,5 @@ pub use commit::{CommitError, SignedCommit, UnsignedCommit};
 pub use mst::{BlockSource, Mst, MstError};
 pub use writer::{
     PreparedCommit, RecordChange, RepoHead, WriteAction, WriteError, WriteOutcome, prepare_commit,
+    prepare_import,
 };

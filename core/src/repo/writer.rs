@@ -128,6 +128,9 @@ pub enum WriteError {
     /// The event's CAR could not be written.
     #[error(transparent)]
     Car(#[from] CarError),
+    /// An imported tree holds a key that is not `<collection>/<rkey>`.
+    #[error("{0} is not a record path (<collection>/<record key>)")]
+    InvalidPath(String),
 }
 
 impl WriteError {
@@ -206,6 +209,7 @@ fn apply_changes(tree: &Mst, changes: &[RecordChange]) -> Result<Applied, WriteE
                 collection: change.collection.clone(),
                 rkey: change.rkey.clone(),
                 cid: rec.cid,
+                blobs: rec.blobs.clone(),
             });
         } else {
             next = next
@@ -334,6 +338,119 @@ pub async fn prepare_commit(
         outcomes,
         tree: next,
     })
+}
+
+/// Replaces a repo's content with `repo`, a checked repository (from
+/// `com.atproto.repo.importRepo`, or a reset): a new commit over the same
+/// tree, signed by `key` (an imported commit was signed by the old host),
+/// announced by `#sync` rather than `#commit`.
+///
+/// `existing` is the repo's record index before the import (collection,
+/// key, CID); records not in `repo` leave the index. The outcomes list a
+/// create for every imported record (with its blobs) and a delete for every
+/// record that left.
+pub async fn prepare_import(
+    did: &Did,
+    key: &SigningKey,
+    head: Option<&RepoHead>,
+    repo: &crate::repo::LoadedRepo,
+    existing: &[(Nsid, RecordKey, Cid)],
+    clock: &TidClock,
+) -> Result<PreparedCommit, WriteError> {
+    let entries = repo.mst.entries()?;
+    let mut stored: Vec<(Cid, Bytes)> = repo.mst.blocks()?;
+    let mut index = Vec::with_capacity(entries.len() + existing.len());
+    let mut outcomes = Vec::with_capacity(entries.len());
+    let mut kept = BTreeSet::new();
+    for (path, cid) in &entries {
+        let bytes = repo
+            .blocks
+            .get(cid)
+            .ok_or_else(|| WriteError::MissingRecord(path.clone()))?;
+        let (collection, rkey) = split_path(path)?;
+        let record: Ipld = data::decode(bytes).map_err(|source| WriteError::Encode {
+            path: path.clone(),
+            source,
+        })?;
+        let mut blobs: Vec<Cid> = collect_blob_refs(&record)
+            .into_iter()
+            .map(|b| b.cid)
+            .collect();
+        blobs.sort_unstable_by_key(Cid::to_bytes);
+        blobs.dedup();
+        stored.push((*cid, bytes.clone()));
+        index.push(RecordWrite::Put {
+            collection: collection.clone(),
+            rkey: rkey.clone(),
+            cid: *cid,
+            blobs: blobs.clone(),
+        });
+        kept.insert(path.as_str());
+        outcomes.push(WriteOutcome {
+            action: WriteAction::Create,
+            collection,
+            rkey,
+            cid: Some(*cid),
+            prev: None,
+            blobs,
+        });
+    }
+    for (collection, rkey, cid) in existing {
+        if !kept.contains(format!("{collection}/{rkey}").as_str()) {
+            index.push(RecordWrite::Delete {
+                collection: collection.clone(),
+                rkey: rkey.clone(),
+            });
+            outcomes.push(WriteOutcome {
+                action: WriteAction::Delete,
+                collection: collection.clone(),
+                rkey: rkey.clone(),
+                cid: None,
+                prev: Some(*cid),
+                blobs: Vec::new(),
+            });
+        }
+    }
+    let rev = match head {
+        Some(h) => clock.next_after(&h.rev),
+        None => clock.next(),
+    };
+    let signed = UnsignedCommit::new(did.clone(), repo.commit.data, rev.clone()).sign(key);
+    let (commit_cid, commit_block) = signed.to_block();
+    let car = car_bytes(commit_cid, [(commit_cid, commit_block.clone())]).await?;
+    stored.push((commit_cid, commit_block));
+    let body = crate::event::SyncBody {
+        did: did.clone(),
+        blocks: Bytes::from(car),
+        rev: rev.clone(),
+        time: Datetime::now(),
+    };
+    Ok(PreparedCommit {
+        write: CommitWrite {
+            did: did.clone(),
+            expected_root: head.map(|h| h.commit),
+            root: commit_cid,
+            rev: rev.clone(),
+            blocks: stored,
+            records: index,
+            event_type: EventType::Sync,
+            event_payload: body.to_payload(),
+        },
+        commit: commit_cid,
+        rev,
+        outcomes,
+        tree: repo.mst.clone(),
+    })
+}
+
+/// `<collection>/<rkey>` of an MST key.
+fn split_path(path: &str) -> Result<(Nsid, RecordKey), WriteError> {
+    let bad = || WriteError::InvalidPath(path.to_owned());
+    let (collection, rkey) = path.split_once('/').ok_or_else(bad)?;
+    Ok((
+        Nsid::parse(collection).map_err(|_| bad())?,
+        RecordKey::parse(rkey).map_err(|_| bad())?,
+    ))
 }
 
 #[cfg(test)]

@@ -101,10 +101,31 @@ impl AccountManager {
     /// and the account row with its keys, sessions and tokens is removed.
     pub async fn remove_account(&self, did: &Did) -> Result<(), XrpcError> {
         let ctx = self.context();
+        // The blobs' bytes go after their rows (which `delete_repo` removes
+        // with the repo), so list them first. Temporary uploads lose their
+        // rows too; the blob sweep removes their files.
+        let mut blobs = Vec::new();
+        loop {
+            let page = ctx
+                .repos
+                .list_blobs(did, blobs.last(), 1000)
+                .await
+                .map_err(store_error)?;
+            let done = page.len() < 1000;
+            blobs.extend(page);
+            if done {
+                break;
+            }
+        }
         ctx.repos
             .delete_repo(did, account_event(did, AccountStatus::Deleted))
             .await
             .map_err(store_error)?;
+        for cid in &blobs {
+            if let Err(e) = ctx.blobs.delete(did, cid).await {
+                tracing::warn!(%did, %cid, error = %e, "deleting a deleted account's blob failed");
+            }
+        }
         ctx.accounts
             .delete_account(did)
             .await
@@ -153,13 +174,20 @@ impl AccountManager {
         let repos = &self.context().repos;
         let root = repos.get_root(&account.did).await.map_err(store_error)?;
         let stats = repos.repo_stats(&account.did).await.map_err(store_error)?;
+        // Private state kept outside the repo: the app preferences.
+        let prefs = self
+            .context()
+            .accounts
+            .get_preferences(&account.did)
+            .await
+            .map_err(store_error)?;
         Ok(AccountStatusReport {
             valid_did: self.did_document_points_here(account).await,
             repo_commit: root.as_ref().map(|r| r.cid),
             repo_rev: root.map(|r| r.rev),
             repo_blocks: stats.blocks,
             indexed_records: stats.records,
-            private_state_values: 0,
+            private_state_values: prefs.len() as u64,
             expected_blobs: stats.expected_blobs,
             imported_blobs: stats.imported_blobs,
         })

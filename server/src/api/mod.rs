@@ -2,6 +2,7 @@
 //! module per lexicon namespace (`com.atproto.server`, ...), plus the
 //! `/.well-known/atproto-did` answer for hosted handles.
 
+mod app_bsky_actor;
 mod com_atproto_admin;
 mod com_atproto_identity;
 mod com_atproto_repo;
@@ -9,21 +10,57 @@ mod com_atproto_server;
 pub mod well_known;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use aurora_core::{PdsContext, Plugin, XrpcRoute};
+use aurora_core::{BackgroundTask, PdsContext, Plugin, XrpcRoute};
 
 use crate::accounts::{AccountDeps, AccountManager};
+use crate::repo::{BlobManager, BlockCache, RepoWriter};
+
+/// Blob limits of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobSettings {
+    /// Largest accepted upload, in bytes.
+    pub max_bytes: u64,
+    /// How long an upload no record references is kept.
+    pub temp_grace: Duration,
+}
+
+impl Default for BlobSettings {
+    fn default() -> Self {
+        Self {
+            max_bytes: 100 * 1024 * 1024,
+            temp_grace: Duration::from_secs(3600),
+        }
+    }
+}
 
 /// The built-in PDS API.
 #[derive(Debug, Clone)]
 pub struct PdsApi {
     deps: Arc<AccountDeps>,
+    blobs: BlobSettings,
 }
 
 impl PdsApi {
     /// The API over accounts managed with `deps`.
     pub fn new(deps: Arc<AccountDeps>) -> Self {
-        Self { deps }
+        Self {
+            deps,
+            blobs: BlobSettings::default(),
+        }
+    }
+
+    /// Sets the blob limits.
+    #[must_use]
+    pub fn with_blob_settings(mut self, blobs: BlobSettings) -> Self {
+        self.blobs = blobs;
+        self
+    }
+
+    /// Blob bookkeeping over `ctx`.
+    pub fn blob_manager(&self, ctx: &PdsContext) -> BlobManager {
+        BlobManager::new(ctx.clone(), self.blobs.max_bytes, self.blobs.temp_grace)
     }
 
     /// The account manager the API's handlers use, over `ctx`.
@@ -42,8 +79,22 @@ impl Plugin for PdsApi {
         let mut routes = com_atproto_server::routes(ctx, &accounts);
         routes.extend(com_atproto_identity::routes(&accounts));
         routes.extend(com_atproto_admin::routes(&accounts));
-        let writer = crate::repo::RepoWriter::new(ctx.clone(), crate::repo::BlockCache::default());
+        let writer = RepoWriter::new(ctx.clone(), BlockCache::default(), self.blob_manager(ctx));
         routes.extend(com_atproto_repo::routes(&accounts, &writer));
+        routes.extend(app_bsky_actor::routes(&accounts));
         routes
+    }
+
+    fn tasks(&self, ctx: &PdsContext) -> Vec<BackgroundTask> {
+        // Sweep often enough that an unused upload outlives its grace
+        // period by at most half of it (and at most five minutes).
+        let every = (self.blobs.temp_grace / 2)
+            .min(Duration::from_secs(300))
+            .max(Duration::from_secs(1));
+        let sweeper = self.blob_manager(ctx);
+        vec![BackgroundTask::new(
+            "blob sweep",
+            sweeper.run_sweeper(every),
+        )]
     }
 }

@@ -14,12 +14,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use aurora_core::cid::Cid;
 use aurora_core::repo::commit::SignedCommit;
 use aurora_core::repo::{
-    Mst, PreparedCommit, RecordChange, RepoHead, WriteError, WriteOutcome, prepare_commit,
+    LoadedRepo, Mst, PreparedCommit, RecordChange, RepoHead, WriteError, WriteOutcome,
+    prepare_commit, prepare_import,
 };
+use aurora_core::store::RecordPage;
 use aurora_core::syntax::{Did, Nsid, RecordKey, Tid, TidClock};
 use aurora_core::{PdsContext, StoreError};
 
-use super::BlockCache;
+use super::{BlobManager, BlockCache};
 
 /// How often a writer rebuilds its commit after losing the root's
 /// compare-and-swap to another process before giving up. Between attempts
@@ -30,6 +32,13 @@ const MAX_BACKOFF_MS: u64 = 64;
 /// How many missing MST nodes one commit may fetch (a tree is a few levels
 /// deep; this bounds a corrupt store's damage).
 const MAX_FETCHES: usize = 256;
+
+/// Waits a random time before retry `attempt` (see [`MAX_ATTEMPTS`]).
+async fn backoff(attempt: u32) {
+    let bound = (1u64 << attempt.min(6)).min(MAX_BACKOFF_MS);
+    let wait = rand::random_range(0..=bound);
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+}
 
 /// Compare-and-swap conditions of a write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,6 +83,9 @@ pub enum RepoWriteError {
     /// The repo's data is unreadable (a commit or node missing or corrupt).
     #[error("repo data is corrupt: {0}")]
     Corrupt(String),
+    /// A record references a blob the account has not uploaded.
+    #[error("Could not find blob: {0}")]
+    BlobNotFound(Cid),
 }
 
 /// Writes commits to repos (see the module docs). Cheap to clone.
@@ -81,6 +93,7 @@ pub enum RepoWriteError {
 pub struct RepoWriter {
     ctx: PdsContext,
     cache: BlockCache,
+    blobs: BlobManager,
     clock: Arc<TidClock>,
     locks: Arc<Mutex<HashMap<Did, Arc<tokio::sync::Mutex<()>>>>>,
 }
@@ -94,11 +107,13 @@ impl std::fmt::Debug for RepoWriter {
 }
 
 impl RepoWriter {
-    /// A writer over `ctx`'s storage, reading through `cache`.
-    pub fn new(ctx: PdsContext, cache: BlockCache) -> Self {
+    /// A writer over `ctx`'s storage, reading through `cache`, keeping
+    /// blob bookkeeping with `blobs`.
+    pub fn new(ctx: PdsContext, cache: BlockCache, blobs: BlobManager) -> Self {
         Self {
             ctx,
             cache,
+            blobs,
             clock: Arc::new(TidClock::new()),
             locks: Arc::default(),
         }
@@ -112,6 +127,11 @@ impl RepoWriter {
     /// The block cache.
     pub fn cache(&self) -> &BlockCache {
         &self.cache
+    }
+
+    /// The blob bookkeeping.
+    pub fn blobs(&self) -> &BlobManager {
+        &self.blobs
     }
 
     /// Applies `changes` to `did`'s repo as one commit, if `swap` holds.
@@ -128,6 +148,12 @@ impl RepoWriter {
         };
         drop(lock);
         self.release_lock(did);
+        if let Ok(done) = &result
+            && done.outcomes.iter().any(|o| o.prev.is_some())
+        {
+            // Records were replaced or deleted: blobs only they referenced go.
+            self.spawn_orphan_deletion(did);
+        }
         result
     }
 
@@ -145,9 +171,7 @@ impl RepoWriter {
             .ok_or_else(|| RepoWriteError::Corrupt(format!("{did} has no signing key")))?;
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
-                let bound = (1u64 << attempt.min(6)).min(MAX_BACKOFF_MS);
-                let wait = rand::random_range(0..=bound);
-                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                backoff(attempt).await;
             }
             let head = self.head(did).await?;
             if let Some(expected) = swap.commit
@@ -160,10 +184,21 @@ impl RepoWriter {
             }
             self.check_record_swaps(did, &swap.records).await?;
             let prepared = self.prepare(did, &key, &head, changes).await?;
+            let mut blobs: Vec<Cid> = prepared
+                .outcomes
+                .iter()
+                .flat_map(|o| o.blobs.iter().copied())
+                .collect();
+            blobs.sort_unstable_by_key(Cid::to_bytes);
+            blobs.dedup();
+            if let Some(missing) = self.blobs.first_missing(did, &blobs).await? {
+                return Err(RepoWriteError::BlobNotFound(missing));
+            }
             match self.ctx.repos.apply_commit(prepared.write.clone()).await {
                 Ok(seq) => {
                     prepared.tree.mark_stored();
                     self.cache.insert_all(prepared.write.blocks.iter().cloned());
+                    self.blobs.promote(did, &blobs).await;
                     return Ok(CommitOutcome {
                         commit: prepared.commit,
                         rev: prepared.rev,
@@ -177,6 +212,130 @@ impl RepoWriter {
             }
         }
         Err(RepoWriteError::Contended)
+    }
+
+    /// Replaces `did`'s repo content with `repo` (see
+    /// [`prepare_import`]): one commit, re-signed with the account's key,
+    /// announced by `#sync`. The blobs its records reference need not be
+    /// uploaded yet (`listMissingBlobs` lists them).
+    pub async fn import(
+        &self,
+        did: &Did,
+        repo: &LoadedRepo,
+    ) -> Result<CommitOutcome, RepoWriteError> {
+        let lock = self.repo_lock(did);
+        let result = {
+            let _guard = lock.lock().await;
+            self.import_locked(did, repo).await
+        };
+        drop(lock);
+        self.release_lock(did);
+        if let Ok(done) = &result
+            && done.outcomes.iter().any(|o| o.prev.is_some())
+        {
+            self.spawn_orphan_deletion(did);
+        }
+        result
+    }
+
+    async fn import_locked(
+        &self,
+        did: &Did,
+        repo: &LoadedRepo,
+    ) -> Result<CommitOutcome, RepoWriteError> {
+        let key = self
+            .ctx
+            .accounts
+            .get_signing_key(did)
+            .await?
+            .ok_or_else(|| RepoWriteError::Corrupt(format!("{did} has no signing key")))?;
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            let head = match self.head(did).await {
+                Ok(head) => Some(head),
+                Err(RepoWriteError::RepoNotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            let existing = self.all_records(did).await?;
+            let prepared = prepare_import(did, &key, head.as_ref(), repo, &existing, &self.clock)
+                .await
+                .map_err(RepoWriteError::Write)?;
+            match self.ctx.repos.apply_commit(prepared.write.clone()).await {
+                Ok(seq) => {
+                    let blobs: Vec<Cid> = prepared
+                        .outcomes
+                        .iter()
+                        .flat_map(|o| o.blobs.iter().copied())
+                        .collect();
+                    // Blobs uploaded before the import become permanent.
+                    self.blobs.promote(did, &blobs).await;
+                    return Ok(CommitOutcome {
+                        commit: prepared.commit,
+                        rev: prepared.rev,
+                        seq,
+                        outcomes: prepared.outcomes,
+                    });
+                }
+                Err(StoreError::RootConflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RepoWriteError::Contended)
+    }
+
+    /// Every record of `did`'s index.
+    async fn all_records(&self, did: &Did) -> Result<Vec<(Nsid, RecordKey, Cid)>, RepoWriteError> {
+        const PAGE: usize = 1000;
+        let mut out = Vec::new();
+        for collection in self.ctx.repos.list_collections(did).await? {
+            let mut cursor = None;
+            loop {
+                let page = RecordPage {
+                    limit: PAGE,
+                    cursor: cursor.take(),
+                    reverse: true,
+                };
+                let entries = self.ctx.repos.list_records(did, &collection, &page).await?;
+                let n = entries.len();
+                cursor = entries.last().map(|e| e.rkey.clone());
+                out.extend(
+                    entries
+                        .into_iter()
+                        .map(|e| (collection.clone(), e.rkey, e.cid)),
+                );
+                if n < PAGE {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes, in the background, `did`'s blobs no record references any
+    /// more (after records were replaced or deleted). Off the write's path,
+    /// but under the repo's lock so that no write of this process
+    /// re-references a blob while it goes.
+    fn spawn_orphan_deletion(&self, did: &Did) {
+        let writer = self.clone();
+        let did = did.clone();
+        tokio::spawn(async move {
+            let lock = writer.repo_lock(&did);
+            let deleted = {
+                let _guard = lock.lock().await;
+                writer.blobs.delete_orphans(&did).await
+            };
+            drop(lock);
+            writer.release_lock(&did);
+            match deleted {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(%did, n, "deleted unreferenced blobs"),
+                Err(e) => {
+                    tracing::warn!(%did, error = %e, "deleting unreferenced blobs failed; the sweep retries");
+                }
+            }
+        });
     }
 
     /// The repo's current commit and tree root.

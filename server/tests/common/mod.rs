@@ -35,6 +35,7 @@ pub(crate) struct TestServer {
     pub(crate) data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    _tasks: aurora_server::serve::BackgroundTasks,
     _dir: tempfile::TempDir,
 }
 
@@ -87,7 +88,7 @@ pub(crate) async fn start(
     };
     configure(&mut config);
     let aurora = Aurora::open(config).await.unwrap();
-    let pds = extend(aurora.builder().unwrap()).build().unwrap();
+    let mut pds = extend(aurora.builder().unwrap()).build().unwrap();
     let app = app::router(&pds, &aurora.http_settings());
     let ctx = pds.context().clone();
     let server = Server::bind(aurora.config.listen, app, Duration::from_secs(5))
@@ -107,6 +108,7 @@ pub(crate) async fn start(
         data_dir: dir.path().to_owned(),
         stop: Some(stop),
         task: Some(task),
+        _tasks: aurora_server::serve::BackgroundTasks::spawn(pds.take_tasks()),
         _dir: dir,
     })
 }

@@ -12,6 +12,16 @@ pub(crate) const ADMIN_PASSWORD: &str = "admin-password-for-tests-only";
 pub(crate) const PUBLIC_URL: &str = "https://pds.test";
 
 pub(crate) async fn server(test: &str, db: Db, plc: &TestPlcDirectory) -> Option<TestServer> {
+    server_with(test, db, plc, |_| {}).await
+}
+
+/// [`server`] with `configure` applied to the configuration last.
+pub(crate) async fn server_with(
+    test: &str,
+    db: Db,
+    plc: &TestPlcDirectory,
+    configure: impl FnOnce(&mut aurora_server::config::Config),
+) -> Option<TestServer> {
     let plc_url = plc.url();
     start(
         test,
@@ -21,10 +31,26 @@ pub(crate) async fn server(test: &str, db: Db, plc: &TestPlcDirectory) -> Option
             c.public_url = Some(PUBLIC_URL.to_owned());
             c.admin_password = Some(aurora_server::config::Secret::new(ADMIN_PASSWORD));
             c.user_domains = vec![".test".to_owned()];
+            configure(c);
         },
         |b| b,
     )
     .await
+}
+
+/// Signs up `handle` (under `.test`): its DID and access token.
+pub(crate) async fn sign_up(c: &Client<'_>, handle: &str) -> (String, String) {
+    let created = c
+        .ok_post(
+            "com.atproto.server.createAccount",
+            None,
+            json!({"handle": handle, "email": format!("{handle}@example.com"), "password": "a long password"}),
+        )
+        .await;
+    (
+        created["did"].as_str().unwrap().to_owned(),
+        created["accessJwt"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// A small XRPC client.

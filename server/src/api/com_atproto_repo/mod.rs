@@ -1,4 +1,8 @@
-//! `com.atproto.repo.*`: record writes (each a signed commit) and reads.
+//! `com.atproto.repo.*`: record writes (each a signed commit) and reads,
+//! blobs, and repo import.
+
+mod blob;
+mod import;
 
 use aurora_core::cid::Cid;
 use aurora_core::data::{Ipld, decode, ipld_to_json, json_to_ipld};
@@ -71,7 +75,22 @@ pub(crate) fn routes(accounts: &AccountManager, writer: &RepoWriter) -> Vec<Xrpc
         route(
             "com.atproto.repo.describeRepo",
             Query,
-            get(describe_repo).with_state(s),
+            get(describe_repo).with_state(s.clone()),
+        ),
+        route(
+            "com.atproto.repo.uploadBlob",
+            Procedure,
+            post(blob::upload_blob).with_state(s.clone()),
+        ),
+        route(
+            "com.atproto.repo.listMissingBlobs",
+            Query,
+            get(blob::list_missing_blobs).with_state(s.clone()),
+        ),
+        route(
+            "com.atproto.repo.importRepo",
+            Procedure,
+            post(import::import_repo).with_state(s),
         ),
     ]
 }
@@ -188,6 +207,12 @@ fn write_error(e: RepoWriteError) -> XrpcError {
             "RepoBusy",
             "the repo is being written by another server; try again",
         ),
+        RepoWriteError::BlobNotFound(cid) => {
+            bad_request("BlobNotFound", format!("Could not find blob: {cid}"))
+        }
+        RepoWriteError::Write(e @ WriteError::InvalidPath(_)) => {
+            XrpcError::invalid_request(e.to_string())
+        }
         RepoWriteError::Write(e) => crate::accounts::internal("repo write failed", &e),
         RepoWriteError::Corrupt(e) => crate::accounts::internal("repo data is corrupt", &e),
     }
