@@ -98,6 +98,67 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
         .collect())
 }
 
+/// A length of time in the configuration: a whole number and a unit, `s`,
+/// `m`, `h` or `d` (`30s`, `5m`, `72h`, `3d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConfigDuration(pub Duration);
+
+impl ConfigDuration {
+    /// Parses `<number><unit>`; the error says what is wrong.
+    pub fn parse(spec: &str) -> Result<Duration, &'static str> {
+        let unit_at = spec
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or("the duration needs a unit: s, m, h or d")?;
+        let (count, unit) = spec.split_at(unit_at);
+        let count: u64 = count
+            .parse()
+            .map_err(|_| "the duration must start with a whole number")?;
+        let unit_secs = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 60 * 60,
+            "d" => 24 * 60 * 60,
+            _ => return Err("the duration's unit must be s, m, h or d"),
+        };
+        let secs = count
+            .checked_mul(unit_secs)
+            .ok_or("the duration is too long")?;
+        if secs == 0 {
+            return Err("the duration must be longer than 0");
+        }
+        Ok(Duration::from_secs(secs))
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    /// In the largest unit that divides it (whole seconds).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        let (count, unit) = [(24 * 60 * 60, "d"), (60 * 60, "h"), (60, "m")]
+            .into_iter()
+            .find(|(unit, _)| secs.is_multiple_of(*unit))
+            .map_or((secs, "s"), |(unit, name)| (secs / unit, name));
+        write!(f, "{count}{unit}")
+    }
+}
+
+impl Serialize for ConfigDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spec = lenient_string(d)?;
+        Self::parse(spec.trim()).map(Self).map_err(|reason| {
+            serde::de::Error::custom(format!(
+                "{spec:?} is not a duration: {reason} (write a number and a unit, e.g. \"72h\")"
+            ))
+        })
+    }
+}
+
 /// Database pool and durability settings (`[database]`, `AURORA_DATABASE__*`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -296,6 +357,14 @@ pub struct Config {
     pub log: String,
     /// Per-client rate limits.
     pub rate_limits: RateLimitsConfig,
+    /// How long events stay in the log, replayable by `subscribeRepos`
+    /// cursors (`AURORA_FIREHOSE_RETENTION`, e.g. `72h`).
+    pub firehose_retention: ConfigDuration,
+    /// Most frames waiting for one firehose subscriber before it is
+    /// disconnected as too slow (`AURORA_FIREHOSE_OUTBOX_FRAMES`).
+    pub firehose_outbox_frames: usize,
+    /// Seconds between pings on an idle firehose connection (`AURORA_FIREHOSE_PING_SECS`).
+    pub firehose_ping_secs: u64,
 }
 
 impl Default for Config {
@@ -324,6 +393,9 @@ impl Default for Config {
             contact_email: None,
             log: "info".to_owned(),
             rate_limits: RateLimitsConfig::default(),
+            firehose_retention: ConfigDuration(Duration::from_secs(72 * 60 * 60)),
+            firehose_outbox_frames: 500,
+            firehose_ping_secs: 30,
         }
     }
 }
@@ -487,6 +559,18 @@ impl Config {
         if self.request_timeout_secs == 0 {
             return Err(ConfigError::for_key(
                 "request_timeout_secs",
+                "must be greater than 0",
+            ));
+        }
+        if self.firehose_outbox_frames == 0 {
+            return Err(ConfigError::for_key(
+                "firehose_outbox_frames",
+                "must be greater than 0",
+            ));
+        }
+        if self.firehose_ping_secs == 0 {
+            return Err(ConfigError::for_key(
+                "firehose_ping_secs",
                 "must be greater than 0",
             ));
         }
@@ -703,6 +787,36 @@ mod tests {
         }
         let e = from_toml("[rate_limits]\nlimit = 3\n").unwrap_err();
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn firehose_settings_default_parse_and_name_their_key() {
+        let c = from_toml("").unwrap();
+        assert_eq!(
+            c.firehose_retention,
+            ConfigDuration(Duration::from_secs(72 * 3600))
+        );
+        assert_eq!((c.firehose_outbox_frames, c.firehose_ping_secs), (500, 30));
+        assert!(c.to_redacted_toml().contains("firehose_retention = \"3d\""));
+        assert_eq!(env_name("firehose_retention"), "AURORA_FIREHOSE_RETENTION");
+        let c = from_toml("firehose_retention = \"90m\"\nfirehose_outbox_frames = 8").unwrap();
+        assert_eq!(c.firehose_retention.0, Duration::from_secs(5400));
+        assert_eq!(c.firehose_outbox_frames, 8);
+        for (text, problem) in [
+            ("\"72x\"", "unit"),
+            ("\"h\"", "whole number"),
+            ("\"0h\"", "longer than 0"),
+            ("\"72\"", "needs a unit"),
+        ] {
+            let e = from_toml(&format!("firehose_retention = {text}")).unwrap_err();
+            assert!(e.key.starts_with("firehose_retention"), "{text}: {e}");
+            assert!(e.message.contains(problem), "{text}: {e}");
+        }
+        for key in ["firehose_outbox_frames", "firehose_ping_secs"] {
+            let mut c = from_toml(&format!("{key} = 0")).unwrap();
+            let e = c.normalize_and_validate().unwrap_err();
+            assert_eq!(e.key, env_name(key));
+        }
     }
 
     #[test]

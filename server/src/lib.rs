@@ -28,6 +28,7 @@ use std::time::Duration;
 use aurora_core::crypto::{Curve, SigningKey};
 use aurora_core::syntax::Did;
 use aurora_core::{PdsBuilder, ServiceInfo};
+use aurora_firehose::{FirehosePlugin, FirehoseSettings};
 
 use crate::accounts::{AccountDeps, AccountSettings};
 use crate::auth::tokens::SessionTokens;
@@ -144,12 +145,24 @@ impl Aurora {
         })
     }
 
-    /// A builder with this server's storage, the outbox mailer and the
-    /// built-in PDS API; add plugins and sinks, then `build()`.
+    /// The `subscribeRepos` firehose, configured.
+    pub fn firehose(&self) -> FirehosePlugin {
+        let c = &self.config;
+        FirehosePlugin::new(FirehoseSettings {
+            retention: c.firehose_retention.0,
+            outbox_frames: c.firehose_outbox_frames,
+            ping_interval: Duration::from_secs(c.firehose_ping_secs),
+        })
+    }
+
+    /// A builder with this server's storage, the outbox mailer, the
+    /// built-in PDS API and the firehose; add plugins and sinks, then
+    /// `build()`.
     pub fn builder(&self) -> Result<PdsBuilder, ConfigError> {
         let builder = PdsBuilder::new(self.service_info()?)
             .mailer(Arc::new(OutboxMailer::in_data_dir(&self.config.data_dir)))
-            .plugin(self.api()?);
+            .plugin(self.api()?)
+            .plugin(self.firehose());
         Ok(self.storage.install(builder))
     }
 

@@ -44,6 +44,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, he
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use crate::config::ConfigDuration;
+
 /// `ratelimit-limit`: the number of requests the reported window allows.
 pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 /// `ratelimit-remaining`: requests left in the reported window.
@@ -110,41 +112,19 @@ impl FromStr for RateWindow {
         if limit == 0 {
             return Err(fail("the limit must be at least 1"));
         }
-        let duration = duration.trim();
-        let unit_at = duration
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| fail("the duration needs a unit: s, m, h or d"))?;
-        let (count, unit) = duration.split_at(unit_at);
-        let count: u64 = count
-            .parse()
-            .map_err(|_| fail("the duration must start with a whole number"))?;
-        let unit_secs = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 60 * 60,
-            "d" => 24 * 60 * 60,
-            _ => return Err(fail("the duration's unit must be s, m, h or d")),
-        };
-        let secs = count
-            .checked_mul(unit_secs)
-            .filter(|s| *s <= MAX_WINDOW.as_secs())
-            .ok_or_else(|| fail("the duration must be at most 366d"))?;
-        if secs == 0 {
-            return Err(fail("the duration must be longer than 0"));
+        let window = ConfigDuration::parse(duration.trim()).map_err(fail)?;
+        if window > MAX_WINDOW {
+            return Err(fail("the duration must be at most 366d"));
         }
-        Ok(Self::new(limit, Duration::from_secs(secs)))
+        Ok(Self::new(limit, window))
     }
 }
 
 impl fmt::Display for RateWindow {
     /// `LIMIT/DURATION` in the largest unit that divides the window.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = ceil_secs(self.window);
-        let (count, unit) = [(24 * 60 * 60, "d"), (60 * 60, "h"), (60, "m")]
-            .into_iter()
-            .find(|(unit, _)| secs.is_multiple_of(*unit))
-            .map_or((secs, "s"), |(unit, name)| (secs / unit, name));
-        write!(f, "{}/{count}{unit}", self.limit)
+        let window = Duration::from_secs(ceil_secs(self.window));
+        write!(f, "{}/{}", self.limit, ConfigDuration(window))
     }
 }
 

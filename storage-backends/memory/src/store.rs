@@ -164,8 +164,16 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Tells subscribers that events up to `seq` are committed. Two
+    /// writers may finish in either order; the head only moves forward.
     fn advance_head(&self, seq: i64) {
-        self.head.send_replace(seq);
+        self.head.send_if_modified(|head| {
+            let moved = seq > *head;
+            if moved {
+                *head = seq;
+            }
+            moved
+        });
     }
 }
 
@@ -380,6 +388,24 @@ impl Sequencer for MemoryStore {
 
     fn subscribe(&self) -> SeqWatch {
         self.head.subscribe()
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let Some(&newest) = state.events.keys().next_back() else {
+            return Ok(0);
+        };
+        let old: Vec<i64> = state
+            .events
+            .range(..newest)
+            .filter(|(_, e)| e.time < before)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in &old {
+            state.events.remove(seq);
+            state.invalidated.remove(seq);
+        }
+        Ok(old.len() as u64)
     }
 }
 

@@ -9,7 +9,8 @@
 //! write survives power loss) and write transactions begin `IMMEDIATE`, so
 //! concurrent writers queue on the busy timeout instead of failing. On
 //! Postgres, events are numbered under a transaction-scoped advisory lock so
-//! that `seq` order is commit order across server processes.
+//! that `seq` order is commit order across server processes, and announced
+//! with `pg_notify` so that every process's subscribers wake for them.
 //!
 //! [`RepoStore`]: aurora_core::RepoStore
 //! [`Sequencer`]: aurora_core::Sequencer
@@ -24,6 +25,7 @@ mod sequencer;
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use aurora_core::store::{CommitStage, StoreError};
@@ -119,6 +121,9 @@ struct Shared {
     db: DatabaseConnection,
     engine: Engine,
     head: watch::Sender<i64>,
+    /// Whether the task following other processes' writes was started
+    /// (Postgres; see `sequencer.rs`).
+    listening: AtomicBool,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -180,7 +185,12 @@ impl SqlStore {
             .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let (head, _) = watch::channel(0);
         Ok(Self {
-            shared: Arc::new(Shared { db, engine, head }),
+            shared: Arc::new(Shared {
+                db,
+                engine,
+                head,
+                listening: AtomicBool::new(false),
+            }),
             fault_at: None,
         })
     }

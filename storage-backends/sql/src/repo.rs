@@ -18,6 +18,7 @@ use sea_orm::{
 };
 
 use crate::entity::{record, repo_block, repo_root, repo_seq};
+use crate::sequencer::SEQ_CHANNEL;
 use crate::{Engine, SqlStore, convert, db_err};
 
 /// Rows per multi-row INSERT, well under SQLite's and Postgres' bind-parameter limits.
@@ -195,7 +196,9 @@ impl SqlStore {
     /// Inserts an event row and returns its `seq`. On Postgres the insert
     /// happens under a transaction-scoped advisory lock held until commit, so
     /// no transaction can commit a smaller `seq` after a larger one is
-    /// visible. (SQLite's single writer gives the same for free.)
+    /// visible (the lock is released only after the commit is visible), and
+    /// a notification announces the `seq` to other processes at commit.
+    /// (SQLite's single writer gives the same for free.)
     pub(crate) async fn insert_event(
         &self,
         txn: &DatabaseTransaction,
@@ -223,7 +226,20 @@ impl SqlStore {
             .exec(txn)
             .await
             .map_err(db_err)?;
-        Ok(res.last_insert_id)
+        let seq = res.last_insert_id;
+        if self.engine() == Engine::Postgres {
+            // Delivered when (and only if) the transaction commits, to every
+            // process listening on this database: their subscribers wake
+            // for events other nodes wrote (see `sequencer.rs`).
+            txn.execute_raw(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                "SELECT pg_notify($1, $2)",
+                [SEQ_CHANNEL.into(), seq.to_string().into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(seq)
     }
 }
 

@@ -1,15 +1,37 @@
-//! `Sequencer` on SQL: reads of the `repo_seq` table.
+//! `Sequencer` on SQL: reads of the `repo_seq` table, its pruning, and
+//! the live wake-up.
+//!
+//! Writers of this process advance the wake-up themselves after each
+//! commit. On Postgres, several processes may write to one database: each
+//! event's transaction also sends a notification (`pg_notify`) carrying its
+//! `seq`, delivered at commit; a process that has subscribers LISTENs for
+//! them, and polls the log head now and then in case a notification was
+//! lost (the listening connection dropped and was re-established).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aurora_core::event::{EventType, SeqEvent};
 use aurora_core::store::{SeqWatch, Sequencer, StoreError};
 use aurora_core::syntax::Did;
 use bytes::Bytes;
-use sea_orm::sea_query::{Expr, ExprTrait};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::entity::repo_seq;
-use crate::{SqlStore, convert, db_err};
+use crate::{Engine, Shared, SqlStore, convert, db_err};
+
+/// The Postgres notification channel announcing newly committed events.
+pub(crate) const SEQ_CHANNEL: &str = "aurora_repo_seq";
+
+/// How often a listening process also polls the log head.
+const HEAD_POLL: Duration = Duration::from_secs(5);
+
+/// Rows deleted per pruning transaction.
+const PRUNE_BATCH: u64 = 5_000;
 
 impl SqlStore {
     pub(crate) async fn max_seq(&self) -> Result<Option<i64>, StoreError> {
@@ -79,6 +101,143 @@ impl Sequencer for SqlStore {
     }
 
     fn subscribe(&self) -> SeqWatch {
+        if self.engine() == Engine::Postgres {
+            self.listen_for_other_writers();
+        }
         self.shared.head.subscribe()
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // The newest event always stays: the numbering continues from it.
+        let Some(newest) = self.max_seq().await? else {
+            return Ok(0);
+        };
+        let mut deleted = 0;
+        loop {
+            // In batches, so that a long backlog never holds the write lock
+            // (SQLite) for long.
+            let batch = Query::select()
+                .column(repo_seq::Column::Seq)
+                .from(repo_seq::Entity)
+                .and_where(Expr::col(repo_seq::Column::SequencedAt).lt(before))
+                .and_where(Expr::col(repo_seq::Column::Seq).lt(newest))
+                .order_by(repo_seq::Column::Seq, sea_orm::Order::Asc)
+                .limit(PRUNE_BATCH)
+                .to_owned();
+            let txn = self.begin_write().await?;
+            let res = repo_seq::Entity::delete_many()
+                .filter(repo_seq::Column::Seq.in_subquery(batch))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+            txn.commit().await.map_err(db_err)?;
+            deleted += res.rows_affected;
+            if res.rows_affected < PRUNE_BATCH {
+                return Ok(deleted);
+            }
+        }
+    }
+}
+
+impl SqlStore {
+    /// Starts (once per store) the task that wakes subscribers for events
+    /// committed by other processes on the same Postgres database.
+    fn listen_for_other_writers(&self) {
+        if self
+            .shared
+            .listening
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime: nothing to run the listener on. Let a later call try.
+            self.shared
+                .listening
+                .store(false, std::sync::atomic::Ordering::Release);
+            return;
+        };
+        let pool = self.connection().get_postgres_connection_pool().clone();
+        runtime.spawn(follow_other_writers(Arc::downgrade(&self.shared), pool));
+    }
+}
+
+/// Advances the wake-up of the store behind `shared` to the log head, as
+/// read from the database. `false` when the store is gone.
+async fn poll_head(shared: &Weak<Shared>) -> bool {
+    let Some(shared) = shared.upgrade() else {
+        return false;
+    };
+    let store = SqlStore {
+        shared,
+        fault_at: None,
+    };
+    match store.max_seq().await {
+        Ok(Some(seq)) => store.advance_head(seq),
+        Ok(None) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot read the event log head"),
+    }
+    true
+}
+
+/// LISTENs for the notifications of committed events (see the module
+/// documentation) until the store is dropped or its pool closed.
+async fn follow_other_writers(shared: Weak<Shared>, pool: sea_orm::sqlx::PgPool) {
+    let mut listener: Option<PgListener> = None;
+    let mut poll = tokio::time::interval(HEAD_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if listener.is_none() {
+            if pool.is_closed() {
+                return;
+            }
+            match PgListener::connect_with(&pool).await {
+                Ok(mut l) => match l.listen(SEQ_CHANNEL).await {
+                    Ok(()) => listener = Some(l),
+                    Err(e) => tracing::warn!(error = %e, "cannot LISTEN for new events"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot LISTEN for new events"),
+            }
+            // Whatever was committed before the LISTEN took effect.
+            if !poll_head(&shared).await {
+                return;
+            }
+        }
+        let next = async {
+            match listener.as_mut() {
+                Some(l) => l.try_recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = next => match received {
+                Ok(Some(notification)) => {
+                    let Some(shared) = shared.upgrade() else {
+                        return;
+                    };
+                    if let Ok(seq) = notification.payload().parse::<i64>() {
+                        SqlStore { shared, fault_at: None }.advance_head(seq);
+                    }
+                }
+                // The connection was lost and re-established: notifications
+                // in between may be lost.
+                Ok(None) => {
+                    if !poll_head(&shared).await {
+                        return;
+                    }
+                }
+                Err(sea_orm::sqlx::Error::PoolClosed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the LISTEN connection for new events");
+                    listener = None;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = poll.tick() => {
+                if !poll_head(&shared).await {
+                    return;
+                }
+            }
+        }
     }
 }

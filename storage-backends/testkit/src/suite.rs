@@ -109,6 +109,7 @@ macro_rules! store_conformance_suite {
             events_are_sequenced_in_commit_order,
             concurrent_commits_on_many_repos_get_ordered_seqs,
             subscribers_wake_on_new_events,
+            pruning_deletes_old_events_but_keeps_the_newest,
             accounts_create_and_look_up,
             accounts_reject_duplicates,
             accounts_update_list_and_delete,
@@ -726,6 +727,60 @@ pub async fn subscribers_wake_on_new_events(h: StoreHarness) {
         .expect("no wake-up within 5 s")
         .unwrap();
     assert_eq!(*rx.borrow(), seq2);
+}
+
+#[doc(hidden)]
+pub async fn pruning_deletes_old_events_but_keeps_the_newest(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    assert_eq!(
+        s.prune(chrono::Utc::now()).await.unwrap(),
+        0,
+        "an empty log"
+    );
+    let mut old = Vec::new();
+    for i in 0..3 {
+        old.push(
+            s.sequence_event(identity_event(&alice, &format!("old-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    // An invalidated event is pruned like any other.
+    old.push(s.sequence_event(identity_event(&bob, "old")).await.unwrap());
+    old.push(
+        s.delete_repo(&bob, identity_event(&bob, "gone"))
+            .await
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cut = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut new = Vec::new();
+    for i in 0..2 {
+        new.push(
+            s.sequence_event(identity_event(&alice, &format!("new-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(s.prune(cut).await.unwrap(), old.len() as u64);
+    assert_eq!(s.oldest_seq().await.unwrap(), Some(new[0]));
+    assert_eq!(served_seqs(s, 0, i64::MAX).await, new);
+    assert_eq!(s.prune(cut).await.unwrap(), 0, "nothing left to prune");
+
+    // Everything is old now, but the newest event stays: the log head and
+    // the numbering never go back.
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(s.prune(later).await.unwrap(), 1);
+    assert_eq!(s.current_seq().await.unwrap(), Some(new[1]));
+    assert_eq!(s.oldest_seq().await.unwrap(), Some(new[1]));
+    assert_eq!(served_seqs(s, 0, i64::MAX).await, [new[1]]);
+    let next = s
+        .sequence_event(identity_event(&alice, "next"))
+        .await
+        .unwrap();
+    assert!(next > new[1]);
 }
 
 // ---------------------------------------------------------------------------
