@@ -44,3 +44,21 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// Boxes a tower service over `http` types (an axum `Router` or
+/// `MethodRouter`, a hyper service, ...) as an [`HttpService`], so a plugin
+/// can write its routes with any tower-compatible framework.
+pub fn into_http_service<S, B>(service: S) -> HttpService
+where
+    S: tower::Service<Request, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    use tower::ServiceExt as _;
+    BoxCloneSyncService::new(service.map_response(|res: http::Response<B>| res.map(boxed_body)))
+}

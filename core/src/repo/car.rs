@@ -228,6 +228,84 @@ where
     write_car(Vec::new(), root, blocks).await
 }
 
+/// A CAR file as a stream of byte chunks, for an HTTP body: the header
+/// naming `roots` (none is allowed, as `getBlocks` sends), then one chunk
+/// per block as `blocks` yields it. Nothing but the block at hand is held,
+/// so a whole repo streams in flat memory. An error from `blocks` ends the
+/// stream with that error (an HTTP server then aborts the response rather
+/// than send a truncated file that looks complete).
+pub fn car_byte_stream<S, E>(
+    roots: Vec<Cid>,
+    blocks: S,
+) -> impl Stream<Item = Result<Bytes, io::Error>> + Send
+where
+    S: Stream<Item = Result<(Cid, Bytes), E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    /// Sink the CAR writer writes to; drained after each block.
+    #[derive(Default)]
+    struct Chunk(Vec<u8>);
+    impl AsyncWrite for Chunk {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.0.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+    let header = {
+        let mut w = iroh_car::CarWriter::new(CarHeader::new_v1(roots), Chunk::default());
+        async move {
+            w.write_header().await.map_err(io::Error::other)?;
+            Ok::<_, io::Error>(Bytes::from(std::mem::take(
+                &mut w.finish().await.map_err(io::Error::other)?.0,
+            )))
+        }
+    };
+    let body = blocks.map(|block| {
+        let (cid, bytes) = block.map_err(io::Error::other)?;
+        let len = cid.encoded_len() + bytes.len();
+        if len > MAX_BLOCK_LEN {
+            return Err(io::Error::other(CarError::TooLarge {
+                what: "block",
+                len: len as u64,
+                limit: MAX_BLOCK_LEN,
+            }));
+        }
+        // A section: varint length, then CID and data.
+        let cid_bytes = cid.to_bytes();
+        let mut out = Vec::with_capacity(10 + len);
+        let mut n = len as u64;
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(&cid_bytes);
+        out.extend_from_slice(&bytes);
+        Ok(Bytes::from(out))
+    });
+    futures::stream::once(header).chain(body)
+}
+
 // ----------------------------------------------------------------- reading
 
 /// Reads a CAR file from an [`AsyncRead`], one verified block at a time.
@@ -1160,5 +1238,47 @@ mod tests {
             car.extend(section(&body));
             let _ = read_car_bytes(&car);
         }
+    }
+
+    #[tokio::test]
+    async fn a_streamed_car_reads_back_block_for_block() {
+        let blocks: Vec<(Cid, Bytes)> = (0..300u32)
+            .map(|i| {
+                let bytes = Bytes::from(vec![
+                    u8::try_from(i % 251).unwrap();
+                    (i as usize) * 7 % 1000 + 1
+                ]);
+                (data::cid_for(RAW, &bytes), bytes)
+            })
+            .collect();
+        let root = blocks[0].0;
+        let stream = car_byte_stream(
+            vec![root],
+            futures::stream::iter(blocks.clone().into_iter().map(Ok::<_, io::Error>)),
+        );
+        let chunks: Vec<Bytes> = stream.map(Result::unwrap).collect().await;
+        assert_eq!(
+            chunks.len(),
+            1 + blocks.len(),
+            "header, then one chunk per block"
+        );
+        let car: Vec<u8> = chunks.concat();
+        let (read_root, read) = read_car_bytes(&car).unwrap();
+        assert_eq!(read_root, root);
+        assert_eq!(read.len(), blocks.len());
+        for (cid, bytes) in &blocks {
+            assert_eq!(&read[cid], bytes);
+        }
+        // The same bytes as the buffered writer.
+        assert_eq!(car, car_bytes(root, blocks.clone()).await.unwrap());
+
+        // A failing source ends the stream with its error.
+        let failing = futures::stream::iter(vec![
+            Ok(blocks[0].clone()),
+            Err(io::Error::other("store down")),
+        ]);
+        let items: Vec<_> = car_byte_stream(vec![root], failing).collect().await;
+        assert!(items[..2].iter().all(Result::is_ok));
+        assert!(items[2].is_err());
     }
 }

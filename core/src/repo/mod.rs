@@ -13,7 +13,7 @@ pub use car::{
     write_car_stream,
 };
 pub use commit::{CommitError, SignedCommit, UnsignedCommit};
-pub use mst::{BlockSource, Mst, MstError};
+pub use mst::{BlockSource, Mst, MstError, NodeLinks, node_links};
 pub use writer::{
     PreparedCommit, RecordChange, RepoHead, WriteAction, WriteError, WriteOutcome, prepare_commit,
     prepare_import,

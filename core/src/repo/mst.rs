@@ -923,6 +923,45 @@ fn invalid(cid: &Cid, reason: impl Into<String>) -> MstError {
     }
 }
 
+/// What one stored MST node links to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeLinks {
+    /// The node's subtrees (left, then each entry's right), in key order.
+    pub subtrees: Vec<Cid>,
+    /// The node's entries: full key and value (the record's CID).
+    pub entries: Vec<(String, Cid)>,
+}
+
+/// Decodes one MST node block (checking its hash and fields) into what it
+/// links to, without loading the tree: for walking a stored tree block by
+/// block, e.g. to stream a whole repo out of storage.
+pub fn node_links(cid: &Cid, bytes: &[u8]) -> Result<NodeLinks, MstError> {
+    if cid_for(DAG_CBOR, bytes) != *cid {
+        return Err(invalid(cid, "block does not hash to its CID"));
+    }
+    let value = data::decode_strict(bytes).map_err(|source| MstError::Decode {
+        cid: *cid,
+        source: Box::new(source),
+    })?;
+    let Ipld::Map(map) = &value else {
+        return Err(invalid(cid, "not a map"));
+    };
+    let mut links = NodeLinks::default();
+    match map.get("l") {
+        Some(Ipld::Link(c)) => links.subtrees.push(*c),
+        Some(Ipld::Null) => {}
+        _ => return Err(invalid(cid, "l must be a link or null")),
+    }
+    let Some(Ipld::List(raw_entries)) = map.get("e") else {
+        return Err(invalid(cid, "e must be a list"));
+    };
+    for (key, value, right) in decode_entries(cid, raw_entries)? {
+        links.entries.push((key, value));
+        links.subtrees.extend(right);
+    }
+    Ok(links)
+}
+
 /// An entry as stored: full key (prefix expanded), value, right subtree.
 type RawEntry = (String, Cid, Option<Cid>);
 

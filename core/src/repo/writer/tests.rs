@@ -284,3 +284,89 @@ async fn blob_references_are_collected() {
     let body = decode_payload(&prepared.write.event_payload).unwrap();
     assert_eq!(body["blobs"], Ipld::List(vec![Ipld::Link(blob)]));
 }
+
+#[tokio::test]
+async fn an_imported_repo_is_re_signed_and_replaces_the_index() {
+    // The old host's repo: two posts, signed with its key.
+    let mut old = Repo::new();
+    old.commit(&[
+        change(WriteAction::Create, "3kaaaaaaaaaa2", Some("one")),
+        change(WriteAction::Create, "3kbbbbbbbbbb2", Some("two")),
+    ])
+    .await
+    .unwrap();
+    let head = old.head.clone().unwrap();
+    let loaded = crate::repo::LoadedRepo::from_blocks(
+        head.commit,
+        old.blocks.clone(),
+        Some(&old.key.public_key()),
+    )
+    .unwrap();
+
+    // The new host had one record the import does not hold.
+    let mut new = Repo::new();
+    let stale = new
+        .commit(&[change(WriteAction::Create, "3kzzzzzzzzzz2", Some("stale"))])
+        .await
+        .unwrap();
+    let existing = vec![(
+        Nsid::parse("app.bsky.feed.post").unwrap(),
+        RecordKey::parse("3kzzzzzzzzzz2").unwrap(),
+        stale.outcomes[0].cid.unwrap(),
+    )];
+    let imported = prepare_import(
+        &did(),
+        &new.key,
+        new.head.as_ref(),
+        &loaded,
+        &existing,
+        &new.clock,
+    )
+    .await
+    .unwrap();
+
+    // Same tree, new commit signed by the new host, built on its head.
+    let commit_block = imported
+        .write
+        .blocks
+        .iter()
+        .find(|(c, _)| *c == imported.commit)
+        .unwrap();
+    let commit = SignedCommit::from_block(&commit_block.1).unwrap();
+    commit.verify(&new.key.public_key()).unwrap();
+    assert!(commit.verify(&old.key.public_key()).is_err());
+    assert_eq!(commit.data, head.data);
+    assert!(imported.rev > new.head.as_ref().unwrap().rev);
+    assert_eq!(
+        imported.write.expected_root,
+        new.head.as_ref().map(|h| h.commit)
+    );
+    assert_eq!(imported.write.event_type, EventType::Sync);
+
+    // The index: both imported posts put, the stale one deleted.
+    let puts = imported
+        .write
+        .records
+        .iter()
+        .filter(|r| matches!(r, RecordWrite::Put { .. }))
+        .count();
+    let deletes: Vec<_> = imported
+        .write
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            RecordWrite::Delete { rkey, .. } => Some(rkey.as_str().to_owned()),
+            RecordWrite::Put { .. } => None,
+        })
+        .collect();
+    assert_eq!((puts, deletes), (2, vec!["3kzzzzzzzzzz2".to_owned()]));
+
+    // The #sync event carries the new commit.
+    let body = decode_payload(&imported.write.event_payload).unwrap();
+    let Ipld::Bytes(car) = &body["blocks"] else {
+        panic!("blocks")
+    };
+    let (root, blocks) = read_car_bytes(car).unwrap();
+    assert_eq!(root, imported.commit);
+    assert!(blocks.contains_key(&imported.commit));
+}
