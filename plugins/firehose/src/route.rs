@@ -5,14 +5,11 @@
 use std::sync::Arc;
 
 use aurora_core::XrpcError;
-use aurora_core::http::HttpService;
+use aurora_core::http::{HttpService, into_http_service};
 use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::response::{IntoResponse, Response};
 use http::Uri;
-use http_body_util::BodyExt;
-use tower::ServiceExt;
-use tower::util::BoxCloneSyncService;
 
 use crate::stream::{self, Firehose};
 
@@ -22,14 +19,7 @@ const MAX_INCOMING: usize = 64 * 1024;
 
 /// The route's service: `GET /xrpc/com.atproto.sync.subscribeRepos`.
 pub(crate) fn service(firehose: Arc<Firehose>) -> HttpService {
-    let router = axum::routing::get(subscribe_repos).with_state(firehose);
-    BoxCloneSyncService::new(
-        router
-            .map_request(|req: aurora_core::http::Request| req.map(axum::body::Body::new))
-            .map_response(|res: Response| {
-                res.map(|body| body.map_err(axum::Error::into_inner).boxed_unsync())
-            }),
-    )
+    into_http_service(axum::routing::get(subscribe_repos).with_state(firehose))
 }
 
 fn xrpc_error(e: XrpcError) -> Response {
