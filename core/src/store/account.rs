@@ -306,6 +306,19 @@ pub trait AccountStore: Send + Sync + 'static {
         codes: &[String],
         accounts: &[String],
     ) -> Result<(), StoreError>;
+
+    /// The account's private preferences (`app.bsky.actor.getPreferences`):
+    /// a JSON array of preference objects, each with a `$type`; empty when
+    /// none were stored. [`StoreError::NotFound`] for an unknown DID.
+    async fn get_preferences(&self, did: &Did) -> Result<Vec<serde_json::Value>, StoreError>;
+
+    /// Replaces the account's preferences. [`StoreError::NotFound`] for an
+    /// unknown DID. Deleting the account deletes them.
+    async fn put_preferences(
+        &self,
+        did: &Did,
+        preferences: Vec<serde_json::Value>,
+    ) -> Result<(), StoreError>;
 }
 
 /// A session's refresh token, as stored (the JWT itself is not stored,

@@ -16,7 +16,8 @@ pub use account::{
 };
 pub use blob::{BlobError, BlobStore, ByteStream, StoredBlob, TempBlob};
 pub use repo::{
-    CommitStage, CommitWrite, RecordEntry, RecordPage, RecordWrite, RepoRoot, RepoStats, RepoStore,
+    BlobRecord, CommitStage, CommitWrite, MissingBlob, RecordEntry, RecordPage, RecordWrite,
+    RepoRoot, RepoStats, RepoStore,
 };
 pub use sequencer::{SeqWatch, Sequencer};
 

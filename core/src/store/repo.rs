@@ -42,6 +42,10 @@ pub enum RecordWrite {
         rkey: RecordKey,
         /// CID of the new record block (which must be among the commit's blocks or already stored).
         cid: Cid,
+        /// The blobs the record references (deduplicated). They replace the
+        /// record's earlier references, which keeps per-blob reference
+        /// counts right across updates.
+        blobs: Vec<Cid>,
     },
     /// Remove the record at `collection/rkey`.
     Delete {
@@ -135,6 +139,39 @@ pub struct RepoStats {
     pub imported_blobs: u64,
 }
 
+/// Metadata of one of an account's blobs. The bytes live in the
+/// [`BlobStore`](super::BlobStore); this row says whose blob it is, what it
+/// is, and whether it is still a temporary upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRecord {
+    /// The account the blob belongs to.
+    pub did: Did,
+    /// CIDv1 (raw codec, sha2-256) of the content.
+    pub cid: Cid,
+    /// MIME type, sniffed from the content or as declared.
+    pub mime_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Key of the temporary object while no committed record references the
+    /// blob yet; `None` once the blob is permanent.
+    pub temp_key: Option<String>,
+    /// When the blob was uploaded (refreshed when a temporary blob is
+    /// uploaded again, which restarts its grace period).
+    pub created_at: DateTime<Utc>,
+    /// Set when the blob is taken down; a taken-down blob is not served.
+    pub takedown_ref: Option<String>,
+}
+
+/// A blob that a record references but that is not stored for the account
+/// (after `importRepo`, until the blob is uploaded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingBlob {
+    /// The blob's CID.
+    pub cid: Cid,
+    /// `at://` URI of one record referencing it.
+    pub record_uri: String,
+}
+
 /// Block storage, repo roots, the record index and the write side of the
 /// event log.
 ///
@@ -195,4 +232,76 @@ pub trait RepoStore: Send + Sync + 'static {
     /// as by [`apply_commit`](Self::apply_commit). A DID without a repo
     /// still gets its event sequenced.
     async fn delete_repo(&self, did: &Did, event: NewEvent) -> Result<i64, StoreError>;
+
+    /// Records an upload. When `blob.did` has no blob `blob.cid`, inserts
+    /// `blob` and returns it. Otherwise returns the stored record unchanged,
+    /// except that a still temporary one gets `blob.created_at` (restarting
+    /// its grace period, so a concurrent sweep does not remove it); the
+    /// caller then drops its own temporary object when the returned
+    /// `temp_key` is not the one it passed.
+    async fn put_blob(&self, blob: BlobRecord) -> Result<BlobRecord, StoreError>;
+
+    /// `did`'s blob `cid`, temporary or permanent.
+    async fn get_blob(&self, did: &Did, cid: &Cid) -> Result<Option<BlobRecord>, StoreError>;
+
+    /// Marks `did`'s blob `cid` permanent (clears its `temp_key`) after its
+    /// bytes were moved to permanent storage. Succeeds when already
+    /// permanent; [`StoreError::NotFound`] when there is no such blob.
+    async fn mark_blob_permanent(&self, did: &Did, cid: &Cid) -> Result<(), StoreError>;
+
+    /// Whether any of `did`'s records references blob `cid`.
+    async fn is_blob_referenced(&self, did: &Did, cid: &Cid) -> Result<bool, StoreError>;
+
+    /// Blobs referenced by `did`'s records but not stored for `did`, ordered
+    /// by CID (string order), after `cursor`, at most `limit`; one entry per
+    /// blob.
+    async fn list_missing_blobs(
+        &self,
+        did: &Did,
+        cursor: Option<&Cid>,
+        limit: usize,
+    ) -> Result<Vec<MissingBlob>, StoreError>;
+
+    /// CIDs of `did`'s permanent blobs, ordered by CID (string order), after
+    /// `cursor`, at most `limit`.
+    async fn list_blobs(
+        &self,
+        did: &Did,
+        cursor: Option<&Cid>,
+        limit: usize,
+    ) -> Result<Vec<Cid>, StoreError>;
+
+    /// Temporary blobs (of any account) uploaded before `created_before`
+    /// that no record references: uploads never used. At most `limit`.
+    async fn stale_temp_blobs(
+        &self,
+        created_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>, StoreError>;
+
+    /// Temporary blobs that a record references: a commit landed but the
+    /// server stopped before moving the bytes to permanent storage. At most
+    /// `limit`.
+    async fn unpromoted_blobs(&self, limit: usize) -> Result<Vec<BlobRecord>, StoreError>;
+
+    /// Permanent blobs that no record references any more (of `did`, or of
+    /// every account when `None`). At most `limit`.
+    async fn orphaned_blobs(
+        &self,
+        did: Option<&Did>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>, StoreError>;
+
+    /// Deletes the row of `did`'s blob `cid` if it is still exactly as the
+    /// sweep saw it: with the same `temp_key` (`None`: permanent), uploaded
+    /// no later than `created_before` when temporary, and referenced by no
+    /// record. Returns whether it was deleted; only then may the caller
+    /// delete the bytes.
+    async fn delete_blob_if_unused(
+        &self,
+        did: &Did,
+        cid: &Cid,
+        temp_key: Option<&str>,
+        created_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
