@@ -121,7 +121,7 @@ fn link(value: &Ipld) -> aurora_core::cid::Cid {
 async fn assert_error_frame(ws: &mut Ws, error: &str) {
     match frame(ws).await {
         Frame::Error { error: got, .. } => assert_eq!(got, error),
-        other => panic!("expected the {error} error frame, got {other:?}"),
+        other @ Frame::Message { .. } => panic!("expected the {error} error frame, got {other:?}"),
     }
     match next(ws, PATIENCE).await {
         Next::Closed(Some((code, reason))) => {
@@ -415,16 +415,18 @@ async fn frames_carry_every_event_type_as_the_spec_says() {
     ));
 }
 
-/// A subscriber that reads until it has seen the `seq` `until` says
-/// (once it says one), checking that each `seq` is larger than the last.
+/// A subscriber (from `cursor`, or live) that reads until it has seen the
+/// `seq` `until` says (once it says one), checking that each `seq` is
+/// larger than the last.
 fn collect(
     mut ws: Ws,
+    cursor: Option<i64>,
     mut until: tokio::sync::watch::Receiver<i64>,
 ) -> tokio::task::JoinHandle<Vec<i64>> {
     tokio::spawn(async move {
         let mut seen: Vec<i64> = Vec::new();
         loop {
-            let last = seen.last().copied().unwrap_or(-1);
+            let last = seen.last().copied().or(cursor).unwrap_or(-1);
             let target = *until.borrow_and_update();
             if target > 0 && last >= target {
                 return seen;
@@ -460,7 +462,7 @@ async fn subscribers_join_while_a_writer_runs(test: &str, db: Db) {
     }
     let (done_tx, done_rx) = tokio::sync::watch::channel(0_i64);
 
-    let live = collect(subscribe(&server, None).await, done_rx.clone());
+    let live = collect(subscribe(&server, None).await, None, done_rx.clone());
     // Let it join the feed (a live subscriber starts wherever it joins).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let writer = {
@@ -479,9 +481,8 @@ async fn subscribers_join_while_a_writer_runs(test: &str, db: Db) {
                     .await
                     .unwrap();
                 assert!(res.status().is_success());
-                if i % 20 == 0 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                // Paced, so that it runs while every subscriber joins.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
     };
@@ -494,6 +495,7 @@ async fn subscribers_join_while_a_writer_runs(test: &str, db: Db) {
         (900, 0),
     ] {
         tokio::time::sleep(Duration::from_millis(pause)).await;
+        assert!(!writer.is_finished(), "the writer still runs");
         let now = head(&server).await;
         let cursor = match cursor_of {
             0 => 0,
@@ -502,7 +504,11 @@ async fn subscribers_join_while_a_writer_runs(test: &str, db: Db) {
         };
         joined.push((
             cursor,
-            collect(subscribe(&server, Some(cursor)).await, done_rx.clone()),
+            collect(
+                subscribe(&server, Some(cursor)).await,
+                Some(cursor),
+                done_rx.clone(),
+            ),
         ));
     }
     writer.await.unwrap();
@@ -646,7 +652,7 @@ async fn a_cursor_past_retention_gets_outdated_cursor_then_the_oldest_events() {
 
 #[tokio::test]
 async fn a_consumer_that_does_not_read_is_cut_off_with_consumer_too_slow() {
-    const WRITES: usize = 60;
+    const WRITES: usize = 150;
     let plc = TestPlcDirectory::start().await;
     let server = server_with("firehose_slow", Db::Memory, &plc, |c: &mut Config| {
         c.firehose_outbox_frames = 4;
@@ -675,8 +681,9 @@ async fn a_consumer_that_does_not_read_is_cut_off_with_consumer_too_slow() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // Big records fill the slow one's socket buffers, then its outbox.
-    let big = "x".repeat(20_000);
+    // Big records fill the slow one's socket buffers (the server's send
+    // buffer on loopback takes megabytes), then its outbox.
+    let big = "x".repeat(60_000);
     for i in 0..WRITES {
         c.ok_post(
             "com.atproto.repo.createRecord",
@@ -777,8 +784,8 @@ async fn two_servers_on_one_postgres_serve_one_ordered_log() {
         .unwrap();
     let (done_tx, done_rx) = tokio::sync::watch::channel(0_i64);
     let start = head(&a).await;
-    let live_a = collect(subscribe(&a, None).await, done_rx.clone());
-    let live_b = collect(subscribe(&b, None).await, done_rx.clone());
+    let live_a = collect(subscribe(&a, None).await, None, done_rx.clone());
+    let live_b = collect(subscribe(&b, None).await, None, done_rx.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (did_a, token_a) = sign_up(&Client { server: &a }, "north.test").await;
     let (did_b, token_b) = sign_up(&Client { server: &b }, "south.test").await;
@@ -811,9 +818,13 @@ async fn two_servers_on_one_postgres_serve_one_ordered_log() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let from_a = collect(subscribe(&a, Some(start)).await, done_rx.clone());
+    let from_a = collect(
+        subscribe(&a, Some(start)).await,
+        Some(start),
+        done_rx.clone(),
+    );
     let mid = head(&b).await / 2;
-    let from_b = collect(subscribe(&b, Some(mid)).await, done_rx.clone());
+    let from_b = collect(subscribe(&b, Some(mid)).await, Some(mid), done_rx.clone());
     for w in writers {
         w.await.unwrap();
     }

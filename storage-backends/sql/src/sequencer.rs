@@ -184,8 +184,8 @@ async fn poll_head(shared: &Weak<Shared>) -> bool {
 /// documentation) until the store is dropped or its pool closed.
 async fn follow_other_writers(shared: Weak<Shared>, pool: sea_orm::sqlx::PgPool) {
     let mut listener: Option<PgListener> = None;
-    let mut poll = tokio::time::interval(HEAD_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut head_poll = tokio::time::interval(HEAD_POLL);
+    head_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if listener.is_none() {
             if pool.is_closed() {
@@ -233,7 +233,7 @@ async fn follow_other_writers(shared: Weak<Shared>, pool: sea_orm::sqlx::PgPool)
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
-            _ = poll.tick() => {
+            _ = head_poll.tick() => {
                 if !poll_head(&shared).await {
                     return;
                 }
