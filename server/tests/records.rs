@@ -16,23 +16,9 @@ use aurora_core::event::decode_payload;
 use aurora_core::repo::commit::SignedCommit;
 use aurora_core::syntax::Did;
 use aurora_storage_testkit::plc::TestPlcDirectory;
-use common::pds::{Client, server};
+use common::pds::{Client, server, sign_up};
 use common::{Db, TestServer};
 use serde_json::{Value, json};
-
-async fn sign_up(c: &Client<'_>, handle: &str) -> (String, String) {
-    let created = c
-        .ok_post(
-            "com.atproto.server.createAccount",
-            None,
-            json!({"handle": handle, "email": format!("{handle}@example.com"), "password": "a long password"}),
-        )
-        .await;
-    (
-        created["did"].as_str().unwrap().to_owned(),
-        created["accessJwt"].as_str().unwrap().to_owned(),
-    )
-}
 
 fn post(text: &str) -> Value {
     json!({"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-11-25T12:00:00.000Z"})

@@ -122,6 +122,21 @@ impl Client<'_> {
     }
 }
 
+/// Signs up `handle` (email `<handle>@example.com`): its DID and access token.
+pub(crate) async fn sign_up(c: &Client<'_>, handle: &str) -> (String, String) {
+    let created = c
+        .ok_post(
+            "com.atproto.server.createAccount",
+            None,
+            json!({"handle": handle, "email": format!("{handle}@example.com"), "password": "a long password"}),
+        )
+        .await;
+    (
+        created["did"].as_str().unwrap().to_owned(),
+        created["accessJwt"].as_str().unwrap().to_owned(),
+    )
+}
+
 /// The newest mail in the server's outbox to `to`: its token.
 pub(crate) fn mailed_token(server: &TestServer, to: &str) -> String {
     let outbox = std::fs::read_to_string(server.data_dir.join("mail/outbox.jsonl")).unwrap();
