@@ -584,14 +584,11 @@ async fn bad_headers_unknown_services_and_missing_auth_are_refused() {
     };
     forged.fails(timeline, None, 401, "InvalidToken").await;
 
-    // Methods the PDS keeps to itself are never forwarded.
-    for nsid in [
-        "app.bsky.actor.getPreferences",
-        "app.bsky.actor.putPreferences",
-    ] {
-        for proxy in [None, labeler] {
-            dave.fails(nsid, proxy, 501, "MethodNotImplemented").await;
-        }
+    // Preferences are the PDS's own: answered locally (not the stand-in's
+    // echo), with or without a header.
+    for proxy in [None, labeler] {
+        let prefs = dave.echo("app.bsky.actor.getPreferences", proxy).await;
+        assert_eq!(prefs, json!({"preferences": []}));
     }
     // Unserved com.atproto.* (and any other namespace) is not forwarded
     // without a header...
