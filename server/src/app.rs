@@ -1,6 +1,7 @@
 //! Assembles the HTTP application from a [`Pds`]: the XRPC routes of every
-//! plugin, the fallbacks that give unknown methods their XRPC errors, the
-//! plugins' layers, and the tower-http layers every request passes through.
+//! plugin, the service proxy for methods no plugin serves (or the fallback
+//! that gives them their XRPC errors), the plugins' layers, and the
+//! tower-http layers every request passes through.
 //!
 //! Outermost first: request id -> trace span -> request id echoed back ->
 //! panic catcher -> CORS -> compression -> XRPC error bodies -> rate limits
@@ -29,6 +30,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+use crate::proxy::Proxy;
 use crate::rate_limit::{RateLimitLayer, RateLimitSettings};
 use crate::xrpc::{ApiError, from_http_service, into_http_service};
 
@@ -41,6 +43,9 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Per-client limits on XRPC methods; `None` disables them.
     pub rate_limits: Option<RateLimitSettings>,
+    /// The service proxy, which takes the XRPC methods no plugin serves;
+    /// `None`: they are `501 MethodNotImplemented`.
+    pub proxy: Option<Proxy>,
 }
 
 /// The version reported by `/xrpc/_health`.
@@ -67,8 +72,12 @@ pub fn router(pds: &Pds, settings: &HttpSettings) -> Router {
         };
         routes = routes.route(&format!("/xrpc/{}", route.nsid), method);
     }
+    let unserved = match &settings.proxy {
+        Some(proxy) => proxy.route(pds.context()),
+        None => any(unknown_method),
+    };
     let routes = routes
-        .route("/xrpc/{*method}", any(unknown_method))
+        .route("/xrpc/{*method}", unserved)
         .fallback(not_found);
 
     let layered = pds.apply_layers(into_http_service(routes));

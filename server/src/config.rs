@@ -299,6 +299,53 @@ fn method_limits<'de, D: Deserializer<'de>>(
     Ok(methods)
 }
 
+/// Limits of service proxying (`[proxy]`, `AURORA_PROXY__*`): how calls
+/// forwarded to an AppView, a chat service or any service named in an
+/// `atproto-proxy` header are bounded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Seconds the upstream service gets to connect and to answer with its
+    /// response headers, and the longest pause while it streams the body
+    /// (`AURORA_PROXY__TIMEOUT_SECS`).
+    pub timeout_secs: u64,
+    /// Largest request body forwarded, in bytes
+    /// (`AURORA_PROXY__MAX_REQUEST_BYTES`).
+    pub max_request_bytes: u64,
+    /// Largest response body relayed, in bytes
+    /// (`AURORA_PROXY__MAX_RESPONSE_BYTES`); a longer one is cut off.
+    pub max_response_bytes: u64,
+}
+
+impl Default for ProxyConfig {
+    /// The reference PDS's limits (30 s body timeout, 10 MB responses);
+    /// requests get the same 10 MB.
+    fn default() -> Self {
+        Self {
+            timeout_secs: 30,
+            max_request_bytes: 10 * 1024 * 1024,
+            max_response_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// The DID of Bluesky's AppView, the default `appview_did`.
+pub const DEFAULT_APPVIEW_DID: &str = "did:web:api.bsky.app";
+/// The URL of Bluesky's AppView, the default `appview_url`.
+pub const DEFAULT_APPVIEW_URL: &str = "https://api.bsky.app";
+/// The DID of Bluesky's chat service, the default `chat_did`.
+pub const DEFAULT_CHAT_DID: &str = "did:web:api.bsky.chat";
+
+/// A service that calls without an `atproto-proxy` header go to (see
+/// [`Config::appview`] and [`Config::chat`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultService {
+    /// The service's DID: the audience of the service tokens sent to it.
+    pub did: Did,
+    /// Its endpoint; `None` to resolve it from the DID document.
+    pub url: Option<url::Url>,
+}
+
 /// The effective configuration of an `aurora` process.
 ///
 /// Unknown keys are errors, so a misspelt setting is reported instead of
@@ -365,6 +412,24 @@ pub struct Config {
     pub firehose_outbox_frames: usize,
     /// Seconds between pings on an idle firehose connection (`AURORA_FIREHOSE_PING_SECS`).
     pub firehose_ping_secs: u64,
+    /// The AppView's DID (`AURORA_APPVIEW_DID`): `app.bsky.*` calls without
+    /// an `atproto-proxy` header go to its `#bsky_appview` service. Default
+    /// Bluesky's, `did:web:api.bsky.app`; empty turns default proxying off.
+    pub appview_did: Option<String>,
+    /// The AppView's URL (`AURORA_APPVIEW_URL`); default `https://api.bsky.app`
+    /// for the default DID, otherwise resolved from the DID document. Needs
+    /// `appview_did`.
+    pub appview_url: Option<String>,
+    /// The chat service's DID (`AURORA_CHAT_DID`): `chat.bsky.*` calls
+    /// without an `atproto-proxy` header go to its `#bsky_chat` service.
+    /// Default Bluesky's, `did:web:api.bsky.chat`; empty turns default
+    /// proxying off.
+    pub chat_did: Option<String>,
+    /// The chat service's URL (`AURORA_CHAT_URL`); default: resolved from
+    /// the DID document. Needs `chat_did`.
+    pub chat_url: Option<String>,
+    /// Limits of service proxying.
+    pub proxy: ProxyConfig,
 }
 
 impl Default for Config {
@@ -396,6 +461,11 @@ impl Default for Config {
             firehose_retention: ConfigDuration(Duration::from_secs(72 * 60 * 60)),
             firehose_outbox_frames: 500,
             firehose_ping_secs: 30,
+            appview_did: None,
+            appview_url: None,
+            chat_did: None,
+            chat_url: None,
+            proxy: ProxyConfig::default(),
         }
     }
 }
@@ -580,7 +650,51 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        self.appview()?;
+        self.chat()?;
+        for (key, value) in [
+            ("proxy.timeout_secs", self.proxy.timeout_secs),
+            ("proxy.max_request_bytes", self.proxy.max_request_bytes),
+            ("proxy.max_response_bytes", self.proxy.max_response_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::for_key(key, "must be greater than 0"));
+            }
+        }
         Ok(())
+    }
+
+    /// Where `app.bsky.*` calls without an `atproto-proxy` header go:
+    /// `None` when default proxying is off (`appview_did` empty).
+    pub fn appview(&self) -> Result<Option<DefaultService>, ConfigError> {
+        default_service(
+            ("appview_did", self.appview_did.as_deref()),
+            ("appview_url", self.appview_url.as_deref()),
+            DEFAULT_APPVIEW_DID,
+            Some(DEFAULT_APPVIEW_URL),
+        )
+    }
+
+    /// Where `chat.bsky.*` calls without an `atproto-proxy` header go:
+    /// `None` when default proxying is off (`chat_did` empty).
+    pub fn chat(&self) -> Result<Option<DefaultService>, ConfigError> {
+        default_service(
+            ("chat_did", self.chat_did.as_deref()),
+            ("chat_url", self.chat_url.as_deref()),
+            DEFAULT_CHAT_DID,
+            None,
+        )
+    }
+
+    /// Whether this is a development setup (hostname `localhost`, or a
+    /// `.test` user domain): then `.test` handles and `did:web:localhost`
+    /// resolve, and proxied services may be plain `http` on loopback.
+    pub fn allows_test_hosts(&self) -> bool {
+        self.hostname == "localhost"
+            || self
+                .user_domains
+                .iter()
+                .any(|d| d.to_ascii_lowercase().ends_with(".test"))
     }
 
     /// The database URL in effect: the configured one, or SQLite in the data folder.
@@ -624,9 +738,63 @@ impl Config {
         shown.blob_dir = Some(self.effective_blob_dir());
         shown.service_did = Some(self.effective_service_did());
         shown.public_url = Some(self.effective_public_url());
+        for (service, did, url) in [
+            (
+                self.appview(),
+                &mut shown.appview_did,
+                &mut shown.appview_url,
+            ),
+            (self.chat(), &mut shown.chat_did, &mut shown.chat_url),
+        ] {
+            match service {
+                Ok(Some(s)) => {
+                    *did = Some(s.did.to_string());
+                    *url = s.url.map(|u| u.to_string());
+                }
+                Ok(None) => *did = Some(String::new()),
+                Err(_) => {}
+            }
+        }
         toml::to_string_pretty(&shown)
             .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
+}
+
+/// A default proxy target from its `did` and `url` settings: both unset is
+/// `default_did` (at `default_url`), an empty DID is none, a URL needs an
+/// explicit DID (so that tokens are never addressed to one service and sent
+/// to another).
+fn default_service(
+    (did_key, did): (&str, Option<&str>),
+    (url_key, url): (&str, Option<&str>),
+    default_did: &str,
+    default_url: Option<&str>,
+) -> Result<Option<DefaultService>, ConfigError> {
+    let did = did.map(str::trim);
+    let url = url.map(str::trim).filter(|u| !u.is_empty());
+    let (did, url) = match (did, url) {
+        (None, None) => (default_did, default_url),
+        (Some(""), None) => return Ok(None),
+        (None | Some(""), Some(_)) => {
+            return Err(ConfigError::for_key(
+                did_key,
+                format!("must be set when {} is", env_name(url_key)),
+            ));
+        }
+        (Some(did), url) => (did, url),
+    };
+    let did = Did::parse(did).map_err(|e| ConfigError::for_key(did_key, e.to_string()))?;
+    let url = url
+        .map(|raw| {
+            crate::identity::did_document::server_url(raw).ok_or_else(|| {
+                ConfigError::for_key(
+                    url_key,
+                    "must be an http(s) origin such as https://api.example.com",
+                )
+            })
+        })
+        .transpose()?;
+    Ok(Some(DefaultService { did, url }))
 }
 
 fn redact_url_password(raw: &str) -> String {
@@ -816,6 +984,65 @@ mod tests {
             let mut c = from_toml(&format!("{key} = 0")).unwrap();
             let e = c.normalize_and_validate().unwrap_err();
             assert_eq!(e.key, env_name(key));
+        }
+    }
+
+    #[test]
+    fn default_services_are_bluesky_s_and_need_a_did_with_a_url() {
+        let c = from_toml("").unwrap();
+        let appview = c.appview().unwrap().unwrap();
+        assert_eq!(appview.did.as_str(), DEFAULT_APPVIEW_DID);
+        assert_eq!(appview.url.unwrap().as_str(), "https://api.bsky.app/");
+        let chat = c.chat().unwrap().unwrap();
+        assert_eq!(chat.did.as_str(), DEFAULT_CHAT_DID);
+        assert_eq!(chat.url, None, "resolved from the DID document");
+
+        // Shown with their effective values, and loaded back the same.
+        let again = from_toml(&c.to_redacted_toml()).unwrap();
+        assert_eq!(again.appview().unwrap(), c.appview().unwrap());
+        assert_eq!(again.chat().unwrap(), c.chat().unwrap());
+
+        let c = from_toml(
+            "appview_did = \"did:web:appview.example.com\"\n\
+             appview_url = \"http://127.0.0.1:3000\"\n\
+             chat_did = \"\"\n",
+        )
+        .unwrap();
+        let appview = c.appview().unwrap().unwrap();
+        assert_eq!(appview.did.as_str(), "did:web:appview.example.com");
+        assert_eq!(appview.url.unwrap().as_str(), "http://127.0.0.1:3000/");
+        assert_eq!(c.chat().unwrap(), None);
+        let again = from_toml(&c.to_redacted_toml()).unwrap();
+        assert_eq!(again.chat().unwrap(), None);
+
+        // A custom DID alone: its endpoint is resolved.
+        let c = from_toml("appview_did = \"did:web:appview.example.com\"\n").unwrap();
+        assert_eq!(c.appview().unwrap().unwrap().url, None);
+
+        for (text, key) in [
+            (
+                "appview_url = \"https://appview.example.com\"",
+                "AURORA_APPVIEW_DID",
+            ),
+            ("chat_url = \"https://chat.example.com\"", "AURORA_CHAT_DID"),
+            ("appview_did = \"not a did\"", "AURORA_APPVIEW_DID"),
+            (
+                "appview_did = \"did:web:a.example.com\"\nappview_url = \"https://a.example.com/xrpc\"",
+                "AURORA_APPVIEW_URL",
+            ),
+            (
+                "chat_did = \"did:web:a.example.com\"\nchat_url = \"ftp://a.example.com\"",
+                "AURORA_CHAT_URL",
+            ),
+            ("[proxy]\ntimeout_secs = 0", "AURORA_PROXY__TIMEOUT_SECS"),
+            (
+                "[proxy]\nmax_request_bytes = 0",
+                "AURORA_PROXY__MAX_REQUEST_BYTES",
+            ),
+        ] {
+            let mut c = from_toml(text).unwrap();
+            let e = c.normalize_and_validate().unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
         }
     }
 

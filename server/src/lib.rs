@@ -4,7 +4,8 @@
 //! ([`secrets`]), storage selection ([`storage`]), the HTTP application and
 //! its layers ([`app`], [`rate_limit`]), the PDS's own XRPC methods
 //! ([`api`]) and the accounts behind them ([`accounts`]), the clients of identity services such as the PLC directory
-//! ([`identity`]), and serving with graceful shutdown ([`serve`]). The
+//! ([`identity`]), service proxying to AppViews and other services
+//! ([`proxy`]), and serving with graceful shutdown ([`serve`]). The
 //! `aurora` binary drives these from the command line; a custom PDS variant
 //! uses them directly (see `examples/`).
 
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod identity;
 pub mod mail;
+pub mod proxy;
 pub mod rate_limit;
 pub mod repo;
 pub mod secrets;
@@ -22,7 +24,7 @@ pub mod serve;
 pub mod storage;
 pub mod xrpc;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aurora_core::crypto::{Curve, SigningKey};
@@ -48,6 +50,9 @@ pub struct Aurora {
     pub storage: Storage,
     /// The server's secrets.
     pub secrets: Secrets,
+    /// The account dependencies, built once and shared by the API and the
+    /// proxy (one token issuer, one set of resolver caches).
+    deps: OnceLock<Arc<AccountDeps>>,
 }
 
 impl Aurora {
@@ -62,6 +67,7 @@ impl Aurora {
             config: Arc::new(config),
             storage,
             secrets,
+            deps: OnceLock::new(),
         })
     }
 
@@ -87,9 +93,35 @@ impl Aurora {
     pub fn api(&self) -> Result<api::PdsApi, ConfigError> {
         let blobs = api::BlobSettings {
             max_bytes: self.config.blob_max_bytes,
-            temp_grace: std::time::Duration::from_secs(self.config.blob_temp_grace_secs),
+            temp_grace: Duration::from_secs(self.config.blob_temp_grace_secs),
         };
-        Ok(api::PdsApi::new(Arc::new(self.account_deps()?)).with_blob_settings(blobs))
+        Ok(api::PdsApi::new(self.shared_account_deps()?).with_blob_settings(blobs))
+    }
+
+    /// [`account_deps`](Self::account_deps), built on first use and shared.
+    fn shared_account_deps(&self) -> Result<Arc<AccountDeps>, ConfigError> {
+        if let Some(deps) = self.deps.get() {
+            return Ok(deps.clone());
+        }
+        let deps = Arc::new(self.account_deps()?);
+        Ok(self.deps.get_or_init(|| deps).clone())
+    }
+
+    /// The service proxy (see [`proxy`]), configured.
+    pub fn proxy(&self) -> Result<proxy::Proxy, ConfigError> {
+        let c = &self.config;
+        let settings = proxy::ProxySettings {
+            appview: c.appview()?,
+            chat: c.chat()?,
+            timeout: Duration::from_secs(c.proxy.timeout_secs),
+            max_request_bytes: c.proxy.max_request_bytes,
+            max_response_bytes: c.proxy.max_response_bytes,
+            allow_test_hosts: c.allows_test_hosts(),
+        };
+        proxy::Proxy::new(self.shared_account_deps()?, settings).map_err(|e| ConfigError {
+            key: "proxy".to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// What the account manager needs: token issuer, PLC client, rotation
@@ -107,12 +139,7 @@ impl Aurora {
             key: "AURORA_PLC_URL".to_owned(),
             message: e.to_string(),
         })?;
-        // Development setups (a `.test` user domain or `localhost`) may
-        // resolve `.test` handles and `did:web:localhost`; real ones may not.
-        let allow_test_hosts = c.hostname == "localhost"
-            || c.user_domains
-                .iter()
-                .any(|d| d.to_ascii_lowercase().ends_with(".test"));
+        let allow_test_hosts = c.allows_test_hosts();
         let setup_error = |e: identity::SetupError| ConfigError {
             key: "identity".to_owned(),
             message: e.to_string(),
@@ -166,12 +193,13 @@ impl Aurora {
         Ok(self.storage.install(builder))
     }
 
-    /// HTTP limits from the configuration.
-    pub fn http_settings(&self) -> app::HttpSettings {
-        app::HttpSettings {
+    /// HTTP limits and the service proxy from the configuration.
+    pub fn http_settings(&self) -> Result<app::HttpSettings, ConfigError> {
+        Ok(app::HttpSettings {
             body_limit: usize::try_from(self.config.blob_max_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(self.config.request_timeout_secs),
             rate_limits: self.config.rate_limits.settings(),
-        }
+            proxy: Some(self.proxy()?),
+        })
     }
 }

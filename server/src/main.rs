@@ -308,7 +308,7 @@ async fn serve(config: Config) -> Result<(), ConfigError> {
         key: "plugins".to_owned(),
         message: e.to_string(),
     })?;
-    let app = app::router(&pds, &aurora.http_settings());
+    let app = app::router(&pds, &aurora.http_settings()?);
     let server = Server::bind(listen, app, grace)
         .await
         .map_err(|e| ConfigError {

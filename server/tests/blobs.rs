@@ -187,11 +187,11 @@ async fn blob_lifecycle(test: &str, db: Db) {
         root_before
     );
     // Another account's blob is not yours to reference either.
-    let (bob, bob_token) = sign_up(&c, "bob.test").await;
+    let (mallory, mallory_token) = sign_up(&c, "mallory.test").await;
     c.fails_post(
         "com.atproto.repo.createRecord",
-        Some(&bob_token),
-        json!({"repo": bob, "collection": "app.bsky.feed.post", "record": post_with_image("stolen", &blob)}),
+        Some(&mallory_token),
+        json!({"repo": mallory, "collection": "app.bsky.feed.post", "record": post_with_image("stolen", &blob)}),
         400,
         "BlobNotFound",
     )
@@ -364,7 +364,7 @@ async fn foreign_repo(did: &Did, records: &[(&str, Value)]) -> Vec<u8> {
     let commit = UnsignedCommit::new(did.clone(), tree.root_cid(), Tid::now()).sign(&old_host);
     let (commit_cid, commit_block) = commit.to_block();
     blocks.push((commit_cid, commit_block));
-    car_bytes(commit_cid, blocks.into_iter()).await.unwrap()
+    car_bytes(commit_cid, blocks).await.unwrap()
 }
 
 async fn import_repo(server: &TestServer, token: &str, car: Vec<u8>) -> reqwest::Response {

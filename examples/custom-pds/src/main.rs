@@ -70,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pds = aurora.builder()?.plugin(HelloPlugin).build()?;
     let server = Server::bind(
         listen,
-        app::router(&pds, &aurora.http_settings()),
+        app::router(&pds, &aurora.http_settings()?),
         Duration::from_secs(10),
     )
     .await?;

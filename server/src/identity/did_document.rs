@@ -227,7 +227,7 @@ impl DidDocument {
 
 /// `endpoint` as a server URL: `http` or `https`, a host, an optional port,
 /// nothing else (a lone `/` path is allowed).
-fn server_url(endpoint: &str) -> Option<Url> {
+pub(crate) fn server_url(endpoint: &str) -> Option<Url> {
     let url = Url::parse(endpoint).ok()?;
     let plain = matches!(url.scheme(), "http" | "https")
         && url.host().is_some()

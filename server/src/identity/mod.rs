@@ -93,14 +93,22 @@ pub(crate) fn build_client(
     timeout: Duration,
     redirects: Policy,
 ) -> Result<reqwest::Client, SetupError> {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_config()?)
+    client_builder()?
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(redirects)
-        .user_agent(USER_AGENT)
         .build()
         .map_err(|e| SetupError::Http(error_chain(&e)))
+}
+
+/// A client builder with the shared TLS configuration (see
+/// [`http_client`]), [`USER_AGENT`] and no redirects, for clients that need
+/// other timeouts (or a DNS resolver) than [`http_client`]'s.
+pub(crate) fn client_builder() -> Result<reqwest::ClientBuilder, SetupError> {
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config()?)
+        .redirect(Policy::none())
+        .user_agent(USER_AGENT))
 }
 
 /// The shared TLS client configuration (see [`http_client`]).

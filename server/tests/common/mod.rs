@@ -89,7 +89,7 @@ pub(crate) async fn start(
     configure(&mut config);
     let aurora = Aurora::open(config).await.unwrap();
     let mut pds = extend(aurora.builder().unwrap()).build().unwrap();
-    let app = app::router(&pds, &aurora.http_settings());
+    let app = app::router(&pds, &aurora.http_settings().unwrap());
     let ctx = pds.context().clone();
     let server = Server::bind(aurora.config.listen, app, Duration::from_secs(5))
         .await

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::accounts::{AccessPolicy, AccountManager};
 use crate::auth::service_auth::create_service_jwt;
 use crate::auth::tokens::AccessScope;
+use crate::proxy::PROTECTED_METHODS;
 use crate::xrpc::{ApiError, Params};
 
 /// Longest lifetime of a token bound to a method.
@@ -22,27 +23,11 @@ const MAX_LIFETIME: TimeDelta = TimeDelta::hours(1);
 const MAX_UNBOUND_LIFETIME: TimeDelta = TimeDelta::seconds(60);
 
 /// Methods that manage the account itself: app-password sessions may not
-/// obtain tokens for them.
-const PROTECTED_METHODS: &[&str] = &[
-    "com.atproto.admin.sendEmail",
-    "com.atproto.identity.requestPlcOperationSignature",
-    "com.atproto.identity.signPlcOperation",
+/// obtain tokens for them. The proxy's protected methods, and these.
+const ALSO_PROTECTED_METHODS: &[&str] = &[
     "com.atproto.identity.submitPlcOperation",
-    "com.atproto.identity.updateHandle",
-    "com.atproto.server.activateAccount",
-    "com.atproto.server.confirmEmail",
     "com.atproto.server.createAccount",
-    "com.atproto.server.createAppPassword",
-    "com.atproto.server.deactivateAccount",
     "com.atproto.server.deleteAccount",
-    "com.atproto.server.getAccountInviteCodes",
-    "com.atproto.server.getSession",
-    "com.atproto.server.listAppPasswords",
-    "com.atproto.server.requestAccountDelete",
-    "com.atproto.server.requestEmailConfirmation",
-    "com.atproto.server.requestEmailUpdate",
-    "com.atproto.server.revokeAppPassword",
-    "com.atproto.server.updateEmail",
 ];
 
 #[derive(Deserialize)]
@@ -96,7 +81,8 @@ pub(super) async fn get_service_auth(
     }
     if auth.scope.is_app_password() {
         let method = lxm.as_ref().map(Nsid::as_str);
-        let protected = method.is_none_or(|m| PROTECTED_METHODS.contains(&m));
+        let protected = method
+            .is_none_or(|m| PROTECTED_METHODS.contains(&m) || ALSO_PROTECTED_METHODS.contains(&m));
         if protected {
             return Err(XrpcError::new(
                 StatusCode::BAD_REQUEST,
