@@ -557,6 +557,18 @@ impl Config {
         Ok(config)
     }
 
+    fn validate_firehose(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("firehose_outbox_frames", self.firehose_outbox_frames as u64),
+            ("firehose_ping_secs", self.firehose_ping_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::for_key(key, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+
     fn normalize_and_validate(&mut self) -> Result<(), ConfigError> {
         if Handle::parse(self.hostname.clone()).is_err() && self.hostname != "localhost" {
             return Err(ConfigError::for_key(
@@ -632,18 +644,7 @@ impl Config {
                 "must be greater than 0",
             ));
         }
-        if self.firehose_outbox_frames == 0 {
-            return Err(ConfigError::for_key(
-                "firehose_outbox_frames",
-                "must be greater than 0",
-            ));
-        }
-        if self.firehose_ping_secs == 0 {
-            return Err(ConfigError::for_key(
-                "firehose_ping_secs",
-                "must be greater than 0",
-            ));
-        }
+        self.validate_firehose()?;
         if self.database.max_connections == 0 {
             return Err(ConfigError::for_key(
                 "database.max_connections",
