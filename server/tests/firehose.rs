@@ -17,7 +17,9 @@ use aurora_core::repo::{Mst, SignedCommit, UnsignedCommit, car_bytes, read_car_b
 use aurora_core::syntax::{Did, Tid};
 use aurora_server::config::{Config, ConfigDuration};
 use aurora_storage_testkit::plc::TestPlcDirectory;
-use common::pds::{ADMIN_PASSWORD, Client, server, server_with, sign_up};
+use common::pds::{
+    ADMIN_PASSWORD, Client, server, server_with, sign_up, two_servers_on_one_postgres,
+};
 use common::{Db, TestServer};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -415,6 +417,35 @@ async fn frames_carry_every_event_type_as_the_spec_says() {
     ));
 }
 
+/// A task writing `n` posts to `did`'s repo through `server`, pausing
+/// `pace` after each.
+fn spawn_writer(
+    server: &TestServer,
+    did: &str,
+    token: &str,
+    n: usize,
+    pace: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let (http, url) = (
+        server.http.clone(),
+        server.url("/xrpc/com.atproto.repo.createRecord"),
+    );
+    let (did, token) = (did.to_owned(), token.to_owned());
+    tokio::spawn(async move {
+        for i in 0..n {
+            let res = http
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({"repo": did, "collection": "app.bsky.feed.post", "record": post(&format!("post {i}"))}))
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+            tokio::time::sleep(pace).await;
+        }
+    })
+}
+
 /// A subscriber (from `cursor`, or live) that reads until it has seen the
 /// `seq` `until` says (once it says one), checking that each `seq` is
 /// larger than the last.
@@ -465,27 +496,8 @@ async fn subscribers_join_while_a_writer_runs(test: &str, db: Db) {
     let live = collect(subscribe(&server, None).await, None, done_rx.clone());
     // Let it join the feed (a live subscriber starts wherever it joins).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let writer = {
-        let (http, url) = (
-            server.http.clone(),
-            server.url("/xrpc/com.atproto.repo.createRecord"),
-        );
-        let (did, token) = (did.clone(), token.clone());
-        tokio::spawn(async move {
-            for i in 0..240 {
-                let res = http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .json(&json!({"repo": did, "collection": "app.bsky.feed.post", "record": post(&format!("during {i}"))}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(res.status().is_success());
-                // Paced, so that it runs while every subscriber joins.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    // Paced, so that it runs while every subscriber joins.
+    let writer = spawn_writer(&server, &did, &token, 240, Duration::from_millis(10));
     // Subscribers join at different points, with different cursors.
     let mut joined = Vec::new();
     for (pause, cursor_of) in [
@@ -764,24 +776,10 @@ async fn idle_connections_are_pinged_and_silent_ones_closed() {
 /// which server wrote it.
 #[tokio::test]
 async fn two_servers_on_one_postgres_serve_one_ordered_log() {
-    let Some(url) = aurora_storage_testkit::postgres::database("firehose_two_servers") else {
+    let plc = TestPlcDirectory::start().await;
+    let Some((a, b)) = two_servers_on_one_postgres("firehose_two_servers", &plc).await else {
         return;
     };
-    let plc = TestPlcDirectory::start().await;
-    let plc_url = plc.url();
-    let configure = |c: &mut Config| {
-        c.plc_url.clone_from(&plc_url);
-        c.public_url = Some("https://pds.test".to_owned());
-        c.jwt_secret = Some(aurora_server::config::Secret::new(
-            "a shared secret of the two servers, 32+ chars",
-        ));
-    };
-    let a = common::start("firehose_two_a", Db::Url(url.clone()), configure, |b| b)
-        .await
-        .unwrap();
-    let b = common::start("firehose_two_b", Db::Url(url), configure, |b| b)
-        .await
-        .unwrap();
     let (done_tx, done_rx) = tokio::sync::watch::channel(0_i64);
     let start = head(&a).await;
     let live_a = collect(subscribe(&a, None).await, None, done_rx.clone());
@@ -799,23 +797,7 @@ async fn two_servers_on_one_postgres_serve_one_ordered_log() {
         } else {
             (&did_b, &token_b)
         };
-        let (http, url) = (
-            server.http.clone(),
-            server.url("/xrpc/com.atproto.repo.createRecord"),
-        );
-        let (did, token) = (did.clone(), token.clone());
-        writers.push(tokio::spawn(async move {
-            for i in 0..15 {
-                let res = http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .json(&json!({"repo": did, "collection": "app.bsky.feed.post", "record": post(&format!("{w}-{i}"))}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(res.status().is_success(), "{}", res.text().await.unwrap());
-            }
-        }));
+        writers.push(spawn_writer(server, did, token, 15, Duration::ZERO));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let from_a = collect(

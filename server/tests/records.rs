@@ -16,7 +16,7 @@ use aurora_core::event::decode_payload;
 use aurora_core::repo::commit::SignedCommit;
 use aurora_core::syntax::Did;
 use aurora_storage_testkit::plc::TestPlcDirectory;
-use common::pds::{Client, server, sign_up};
+use common::pds::{Client, server, sign_up, two_servers_on_one_postgres};
 use common::{Db, TestServer};
 use serde_json::{Value, json};
 
@@ -558,24 +558,10 @@ async fn sixteen_concurrent_writers_on_one_repo_sqlite() {
 /// database's compare-and-swap on the root keeps them from forking.
 #[tokio::test]
 async fn sixteen_concurrent_writers_through_two_servers_on_one_postgres() {
-    let Some(url) = aurora_storage_testkit::postgres::database("two_servers_one_postgres") else {
+    let plc = TestPlcDirectory::start().await;
+    let Some((a, b)) = two_servers_on_one_postgres("two_servers_one_postgres", &plc).await else {
         return;
     };
-    let plc = TestPlcDirectory::start().await;
-    let plc_url = plc.url();
-    let configure = |c: &mut aurora_server::config::Config| {
-        c.plc_url.clone_from(&plc_url);
-        c.public_url = Some("https://pds.test".to_owned());
-        c.jwt_secret = Some(aurora_server::config::Secret::new(
-            "a shared secret of the two servers, 32+ chars",
-        ));
-    };
-    let a = common::start("two_servers_a", Db::Url(url.clone()), configure, |b| b)
-        .await
-        .unwrap();
-    let b = common::start("two_servers_b", Db::Url(url), configure, |b| b)
-        .await
-        .unwrap();
     let c = Client { server: &a };
     let (did, access) = sign_up(&c, "shared.test").await;
     concurrent_writers(&[&a, &b], &did, &access).await;

@@ -38,6 +38,31 @@ pub(crate) async fn server_with(
     .await
 }
 
+/// Two servers on one fresh Postgres database (`None` when Postgres is
+/// unavailable and the test skips), sharing the session secret so that a
+/// session works on both.
+pub(crate) async fn two_servers_on_one_postgres(
+    test: &str,
+    plc: &TestPlcDirectory,
+) -> Option<(TestServer, TestServer)> {
+    let url = aurora_storage_testkit::postgres::database(test)?;
+    let plc_url = plc.url();
+    let configure = |c: &mut aurora_server::config::Config| {
+        c.plc_url.clone_from(&plc_url);
+        c.public_url = Some(PUBLIC_URL.to_owned());
+        c.jwt_secret = Some(aurora_server::config::Secret::new(
+            "a shared secret of the two servers, 32+ chars",
+        ));
+    };
+    let a = start(&format!("{test}_a"), Db::Url(url.clone()), configure, |b| b)
+        .await
+        .unwrap();
+    let b = start(&format!("{test}_b"), Db::Url(url), configure, |b| b)
+        .await
+        .unwrap();
+    Some((a, b))
+}
+
 /// Signs up `handle` (under `.test`): its DID and access token.
 pub(crate) async fn sign_up(c: &Client<'_>, handle: &str) -> (String, String) {
     let created = c
