@@ -284,6 +284,11 @@ pub struct Config {
     /// Handle domains users may register under (`AURORA_USER_DOMAINS`, comma list).
     #[serde(deserialize_with = "comma_list")]
     pub user_domains: Vec<String>,
+    /// Relays asked to crawl this PDS (`com.atproto.sync.requestCrawl`) at
+    /// start-up and after writes (`AURORA_CRAWLERS`, comma list of base
+    /// URLs such as `https://bsky.network`).
+    #[serde(deserialize_with = "comma_list")]
+    pub crawlers: Vec<String>,
     /// Whether sign-up needs an invite code (`AURORA_INVITE_REQUIRED`).
     pub invite_required: bool,
     /// Privacy policy link for `describeServer` (`AURORA_PRIVACY_POLICY_URL`).
@@ -318,6 +323,7 @@ impl Default for Config {
             plc_rotation_key: None,
             plc_url: "https://plc.directory".to_owned(),
             user_domains: vec![".test".to_owned()],
+            crawlers: Vec::new(),
             invite_required: false,
             privacy_policy_url: None,
             terms_of_service_url: None,
@@ -477,6 +483,20 @@ impl Config {
                 ));
             }
             *domain = domain.to_ascii_lowercase();
+        }
+        for crawler in &mut self.crawlers {
+            let ok = url::Url::parse(crawler).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.query().is_none()
+            });
+            if !ok {
+                return Err(ConfigError::for_key(
+                    "crawlers",
+                    format!("{crawler:?} is not an http(s) URL such as https://bsky.network"),
+                ));
+            }
+            *crawler = crawler.trim_end_matches('/').to_owned();
         }
         if self.blob_max_bytes == 0 {
             return Err(ConfigError::for_key(
@@ -703,6 +723,34 @@ mod tests {
         }
         let e = from_toml("[rate_limits]\nlimit = 3\n").unwrap_err();
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn crawlers_are_http_urls() {
+        let mut c = Config {
+            crawlers: vec![
+                "https://bsky.network/".into(),
+                "http://127.0.0.1:9000".into(),
+            ],
+            ..Config::default()
+        };
+        c.normalize_and_validate().unwrap();
+        assert_eq!(
+            c.crawlers,
+            ["https://bsky.network", "http://127.0.0.1:9000"]
+        );
+        for bad in [
+            "bsky.network",
+            "ftp://relay.example",
+            "https://relay.example/?x=1",
+        ] {
+            let mut c = Config {
+                crawlers: vec![bad.into()],
+                ..Config::default()
+            };
+            let e = c.normalize_and_validate().unwrap_err();
+            assert_eq!(e.key, "AURORA_CRAWLERS", "{bad}");
+        }
     }
 
     #[test]
