@@ -12,6 +12,7 @@ mod m20261125_000002_sessions;
 mod m20261125_000003_signing_keys;
 mod m20261125_000004_invites_sessions;
 mod m20261125_000005_email_token_lookup;
+mod m20261206_000006_preferences;
 
 /// Applies the schema, in order.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_signing_keys::Migration),
             Box::new(m20261125_000004_invites_sessions::Migration),
             Box::new(m20261125_000005_email_token_lookup::Migration),
+            Box::new(m20261206_000006_preferences::Migration),
         ]
     }
 }
@@ -33,4 +35,19 @@ impl MigratorTrait for Migrator {
 /// Brings `db` up to the latest schema.
 pub async fn migrate(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
+}
+
+#[cfg(test)]
+mod testing {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+
+    /// Column `column` of every row `sql` returns, as strings.
+    pub(crate) async fn details(db: &DatabaseConnection, sql: &str, column: &str) -> Vec<String> {
+        db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", column).unwrap())
+            .collect()
+    }
 }

@@ -45,19 +45,11 @@ impl MigrationTrait for Migration {
 #[cfg(test)]
 mod tests {
     use sea_orm_migration::MigratorTrait;
-    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 
     use super::EMAIL_TOKEN_LOOKUP_IDX;
     use crate::Migrator;
-
-    async fn details(db: &DatabaseConnection, sql: &str, column: &str) -> Vec<String> {
-        db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.try_get::<String>("", column).unwrap())
-            .collect()
-    }
+    use crate::testing::details;
 
     async fn has_index(db: &DatabaseConnection) -> bool {
         details(
@@ -75,7 +67,7 @@ mod tests {
         let db = Database::connect("sqlite::memory:").await.unwrap();
         Migrator::up(&db, Some(4)).await.unwrap();
         assert!(!has_index(&db).await);
-        Migrator::up(&db, None).await.unwrap();
+        Migrator::up(&db, Some(1)).await.unwrap();
         assert!(has_index(&db).await);
         let plan = details(
             &db,

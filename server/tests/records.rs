@@ -83,7 +83,7 @@ async fn records_round_trip(test: &str, db: Db) {
     );
     assert!(created["cid"].as_str().unwrap().starts_with("bafyrei"));
     assert!(created["commit"]["cid"].is_string() && created["commit"]["rev"].is_string());
-    assert!(created["validationStatus"].is_string());
+    assert_eq!(created["validationStatus"], "valid");
     let rkey = uri.rsplit('/').next().unwrap().to_owned();
 
     // The commit is signed by the key in the DID document, and it is the root.
@@ -247,7 +247,35 @@ async fn records_round_trip(test: &str, db: Db) {
         .await
         .unwrap()
         .unwrap();
-    c.fails_post("com.atproto.repo.createRecord", Some(&access), json!({"repo": did, "collection": "app.bsky.feed.post", "record": {"$type": "app.bsky.feed.like"}}), 400, "InvalidRecord").await;
+    let refused = c.fails_post("com.atproto.repo.createRecord", Some(&access), json!({"repo": did, "collection": "app.bsky.feed.post", "record": {"$type": "app.bsky.feed.like"}}), 400, "InvalidRequest").await;
+    assert_eq!(
+        refused["message"],
+        "Invalid $type: expected app.bsky.feed.post, got app.bsky.feed.like"
+    );
+    // Records of known lexicons are checked against their schemas.
+    let refused = c.fails_post("com.atproto.repo.createRecord", Some(&access), json!({"repo": did, "collection": "app.bsky.feed.post", "record": post(&"a".repeat(301))}), 400, "InvalidRequest").await;
+    assert_eq!(
+        refused["message"],
+        "Invalid app.bsky.feed.post record: Record/text must not be longer than 300 graphemes"
+    );
+    let refused = c.fails_post("com.atproto.repo.putRecord", Some(&access), json!({"repo": did, "collection": "app.bsky.feed.like", "rkey": "self", "record": {"$type": "app.bsky.feed.like", "subject": {"uri": uri}, "createdAt": "2026-11-25T12:00:00.000Z"}}), 400, "InvalidRequest").await;
+    assert_eq!(
+        refused["message"],
+        "Invalid record key for app.bsky.feed.like: must be a valid TID (got \"self\")"
+    );
+    let refused = c.fails_post("com.atproto.repo.applyWrites", Some(&access), json!({"repo": did, "writes": [
+        {"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post", "value": post("fine")},
+        {"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.like", "value": {"$type": "app.bsky.feed.like", "subject": {"uri": uri}, "createdAt": "2026-11-25T12:00:00.000Z"}},
+    ]}), 400, "InvalidRequest").await;
+    assert_eq!(
+        refused["message"],
+        "Invalid app.bsky.feed.like record: Record/subject must have the property \"cid\""
+    );
+    let refused = c.fails_post("com.atproto.repo.createRecord", Some(&access), json!({"repo": did, "collection": "com.example.unknown", "validate": true, "record": {"anything": 1}}), 400, "InvalidRequest").await;
+    assert_eq!(
+        refused["message"],
+        "Unknown lexicon type: com.example.unknown"
+    );
     c.fails_post(
         "com.atproto.repo.createRecord",
         Some(&access),
@@ -329,6 +357,8 @@ async fn records_round_trip(test: &str, db: Db) {
         results[2]["$type"],
         "com.atproto.repo.applyWrites#deleteResult"
     );
+    assert_eq!(results[0]["validationStatus"], "valid");
+    assert_eq!(results[1]["validationStatus"], "valid");
     let commits = commits_of(&server, &did).await;
     assert_eq!(commits.len(), commits_before + 1);
     assert_eq!(commits.last().unwrap().3, 3, "one commit with three ops");
@@ -344,6 +374,38 @@ async fn records_round_trip(test: &str, db: Db) {
         "RecordNotFound",
     )
     .await;
+
+    // validationStatus: unknown lexicons are stored unchecked, and so is
+    // anything written with validate=false; a record without $type is
+    // stored with the collection as its $type.
+    let unknown = c
+        .ok_post(
+            "com.atproto.repo.createRecord",
+            Some(&access),
+            json!({"repo": did, "collection": "com.example.unknown", "record": {"anything": 1}}),
+        )
+        .await;
+    assert_eq!(unknown["validationStatus"], "unknown");
+    let stored = c
+        .ok_get(
+            "com.atproto.repo.getRecord",
+            None,
+            &[
+                ("repo", did.as_str()),
+                ("collection", "com.example.unknown"),
+                (
+                    "rkey",
+                    unknown["uri"].as_str().unwrap().rsplit('/').next().unwrap(),
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(
+        stored["value"],
+        json!({"$type": "com.example.unknown", "anything": 1})
+    );
+    let unchecked = c.ok_post("com.atproto.repo.createRecord", Some(&access), json!({"repo": did, "collection": "app.bsky.feed.post", "validate": false, "record": {"text": 42}})).await;
+    assert_eq!(unchecked["validationStatus"], "unknown");
 
     // delete
     let deleted = c

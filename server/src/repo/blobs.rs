@@ -44,9 +44,6 @@ pub enum UploadError {
         /// The limit, in bytes.
         limit: u64,
     },
-    /// The body is empty.
-    #[error("blob is empty")]
-    Empty,
     /// Reading the body failed (the client went away).
     #[error("reading the upload failed: {0}")]
     Input(std::io::Error),
@@ -120,13 +117,12 @@ impl BlobManager {
             Err(_) if too_large.load(std::sync::atomic::Ordering::Relaxed) => {
                 return Err(UploadError::TooLarge { limit });
             }
+            Err(BlobError::Input(e)) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                return Err(UploadError::TooLarge { limit });
+            }
             Err(BlobError::Input(e)) => return Err(UploadError::Input(e)),
             Err(e) => return Err(UploadError::Blob(e)),
         };
-        if temp.size == 0 {
-            self.drop_temp(&temp.key).await;
-            return Err(UploadError::Empty);
-        }
         let mime_type = {
             let head = head.lock().unwrap_or_else(PoisonError::into_inner);
             sniff_mime(&head, content_type)

@@ -1,5 +1,5 @@
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, btree_map};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -7,12 +7,12 @@ use aurora_core::cid::Cid;
 use aurora_core::crypto::SigningKey;
 use aurora_core::event::{NewEvent, SeqEvent};
 use aurora_core::store::{
-    Account, AccountLookup, AccountStatus, AccountStore, AppPassword, CommitStage, CommitWrite,
-    EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort, InviteCodeUse, NewInviteCode,
-    RecordEntry, RecordPage, RecordWrite, RefreshToken, RepoRoot, RepoStats, RepoStore, SeqWatch,
-    Sequencer, StoreError, constant_time_eq, normalize_email,
+    Account, AccountLookup, AccountStatus, AccountStore, AppPassword, BlobRecord, CommitStage,
+    CommitWrite, EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort, InviteCodeUse,
+    MissingBlob, NewInviteCode, RecordEntry, RecordPage, RecordWrite, RefreshToken, RepoRoot,
+    RepoStats, RepoStore, SeqWatch, Sequencer, StoreError, constant_time_eq, normalize_email,
 };
-use aurora_core::syntax::{Did, Handle, Nsid, RecordKey};
+use aurora_core::syntax::{AtUri, Did, Handle, Nsid, RecordKey};
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
@@ -23,6 +23,15 @@ struct Repo {
     blocks: HashMap<Cid, Bytes>,
     /// collection -> rkey -> entry, ordered like the SQL index.
     records: BTreeMap<Nsid, BTreeMap<RecordKey, RecordEntry>>,
+    /// Record `at://` URI -> the blobs it references (records referencing
+    /// none are absent).
+    blob_refs: BTreeMap<String, BTreeSet<Cid>>,
+}
+
+impl Repo {
+    fn references(&self, cid: &Cid) -> bool {
+        self.blob_refs.values().any(|blobs| blobs.contains(cid))
+    }
 }
 
 #[derive(Default)]
@@ -38,6 +47,9 @@ struct State {
     app_passwords: BTreeMap<(Did, String), AppPassword>,
     email_tokens: HashMap<(Did, EmailTokenPurpose), EmailToken>,
     invite_codes: BTreeMap<String, InviteCode>,
+    /// Blob metadata by account and CID (as a string, the SQL order).
+    blobs: BTreeMap<(Did, String), BlobRecord>,
+    preferences: HashMap<Did, Vec<serde_json::Value>>,
 }
 
 impl State {
@@ -45,6 +57,32 @@ impl State {
         self.accounts
             .get_mut(did)
             .ok_or(StoreError::NotFound("account"))
+    }
+
+    fn blob_referenced(&self, did: &Did, cid: &Cid) -> bool {
+        self.repos.get(did).is_some_and(|r| r.references(cid))
+    }
+
+    /// Blobs matching `keep`, in `(did, cid)` order, at most `limit`.
+    fn blobs_where(&self, limit: usize, keep: impl Fn(&BlobRecord) -> bool) -> Vec<BlobRecord> {
+        self.blobs
+            .values()
+            .filter(|b| keep(b))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Temporary blobs matching `keep`, oldest first, at most `limit`.
+    fn temp_blobs_where(
+        &self,
+        limit: usize,
+        keep: impl Fn(&BlobRecord) -> bool,
+    ) -> Vec<BlobRecord> {
+        let mut found = self.blobs_where(usize::MAX, |b| b.temp_key.is_some() && keep(b));
+        found.sort_by_cached_key(|b| (b.created_at, b.did.clone(), b.cid.to_string()));
+        found.truncate(limit);
+        found
     }
 
     fn end_sessions(&mut self, did: &Did, app_password: Option<&str>) -> u64 {
@@ -249,19 +287,21 @@ impl RepoStore for MemoryStore {
             .unwrap_or_default())
     }
 
-    /// Blocks and records as stored. This store keeps no blob references
-    /// of records (and no blob metadata), so `expected_blobs` and
-    /// `imported_blobs` are always 0.
     async fn repo_stats(&self, did: &Did) -> Result<RepoStats, StoreError> {
         let state = self.lock();
         let Some(repo) = state.repos.get(did) else {
             return Ok(RepoStats::default());
         };
+        let referenced: BTreeSet<&Cid> = repo.blob_refs.values().flatten().collect();
+        let imported = referenced
+            .iter()
+            .filter(|cid| state.blobs.contains_key(&(did.clone(), cid.to_string())))
+            .count();
         Ok(RepoStats {
             blocks: repo.blocks.len() as u64,
             records: repo.records.values().map(|r| r.len() as u64).sum(),
-            expected_blobs: 0,
-            imported_blobs: 0,
+            expected_blobs: referenced.len() as u64,
+            imported_blobs: imported as u64,
         })
     }
 
@@ -298,7 +338,15 @@ impl RepoStore for MemoryStore {
                     collection,
                     rkey,
                     cid,
+                    blobs,
                 } => {
+                    let uri = AtUri::for_record(&commit.did, &collection, &rkey);
+                    if blobs.is_empty() {
+                        repo.blob_refs.remove(uri.as_str());
+                    } else {
+                        repo.blob_refs
+                            .insert(uri.as_str().to_owned(), blobs.into_iter().collect());
+                    }
                     let entry = RecordEntry {
                         collection: collection.clone(),
                         rkey: rkey.clone(),
@@ -311,6 +359,8 @@ impl RepoStore for MemoryStore {
                         .insert(rkey, entry);
                 }
                 RecordWrite::Delete { collection, rkey } => {
+                    let uri = AtUri::for_record(&commit.did, &collection, &rkey);
+                    repo.blob_refs.remove(uri.as_str());
                     if let Some(records) = repo.records.get_mut(&collection) {
                         records.remove(&rkey);
                         if records.is_empty() {
@@ -335,6 +385,7 @@ impl RepoStore for MemoryStore {
     async fn delete_repo(&self, did: &Did, event: NewEvent) -> Result<i64, StoreError> {
         let mut state = self.lock();
         state.repos.remove(did);
+        state.blobs.retain(|(owner, _), _| owner != did);
         let earlier: Vec<i64> = state
             .events
             .values()
@@ -346,6 +397,142 @@ impl RepoStore for MemoryStore {
         drop(state);
         self.advance_head(seq);
         Ok(seq)
+    }
+
+    async fn put_blob(&self, blob: BlobRecord) -> Result<BlobRecord, StoreError> {
+        let mut state = self.lock();
+        match state.blobs.entry((blob.did.clone(), blob.cid.to_string())) {
+            btree_map::Entry::Vacant(e) => Ok(e.insert(blob).clone()),
+            btree_map::Entry::Occupied(mut e) => {
+                let stored = e.get_mut();
+                if stored.temp_key.is_some() {
+                    stored.created_at = blob.created_at;
+                }
+                Ok(stored.clone())
+            }
+        }
+    }
+
+    async fn get_blob(&self, did: &Did, cid: &Cid) -> Result<Option<BlobRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .blobs
+            .get(&(did.clone(), cid.to_string()))
+            .cloned())
+    }
+
+    async fn mark_blob_permanent(&self, did: &Did, cid: &Cid) -> Result<(), StoreError> {
+        self.lock()
+            .blobs
+            .get_mut(&(did.clone(), cid.to_string()))
+            .ok_or(StoreError::NotFound("blob"))?
+            .temp_key = None;
+        Ok(())
+    }
+
+    async fn is_blob_referenced(&self, did: &Did, cid: &Cid) -> Result<bool, StoreError> {
+        Ok(self.lock().blob_referenced(did, cid))
+    }
+
+    async fn list_missing_blobs(
+        &self,
+        did: &Did,
+        cursor: Option<&Cid>,
+        limit: usize,
+    ) -> Result<Vec<MissingBlob>, StoreError> {
+        let state = self.lock();
+        let Some(repo) = state.repos.get(did) else {
+            return Ok(Vec::new());
+        };
+        let cursor = cursor.map(ToString::to_string);
+        // CID (string) -> the first URI (in URI order) referencing it.
+        let mut missing: BTreeMap<String, (Cid, &String)> = BTreeMap::new();
+        for (uri, blobs) in &repo.blob_refs {
+            for cid in blobs {
+                let key = cid.to_string();
+                if cursor.as_ref().is_some_and(|c| key <= *c)
+                    || state.blobs.contains_key(&(did.clone(), key.clone()))
+                {
+                    continue;
+                }
+                missing.entry(key).or_insert((*cid, uri));
+            }
+        }
+        Ok(missing
+            .into_values()
+            .take(limit)
+            .map(|(cid, uri)| MissingBlob {
+                cid,
+                record_uri: uri.clone(),
+            })
+            .collect())
+    }
+
+    async fn list_blobs(
+        &self,
+        did: &Did,
+        cursor: Option<&Cid>,
+        limit: usize,
+    ) -> Result<Vec<Cid>, StoreError> {
+        let state = self.lock();
+        let cursor = cursor.map(ToString::to_string);
+        Ok(state
+            .blobs
+            .range((did.clone(), String::new())..)
+            .take_while(|((owner, _), _)| owner == did)
+            .filter(|((_, cid), b)| b.temp_key.is_none() && cursor.as_ref().is_none_or(|c| cid > c))
+            .take(limit)
+            .map(|(_, b)| b.cid)
+            .collect())
+    }
+
+    async fn stale_temp_blobs(
+        &self,
+        created_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>, StoreError> {
+        let state = self.lock();
+        Ok(state.temp_blobs_where(limit, |b| {
+            b.created_at < created_before && !state.blob_referenced(&b.did, &b.cid)
+        }))
+    }
+
+    async fn unpromoted_blobs(&self, limit: usize) -> Result<Vec<BlobRecord>, StoreError> {
+        let state = self.lock();
+        Ok(state.temp_blobs_where(limit, |b| state.blob_referenced(&b.did, &b.cid)))
+    }
+
+    async fn orphaned_blobs(
+        &self,
+        did: Option<&Did>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>, StoreError> {
+        let state = self.lock();
+        Ok(state.blobs_where(limit, |b| {
+            b.temp_key.is_none()
+                && did.is_none_or(|d| &b.did == d)
+                && !state.blob_referenced(&b.did, &b.cid)
+        }))
+    }
+
+    async fn delete_blob_if_unused(
+        &self,
+        did: &Did,
+        cid: &Cid,
+        temp_key: Option<&str>,
+        created_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let key = (did.clone(), cid.to_string());
+        let unchanged = state.blobs.get(&key).is_some_and(|b| {
+            b.temp_key.as_deref() == temp_key
+                && (temp_key.is_none() || b.created_at <= created_before)
+        });
+        if !unchanged || state.blob_referenced(did, cid) {
+            return Ok(false);
+        }
+        state.blobs.remove(&key);
+        Ok(true)
     }
 }
 
@@ -511,6 +698,7 @@ impl AccountStore for MemoryStore {
         state.end_sessions(did, None);
         state.app_passwords.retain(|(owner, _), _| owner != did);
         state.email_tokens.retain(|(owner, _), _| owner != did);
+        state.preferences.remove(did);
         Ok(())
     }
 
@@ -779,6 +967,27 @@ impl AccountStore for MemoryStore {
                 c.disabled = true;
             }
         }
+        Ok(())
+    }
+
+    async fn get_preferences(&self, did: &Did) -> Result<Vec<serde_json::Value>, StoreError> {
+        let state = self.lock();
+        if !state.accounts.contains_key(did) {
+            return Err(StoreError::NotFound("account"));
+        }
+        Ok(state.preferences.get(did).cloned().unwrap_or_default())
+    }
+
+    async fn put_preferences(
+        &self,
+        did: &Did,
+        preferences: Vec<serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if !state.accounts.contains_key(did) {
+            return Err(StoreError::NotFound("account"));
+        }
+        state.preferences.insert(did.clone(), preferences);
         Ok(())
     }
 }

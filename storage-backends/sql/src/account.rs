@@ -9,14 +9,15 @@ use aurora_core::store::{
 };
 use aurora_core::syntax::{Did, Handle};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr,
 };
 
 use crate::entity::{
-    account, account_signing_key, app_password, email_token, invite_code, refresh_token,
+    account, account_pref, account_signing_key, app_password, email_token, invite_code,
+    refresh_token,
 };
 use crate::{SqlStore, convert, db_err, invite};
 
@@ -241,6 +242,10 @@ impl AccountStore for SqlStore {
             .map_err(db_err)?;
         email_token::Entity::delete_many()
             .filter(email_token::Column::Did.eq(did.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        account_pref::Entity::delete_by_id(did.as_str().to_owned())
             .exec(&txn)
             .await
             .map_err(db_err)?;
@@ -552,6 +557,71 @@ impl AccountStore for SqlStore {
     ) -> Result<(), StoreError> {
         let txn = self.begin_write().await?;
         invite::disable(&txn, codes, accounts).await?;
+        txn.commit().await.map_err(db_err)
+    }
+
+    async fn get_preferences(&self, did: &Did) -> Result<Vec<serde_json::Value>, StoreError> {
+        // The account and its preferences in one read.
+        let query = Query::select()
+            .column((account::Entity, account::Column::Did))
+            .column((account_pref::Entity, account_pref::Column::Value))
+            .from(account::Entity)
+            .left_join(
+                account_pref::Entity,
+                Expr::col((account_pref::Entity, account_pref::Column::Did))
+                    .equals((account::Entity, account::Column::Did)),
+            )
+            .and_where(Expr::col((account::Entity, account::Column::Did)).eq(did.as_str()))
+            .to_owned();
+        let row = self
+            .connection()
+            .query_one(&query)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("account"))?;
+        let Some(value) = row.try_get::<Option<String>>("", "value").map_err(db_err)? else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_str(&value)
+            .map_err(|e| StoreError::Corrupt(format!("preferences of {did}: {e}")))
+    }
+
+    async fn put_preferences(
+        &self,
+        did: &Did,
+        preferences: Vec<serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let value =
+            serde_json::to_string(&preferences).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let txn = self.begin_write().await?;
+        // On Postgres the key-share lock keeps a concurrent delete_account
+        // from committing in between and leaving the preferences behind;
+        // SQLite runs one writer at a time.
+        let found = account::Entity::find_by_id(did.as_str().to_owned())
+            .select_only()
+            .column(account::Column::Did)
+            .lock(LockType::KeyShare)
+            .into_tuple::<String>()
+            .one(&txn)
+            .await
+            .map_err(db_err)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("account"));
+        }
+        let row = account_pref::ActiveModel {
+            did: Set(did.as_str().to_owned()),
+            value: Set(value),
+            updated_at: Set(Utc::now()),
+        };
+        account_pref::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(account_pref::Column::Did)
+                    .update_columns([account_pref::Column::Value, account_pref::Column::UpdatedAt])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await
+            .map_err(db_err)?;
         txn.commit().await.map_err(db_err)
     }
 }

@@ -16,6 +16,7 @@
 //! [`AccountStore`]: aurora_core::AccountStore
 
 mod account;
+mod blobs;
 mod convert;
 mod entity;
 mod invite;

@@ -1,11 +1,12 @@
 //! `RepoStore` on SQL: blocks, roots, the record index, and `apply_commit`.
+//! Blob metadata is in [`crate::blobs`].
 
 use async_trait::async_trait;
 use aurora_core::cid::Cid;
 use aurora_core::event::NewEvent;
 use aurora_core::store::{
-    CommitStage, CommitWrite, RecordEntry, RecordPage, RecordWrite, RepoRoot, RepoStats, RepoStore,
-    StoreError,
+    BlobRecord, CommitStage, CommitWrite, MissingBlob, RecordEntry, RecordPage, RecordWrite,
+    RepoRoot, RepoStats, RepoStore, StoreError,
 };
 use aurora_core::syntax::{Did, Nsid, RecordKey, Tid};
 use bytes::Bytes;
@@ -13,34 +14,18 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, OnConflict, Query, SelectStatement};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DeriveIden, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, TryInsertResult,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TryInsertResult,
 };
 
-use crate::entity::{record, repo_block, repo_root, repo_seq};
-use crate::{Engine, SqlStore, convert, db_err};
+use crate::entity::{blob, record, record_blob, repo_block, repo_root, repo_seq};
+use crate::{Engine, SqlStore, blobs, convert, db_err};
 
 /// Rows per multi-row INSERT, well under SQLite's and Postgres' bind-parameter limits.
 const INSERT_CHUNK: usize = 500;
 
 /// Advisory lock key serialising event numbering on Postgres ("aurora" in ASCII).
 const SEQ_LOCK_KEY: i64 = 0x6175_726f_7261;
-
-/// Blob references of records. (No entity: only counted and deleted here.)
-#[derive(DeriveIden)]
-enum RecordBlob {
-    Table,
-    Did,
-    BlobCid,
-}
-
-/// Stored blobs' metadata. (No entity: only counted here.)
-#[derive(DeriveIden)]
-enum Blob {
-    Table,
-    Did,
-    Cid,
-}
 
 /// `query` (a `FROM` and `WHERE`) selecting the count `count`, as a scalar subquery.
 fn count_of(mut query: SelectStatement, count: Expr) -> Expr {
@@ -142,6 +127,7 @@ impl SqlStore {
                     collection,
                     rkey,
                     cid,
+                    ..
                 } => puts.push(record::ActiveModel {
                     did: Set(c.did.as_str().to_owned()),
                     collection: Set(collection.as_str().to_owned()),
@@ -189,7 +175,7 @@ impl SqlStore {
                 .await
                 .map_err(db_err)?;
         }
-        Ok(())
+        blobs::write_references(txn, c).await
     }
 
     /// Inserts an event row and returns its `seq`. On Postgres the insert
@@ -350,22 +336,22 @@ impl RepoStore for SqlStore {
             Expr::col(Asterisk).count(),
         );
         let referenced = Query::select()
-            .from(RecordBlob::Table)
-            .and_where(Expr::col((RecordBlob::Table, RecordBlob::Did)).eq(did))
+            .from(record_blob::Entity)
+            .and_where(record_blob::Column::Did.eq(did))
             .to_owned();
         let distinct_blobs =
-            || Expr::col((RecordBlob::Table, RecordBlob::BlobCid)).count_distinct();
+            || Expr::col((record_blob::Entity, record_blob::Column::BlobCid)).count_distinct();
         let expected_blobs = count_of(referenced.clone(), distinct_blobs());
         let imported_blobs = count_of(
             referenced
                 .clone()
                 .inner_join(
-                    Blob::Table,
-                    Expr::col((Blob::Table, Blob::Did))
-                        .equals((RecordBlob::Table, RecordBlob::Did))
+                    blob::Entity,
+                    Expr::col((blob::Entity, blob::Column::Did))
+                        .equals((record_blob::Entity, record_blob::Column::Did))
                         .and(
-                            Expr::col((Blob::Table, Blob::Cid))
-                                .equals((RecordBlob::Table, RecordBlob::BlobCid)),
+                            Expr::col((blob::Entity, blob::Column::Cid))
+                                .equals((record_blob::Entity, record_blob::Column::BlobCid)),
                         ),
                 )
                 .to_owned(),
@@ -438,12 +424,8 @@ impl RepoStore for SqlStore {
             .exec(&txn)
             .await
             .map_err(db_err)?;
-        // Blob references of the repo's records.
-        let record_blobs = Query::delete()
-            .from_table(RecordBlob::Table)
-            .and_where(Expr::col(RecordBlob::Did).eq(did.as_str()))
-            .to_owned();
-        txn.execute(&record_blobs).await.map_err(db_err)?;
+        // The records' blob references and the account's blobs.
+        blobs::delete_all(&txn, did).await?;
         repo_seq::Entity::update_many()
             .col_expr(repo_seq::Column::Invalidated, Expr::value(true))
             .filter(repo_seq::Column::Did.eq(did.as_str()))
@@ -455,5 +437,70 @@ impl RepoStore for SqlStore {
         txn.commit().await.map_err(db_err)?;
         self.advance_head(seq);
         Ok(seq)
+    }
+
+    async fn put_blob(&self, blob: BlobRecord) -> Result<BlobRecord, StoreError> {
+        self.put_blob_row(blob).await
+    }
+
+    async fn get_blob(&self, did: &Did, cid: &Cid) -> Result<Option<BlobRecord>, StoreError> {
+        self.get_blob_row(did, cid).await
+    }
+
+    async fn mark_blob_permanent(&self, did: &Did, cid: &Cid) -> Result<(), StoreError> {
+        self.mark_blob_row_permanent(did, cid).await
+    }
+
+    async fn is_blob_referenced(&self, did: &Did, cid: &Cid) -> Result<bool, StoreError> {
+        self.blob_referenced(did, cid).await
+    }
+
+    async fn list_missing_blobs(
+        &self,
+        did: &Did,
+        cursor: Option<&Cid>,
+        limit: usize,
+    ) -> Result<Vec<MissingBlob>, StoreError> {
+        self.missing_blobs(did, cursor, limit).await
+    }
+
+    async fn list_blobs(
+        &self,
+        did: &Did,
+        cursor: Option<&Cid>,
+        limit: usize,
+    ) -> Result<Vec<Cid>, StoreError> {
+        self.permanent_blobs(did, cursor, limit).await
+    }
+
+    async fn stale_temp_blobs(
+        &self,
+        created_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>, StoreError> {
+        self.stale_temp_blob_rows(created_before, limit).await
+    }
+
+    async fn unpromoted_blobs(&self, limit: usize) -> Result<Vec<BlobRecord>, StoreError> {
+        self.unpromoted_blob_rows(limit).await
+    }
+
+    async fn orphaned_blobs(
+        &self,
+        did: Option<&Did>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>, StoreError> {
+        self.orphaned_blob_rows(did, limit).await
+    }
+
+    async fn delete_blob_if_unused(
+        &self,
+        did: &Did,
+        cid: &Cid,
+        temp_key: Option<&str>,
+        created_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.delete_unused_blob_row(did, cid, temp_key, created_before)
+            .await
     }
 }

@@ -1,6 +1,7 @@
 //! `repo_stats` counts blob references from `record_blob` and the blobs
-//! stored for them in `blob`. Nothing in the store writes those tables yet,
-//! so the rows are inserted directly here, on SQLite and Postgres.
+//! stored for them in `blob`, whatever wrote the rows: here they are
+//! inserted directly, on SQLite and Postgres. (The conformance suite covers
+//! the same counts through `apply_commit` and `put_blob`.)
 
 #![allow(clippy::unwrap_used)]
 

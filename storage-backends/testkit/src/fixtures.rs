@@ -1,11 +1,12 @@
 //! Small builders of valid test values.
 
 use aurora_core::cid::Cid;
-use aurora_core::data::{DAG_CBOR, cid_for};
+use aurora_core::data::{DAG_CBOR, RAW, cid_for};
 use aurora_core::event::{EventType, NewEvent};
-use aurora_core::store::{CommitWrite, RecordWrite};
+use aurora_core::store::{BlobRecord, CommitWrite, RecordWrite};
 use aurora_core::syntax::{Did, Handle, Nsid, RecordKey, Tid};
 use bytes::Bytes;
+use chrono::{DateTime, SubsecRound, Utc};
 
 const BASE32_SORT: &[u8] = b"234567abcdefghijklmnopqrstuvwxyz";
 
@@ -46,12 +47,38 @@ pub fn block(label: &str) -> (Cid, Bytes) {
     (cid_for(DAG_CBOR, &bytes), bytes)
 }
 
-/// A record put of `collection/rkey` pointing at `cid`.
+/// A record put of `collection/rkey` pointing at `cid`, referencing no blob.
 pub fn put(collection: &str, key: &str, cid: Cid) -> RecordWrite {
+    put_with_blobs(collection, key, cid, &[])
+}
+
+/// A record put of `collection/rkey` pointing at `cid` and referencing `blobs`.
+pub fn put_with_blobs(collection: &str, key: &str, cid: Cid, blobs: &[Cid]) -> RecordWrite {
     RecordWrite::Put {
         collection: nsid(collection),
         rkey: rkey(key),
         cid,
+        blobs: blobs.to_vec(),
+    }
+}
+
+/// The CID (raw codec) of a blob with content `label`.
+pub fn blob_cid(label: &str) -> Cid {
+    cid_for(RAW, label.as_bytes())
+}
+
+/// A temporary blob of `did` with content `label`, uploaded at `created_at`
+/// (whole seconds, so that every backend stores it exactly), under
+/// temporary key `temp-<label>`.
+pub fn temp_blob(did: &Did, label: &str, created_at: DateTime<Utc>) -> BlobRecord {
+    BlobRecord {
+        did: did.clone(),
+        cid: blob_cid(label),
+        mime_type: "image/png".to_owned(),
+        size: label.len() as u64,
+        temp_key: Some(format!("temp-{label}")),
+        created_at: created_at.trunc_subsecs(0),
+        takedown_ref: None,
     }
 }
 

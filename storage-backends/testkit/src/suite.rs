@@ -9,14 +9,18 @@ use std::time::Duration;
 use aurora_core::data::{BlobHasher, DAG_CBOR, cid_for};
 use aurora_core::event::EventType;
 use aurora_core::store::{
-    AccountLookup, AccountStatus, AccountStore, AppPassword, BlobError, BlobStore, ByteStream,
-    CommitStage, EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort, NewAccount,
-    NewInviteCode, RecordPage, RefreshToken, RepoStats, RepoStore, Sequencer, StoreError,
+    AccountLookup, AccountStatus, AccountStore, AppPassword, BlobError, BlobRecord, BlobStore,
+    ByteStream, CommitStage, EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort,
+    MissingBlob, NewAccount, NewInviteCode, RecordPage, RefreshToken, RepoStats, RepoStore,
+    Sequencer, StoreError,
 };
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::fixtures::{block, commit, delete, did, handle, identity_event, nsid, put, rkey, tid};
+use crate::fixtures::{
+    blob_cid, block, commit, delete, did, handle, identity_event, nsid, put, put_with_blobs, rkey,
+    temp_blob, tid,
+};
 
 /// Repo store + sequencer + account store in one object, as database
 /// backends provide them.
@@ -130,6 +134,18 @@ macro_rules! store_conformance_suite {
             delete_repo_removes_the_repo_and_invalidates_its_events,
             delete_repo_without_a_repo_still_sequences_its_event,
             repo_stats_count_blocks_and_live_records,
+            blob_references_follow_record_writes,
+            put_blob_is_idempotent_and_restarts_a_temporary_grace_period,
+            concurrent_uploads_of_one_blob_agree_on_its_row,
+            mark_blob_permanent_clears_the_temporary_key,
+            missing_blobs_are_listed_by_cid,
+            list_blobs_pages_permanent_blobs_by_cid,
+            stale_temp_blobs_are_old_unreferenced_uploads,
+            unpromoted_blobs_are_referenced_temporary_blobs,
+            orphaned_blobs_lost_their_last_reference,
+            delete_blob_if_unused_deletes_only_the_row_the_sweep_saw,
+            delete_repo_removes_the_accounts_blobs,
+            preferences_round_trip_and_go_with_the_account,
         );
     };
 }
@@ -547,13 +563,19 @@ pub async fn apply_commit_is_atomic_at_every_stage(h: StoreHarness) {
         let before_root = s.get_root(&alice).await.unwrap();
         let before_events = s.events_after(0, 100).await.unwrap();
         let (rec, rec_b) = block(&format!("atomic-{round}"));
+        let image = blob_cid(&format!("atomic-blob-{round}"));
         let c = commit(
             &alice,
             before_root.as_ref().map(|r| r.cid),
             &format!("fail-{round}"),
             round * 2 + 1,
             vec![(rec, rec_b)],
-            vec![put("com.example.thing", &format!("k{round}"), rec)],
+            vec![put_with_blobs(
+                "com.example.thing",
+                &format!("k{round}"),
+                rec,
+                &[image],
+            )],
         );
         let failing_root = c.root;
         let faulty = (h.faulty)(stage);
@@ -584,6 +606,11 @@ pub async fn apply_commit_is_atomic_at_every_stage(h: StoreHarness) {
             None,
             "record left after {stage:?}"
         );
+        assert!(
+            !s.is_blob_referenced(&alice, &image).await.unwrap(),
+            "blob reference left after {stage:?}"
+        );
+        assert_eq!(s.repo_stats(&alice).await.unwrap().expected_blobs, 0);
         assert_eq!(
             s.events_after(0, 100).await.unwrap(),
             before_events,
@@ -2039,6 +2066,757 @@ pub async fn repo_stats_count_blocks_and_live_records(h: StoreHarness) {
         s.repo_stats(&did("nobody")).await.unwrap(),
         RepoStats::default()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Blob metadata and record blob references
+
+fn hours_ago(h: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::TimeDelta::hours(h)
+}
+
+/// Stores `blob` and marks it permanent, as after a committed upload.
+async fn permanent_blob(s: &Arc<dyn FullStore>, blob: BlobRecord) -> BlobRecord {
+    s.put_blob(blob.clone()).await.unwrap();
+    s.mark_blob_permanent(&blob.did, &blob.cid).await.unwrap();
+    s.get_blob(&blob.did, &blob.cid).await.unwrap().unwrap()
+}
+
+/// Applies a commit of `did` on its current root with the given record writes.
+async fn write_records(
+    s: &Arc<dyn FullStore>,
+    did: &aurora_core::syntax::Did,
+    label: &str,
+    records: Vec<aurora_core::store::RecordWrite>,
+) {
+    let root = s.get_root(did).await.unwrap();
+    // The revision after the current one (revisions here are `tid(n)`).
+    let rev = root
+        .as_ref()
+        .map_or(1, |r| (1..10_000).find(|n| tid(*n) > r.rev).unwrap());
+    // One block per distinct record CID.
+    let blocks: std::collections::BTreeMap<_, _> = records
+        .iter()
+        .filter_map(|w| match w {
+            aurora_core::store::RecordWrite::Put { cid, .. } => {
+                Some((*cid, Bytes::from(format!("record:{cid}"))))
+            }
+            aurora_core::store::RecordWrite::Delete { .. } => None,
+        })
+        .collect();
+    s.apply_commit(commit(
+        did,
+        root.map(|r| r.cid),
+        label,
+        rev,
+        blocks.into_iter().collect(),
+        records,
+    ))
+    .await
+    .unwrap();
+}
+
+fn blob_stats(expected_blobs: u64, imported_blobs: u64) -> (u64, u64) {
+    (expected_blobs, imported_blobs)
+}
+
+async fn stats_of(s: &Arc<dyn FullStore>, did: &aurora_core::syntax::Did) -> (u64, u64) {
+    let stats = s.repo_stats(did).await.unwrap();
+    (stats.expected_blobs, stats.imported_blobs)
+}
+
+fn sorted_cids(mut cids: Vec<aurora_core::cid::Cid>) -> Vec<aurora_core::cid::Cid> {
+    cids.sort_by_key(ToString::to_string);
+    cids
+}
+
+fn cids_of(blobs: &[BlobRecord]) -> Vec<aurora_core::cid::Cid> {
+    blobs.iter().map(|b| b.cid).collect()
+}
+
+#[doc(hidden)]
+pub async fn blob_references_follow_record_writes(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    let (cat, dog, fox) = (
+        blob_cid("ref-cat"),
+        blob_cid("ref-dog"),
+        blob_cid("ref-fox"),
+    );
+    let (p1, p2) = (block("ref-p1").0, block("ref-p2").0);
+    write_records(
+        s,
+        &alice,
+        "r1",
+        vec![
+            put_with_blobs("app.bsky.feed.post", "p1", p1, &[cat, dog]),
+            put_with_blobs("app.bsky.feed.post", "p2", p2, &[cat]),
+            put("app.bsky.feed.post", "p3", p2),
+        ],
+    )
+    .await;
+    for cid in [cat, dog] {
+        assert!(s.is_blob_referenced(&alice, &cid).await.unwrap());
+    }
+    assert!(!s.is_blob_referenced(&alice, &fox).await.unwrap());
+    assert!(
+        !s.is_blob_referenced(&bob, &cat).await.unwrap(),
+        "per account"
+    );
+    // Two distinct blobs referenced (cat by two records), none stored yet.
+    assert_eq!(stats_of(s, &alice).await, blob_stats(2, 0));
+    // A stored blob counts as imported, temporary or not.
+    s.put_blob(temp_blob(&alice, "ref-dog", hours_ago(0)))
+        .await
+        .unwrap();
+    assert_eq!(stats_of(s, &alice).await, blob_stats(2, 1));
+    permanent_blob(s, temp_blob(&alice, "ref-cat", hours_ago(0))).await;
+    assert_eq!(stats_of(s, &alice).await, blob_stats(2, 2));
+    // Another account's copy of a blob does not count for Alice.
+    s.put_blob(temp_blob(&bob, "ref-fox", hours_ago(0)))
+        .await
+        .unwrap();
+
+    // An update replaces the record's references: p1 now references fox
+    // only; cat is still referenced by p2, dog by nothing.
+    write_records(
+        s,
+        &alice,
+        "r2",
+        vec![put_with_blobs("app.bsky.feed.post", "p1", p1, &[fox])],
+    )
+    .await;
+    assert!(s.is_blob_referenced(&alice, &cat).await.unwrap());
+    assert!(!s.is_blob_referenced(&alice, &dog).await.unwrap());
+    assert!(s.is_blob_referenced(&alice, &fox).await.unwrap());
+    assert_eq!(stats_of(s, &alice).await, blob_stats(2, 1));
+
+    // Updating p2 to reference nothing drops cat; deleting p1 drops fox.
+    write_records(
+        s,
+        &alice,
+        "r3",
+        vec![
+            put("app.bsky.feed.post", "p2", p2),
+            delete("app.bsky.feed.post", "p1"),
+        ],
+    )
+    .await;
+    for cid in [cat, dog, fox] {
+        assert!(!s.is_blob_referenced(&alice, &cid).await.unwrap());
+    }
+    assert_eq!(stats_of(s, &alice).await, blob_stats(0, 0));
+    // The blobs themselves stay stored until swept.
+    assert!(s.get_blob(&alice, &cat).await.unwrap().is_some());
+
+    // Bob's references are his own.
+    write_records(
+        s,
+        &bob,
+        "b1",
+        vec![put_with_blobs("app.bsky.feed.post", "p1", p1, &[cat, fox])],
+    )
+    .await;
+    assert_eq!(stats_of(s, &bob).await, blob_stats(2, 1));
+    assert_eq!(stats_of(s, &alice).await, blob_stats(0, 0));
+}
+
+#[doc(hidden)]
+pub async fn put_blob_is_idempotent_and_restarts_a_temporary_grace_period(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    assert_eq!(s.get_blob(&alice, &blob_cid("cat")).await.unwrap(), None);
+    let first = temp_blob(&alice, "cat", hours_ago(3));
+    assert_eq!(s.put_blob(first.clone()).await.unwrap(), first);
+    assert_eq!(
+        s.get_blob(&alice, &first.cid).await.unwrap(),
+        Some(first.clone())
+    );
+
+    // The same blob again: the stored row wins, with the new upload time.
+    let again = BlobRecord {
+        mime_type: "application/octet-stream".to_owned(),
+        temp_key: Some("temp-cat-again".to_owned()),
+        ..temp_blob(&alice, "cat", hours_ago(1))
+    };
+    let stored = s.put_blob(again.clone()).await.unwrap();
+    let refreshed = BlobRecord {
+        created_at: again.created_at,
+        ..first.clone()
+    };
+    assert_eq!(stored, refreshed);
+    assert_ne!(
+        stored.temp_key, again.temp_key,
+        "the caller drops its own temporary object"
+    );
+    assert_eq!(
+        s.get_blob(&alice, &first.cid).await.unwrap(),
+        Some(refreshed.clone())
+    );
+
+    // A permanent blob is returned unchanged: no new upload time.
+    s.mark_blob_permanent(&alice, &first.cid).await.unwrap();
+    let permanent = BlobRecord {
+        temp_key: None,
+        ..refreshed
+    };
+    let late = temp_blob(&alice, "cat", hours_ago(0));
+    assert_eq!(s.put_blob(late).await.unwrap(), permanent);
+    assert_eq!(
+        s.get_blob(&alice, &first.cid).await.unwrap(),
+        Some(permanent)
+    );
+
+    // Bob's upload of the same bytes is his own blob.
+    let bobs = temp_blob(&bob, "cat", hours_ago(2));
+    assert_eq!(s.put_blob(bobs.clone()).await.unwrap(), bobs);
+    assert_eq!(s.get_blob(&bob, &bobs.cid).await.unwrap(), Some(bobs));
+}
+
+#[doc(hidden)]
+pub async fn concurrent_uploads_of_one_blob_agree_on_its_row(h: StoreHarness) {
+    let alice = did("alice");
+    let at = hours_ago(0);
+    let uploads: Vec<_> = (0..8)
+        .map(|i| {
+            let s = h.store.clone();
+            let blob = BlobRecord {
+                temp_key: Some(format!("temp-race-{i}")),
+                ..temp_blob(&alice, "race", at)
+            };
+            tokio::spawn(async move { s.put_blob(blob).await })
+        })
+        .collect();
+    let mut keys = Vec::new();
+    for upload in uploads {
+        keys.push(upload.await.unwrap().unwrap().temp_key.unwrap());
+    }
+    let stored = h
+        .store
+        .get_blob(&alice, &blob_cid("race"))
+        .await
+        .unwrap()
+        .unwrap();
+    let winner = stored.temp_key.unwrap();
+    assert!(
+        keys.iter().all(|k| *k == winner),
+        "every upload returns the stored temporary key {winner}: {keys:?}"
+    );
+}
+
+#[doc(hidden)]
+pub async fn mark_blob_permanent_clears_the_temporary_key(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    let upload = temp_blob(&alice, "to-keep", hours_ago(1));
+    assert!(matches!(
+        s.mark_blob_permanent(&alice, &upload.cid).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.put_blob(upload.clone()).await.unwrap();
+    assert!(s.list_blobs(&alice, None, 10).await.unwrap().is_empty());
+    s.mark_blob_permanent(&alice, &upload.cid).await.unwrap();
+    let stored = s.get_blob(&alice, &upload.cid).await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        BlobRecord {
+            temp_key: None,
+            ..upload.clone()
+        }
+    );
+    assert_eq!(
+        s.list_blobs(&alice, None, 10).await.unwrap(),
+        vec![upload.cid]
+    );
+    // Already permanent: nothing to do.
+    s.mark_blob_permanent(&alice, &upload.cid).await.unwrap();
+    assert_eq!(s.get_blob(&alice, &upload.cid).await.unwrap(), Some(stored));
+    // Another account has no such upload.
+    assert!(matches!(
+        s.mark_blob_permanent(&bob, &upload.cid).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[doc(hidden)]
+pub async fn missing_blobs_are_listed_by_cid(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    assert!(
+        s.list_missing_blobs(&alice, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let [first_cid, second_cid, third_cid, stored] =
+        ["miss-a", "miss-b", "miss-c", "miss-stored"].map(blob_cid);
+    let rec = block("miss-rec").0;
+    write_records(
+        s,
+        &alice,
+        "m1",
+        vec![
+            put_with_blobs("app.bsky.feed.post", "p1", rec, &[first_cid, stored]),
+            put_with_blobs("app.bsky.feed.post", "p2", rec, &[first_cid, second_cid]),
+            put_with_blobs("app.bsky.feed.like", "l1", rec, &[third_cid]),
+        ],
+    )
+    .await;
+    permanent_blob(s, temp_blob(&alice, "miss-stored", hours_ago(0))).await;
+    // Bob storing one of them does not make it Alice's.
+    permanent_blob(s, temp_blob(&bob, "miss-c", hours_ago(0))).await;
+
+    let uri = |path: &str| format!("at://{alice}/{path}");
+    let missing = s.list_missing_blobs(&alice, None, 10).await.unwrap();
+    assert_eq!(
+        missing.iter().map(|m| m.cid).collect::<Vec<_>>(),
+        sorted_cids(vec![first_cid, second_cid, third_cid]),
+        "each missing blob once, by CID"
+    );
+    for m in &missing {
+        let expected: &[String] = if m.cid == first_cid {
+            &[uri("app.bsky.feed.post/p1"), uri("app.bsky.feed.post/p2")]
+        } else if m.cid == second_cid {
+            &[uri("app.bsky.feed.post/p2")]
+        } else {
+            &[uri("app.bsky.feed.like/l1")]
+        };
+        assert!(expected.contains(&m.record_uri), "{m:?}");
+    }
+    assert_eq!(
+        stats_of(s, &alice).await,
+        blob_stats(4, 1),
+        "the stats agree"
+    );
+
+    // Pages of two, by cursor.
+    let first = s.list_missing_blobs(&alice, None, 2).await.unwrap();
+    assert_eq!(first, missing[..2]);
+    let rest = s
+        .list_missing_blobs(&alice, Some(&first[1].cid), 2)
+        .await
+        .unwrap();
+    assert_eq!(rest, missing[2..]);
+    assert!(
+        s.list_missing_blobs(&alice, Some(&missing[2].cid), 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Uploading one (still temporary) makes it no longer missing.
+    s.put_blob(temp_blob(&alice, "miss-b", hours_ago(0)))
+        .await
+        .unwrap();
+    let now_missing: Vec<MissingBlob> = s.list_missing_blobs(&alice, None, 10).await.unwrap();
+    assert_eq!(
+        now_missing.iter().map(|m| m.cid).collect::<Vec<_>>(),
+        sorted_cids(vec![first_cid, third_cid])
+    );
+    assert!(
+        s.list_missing_blobs(&bob, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[doc(hidden)]
+pub async fn list_blobs_pages_permanent_blobs_by_cid(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    let mut cids = Vec::new();
+    for i in 0..5 {
+        let upload = permanent_blob(s, temp_blob(&alice, &format!("list-{i}"), hours_ago(1))).await;
+        cids.push(upload.cid);
+    }
+    let cids = sorted_cids(cids);
+    // Temporary blobs and other accounts' blobs are not listed.
+    s.put_blob(temp_blob(&alice, "list-temp", hours_ago(1)))
+        .await
+        .unwrap();
+    permanent_blob(s, temp_blob(&bob, "list-bob", hours_ago(1))).await;
+
+    assert_eq!(s.list_blobs(&alice, None, 10).await.unwrap(), cids);
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s.list_blobs(&alice, cursor.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last().copied() else {
+            break;
+        };
+        paged.extend(page);
+        cursor = Some(last);
+    }
+    assert_eq!(paged, cids);
+    assert_eq!(
+        s.list_blobs(&bob, None, 10).await.unwrap(),
+        vec![blob_cid("list-bob")]
+    );
+    assert!(
+        s.list_blobs(&did("nobody"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[doc(hidden)]
+pub async fn stale_temp_blobs_are_old_unreferenced_uploads(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    let oldest = temp_blob(&bob, "stale-bob", hours_ago(5));
+    let old = temp_blob(&alice, "stale-old", hours_ago(4));
+    let used = temp_blob(&alice, "stale-used", hours_ago(4));
+    let recent = temp_blob(&alice, "stale-recent", hours_ago(0));
+    for blob in [&oldest, &old, &used, &recent] {
+        s.put_blob(blob.clone()).await.unwrap();
+    }
+    permanent_blob(s, temp_blob(&alice, "stale-permanent", hours_ago(6))).await;
+    write_records(
+        s,
+        &alice,
+        "s1",
+        vec![put_with_blobs(
+            "app.bsky.feed.post",
+            "p1",
+            block("stale-rec").0,
+            &[used.cid],
+        )],
+    )
+    .await;
+
+    let cutoff = hours_ago(1);
+    // Oldest first; the referenced, recent and permanent ones are not stale.
+    assert_eq!(
+        s.stale_temp_blobs(cutoff, 10).await.unwrap(),
+        vec![oldest.clone(), old.clone()]
+    );
+    assert_eq!(s.stale_temp_blobs(cutoff, 1).await.unwrap(), vec![oldest]);
+    assert!(
+        s.stale_temp_blobs(hours_ago(10), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Uploading it again restarts its grace period.
+    s.put_blob(temp_blob(&alice, "stale-old", hours_ago(0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        cids_of(&s.stale_temp_blobs(cutoff, 10).await.unwrap()),
+        vec![blob_cid("stale-bob")]
+    );
+}
+
+#[doc(hidden)]
+pub async fn unpromoted_blobs_are_referenced_temporary_blobs(h: StoreHarness) {
+    let s = &h.store;
+    let alice = did("alice");
+    let used = temp_blob(&alice, "unpromoted-used", hours_ago(2));
+    let unused = temp_blob(&alice, "unpromoted-unused", hours_ago(2));
+    s.put_blob(used.clone()).await.unwrap();
+    s.put_blob(unused.clone()).await.unwrap();
+    let done = permanent_blob(s, temp_blob(&alice, "unpromoted-done", hours_ago(2))).await;
+    assert!(s.unpromoted_blobs(10).await.unwrap().is_empty());
+
+    write_records(
+        s,
+        &alice,
+        "u1",
+        vec![put_with_blobs(
+            "app.bsky.feed.post",
+            "p1",
+            block("unpromoted-rec").0,
+            &[used.cid, done.cid],
+        )],
+    )
+    .await;
+    // The commit landed but the bytes were not moved yet.
+    assert_eq!(s.unpromoted_blobs(10).await.unwrap(), vec![used.clone()]);
+    assert!(s.unpromoted_blobs(0).await.unwrap().is_empty());
+    s.mark_blob_permanent(&alice, &used.cid).await.unwrap();
+    assert!(s.unpromoted_blobs(10).await.unwrap().is_empty());
+}
+
+#[doc(hidden)]
+pub async fn orphaned_blobs_lost_their_last_reference(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    let x = permanent_blob(s, temp_blob(&alice, "orphan-x", hours_ago(2))).await;
+    let z = permanent_blob(s, temp_blob(&bob, "orphan-z", hours_ago(2))).await;
+    // A temporary unreferenced blob is stale, not orphaned.
+    s.put_blob(temp_blob(&alice, "orphan-temp", hours_ago(2)))
+        .await
+        .unwrap();
+    let rec = block("orphan-rec").0;
+    write_records(
+        s,
+        &alice,
+        "o1",
+        vec![
+            put_with_blobs("app.bsky.feed.post", "p1", rec, &[x.cid]),
+            put_with_blobs("app.bsky.feed.post", "p2", rec, &[x.cid]),
+        ],
+    )
+    .await;
+    write_records(
+        s,
+        &bob,
+        "o1",
+        vec![put_with_blobs("app.bsky.feed.post", "p1", rec, &[z.cid])],
+    )
+    .await;
+    assert!(s.orphaned_blobs(None, 10).await.unwrap().is_empty());
+
+    // One of two references gone: still in use.
+    write_records(s, &alice, "o2", vec![delete("app.bsky.feed.post", "p1")]).await;
+    assert!(s.orphaned_blobs(Some(&alice), 10).await.unwrap().is_empty());
+    // The last one gone.
+    write_records(s, &alice, "o3", vec![delete("app.bsky.feed.post", "p2")]).await;
+    assert_eq!(
+        s.orphaned_blobs(Some(&alice), 10).await.unwrap(),
+        vec![x.clone()]
+    );
+    assert!(s.orphaned_blobs(Some(&bob), 10).await.unwrap().is_empty());
+    // Bob's record updated to reference nothing.
+    write_records(s, &bob, "o2", vec![put("app.bsky.feed.post", "p1", rec)]).await;
+    assert_eq!(
+        s.orphaned_blobs(Some(&bob), 10).await.unwrap(),
+        vec![z.clone()]
+    );
+    let mut all = s.orphaned_blobs(None, 10).await.unwrap();
+    all.sort_by_key(|b| b.did.clone());
+    assert_eq!(all, vec![x.clone(), z]);
+    assert_eq!(s.orphaned_blobs(None, 1).await.unwrap().len(), 1);
+
+    // Referenced again: no longer orphaned.
+    write_records(
+        s,
+        &alice,
+        "o4",
+        vec![put_with_blobs("app.bsky.feed.post", "p3", rec, &[x.cid])],
+    )
+    .await;
+    assert!(s.orphaned_blobs(Some(&alice), 10).await.unwrap().is_empty());
+}
+
+#[doc(hidden)]
+pub async fn delete_blob_if_unused_deletes_only_the_row_the_sweep_saw(h: StoreHarness) {
+    let s = &h.store;
+    let alice = did("alice");
+    let cutoff = hours_ago(1);
+    let gone = |cid: aurora_core::cid::Cid| {
+        let s = s.clone();
+        let alice = alice.clone();
+        async move { s.get_blob(&alice, &cid).await.unwrap().is_none() }
+    };
+
+    // A stale temporary blob, as the sweep saw it.
+    let stale = temp_blob(&alice, "sweep-stale", hours_ago(3));
+    s.put_blob(stale.clone()).await.unwrap();
+    let key = stale.temp_key.as_deref();
+    // Not with another temporary key, nor as a permanent blob.
+    assert!(
+        !s.delete_blob_if_unused(&alice, &stale.cid, Some("temp-other"), cutoff)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_blob_if_unused(&alice, &stale.cid, None, cutoff)
+            .await
+            .unwrap()
+    );
+    // Not when uploaded after the cutoff.
+    assert!(
+        !s.delete_blob_if_unused(&alice, &stale.cid, key, hours_ago(4))
+            .await
+            .unwrap()
+    );
+    assert!(!gone(stale.cid).await);
+    // Exactly as seen: deleted, once.
+    assert!(
+        s.delete_blob_if_unused(&alice, &stale.cid, key, cutoff)
+            .await
+            .unwrap()
+    );
+    assert!(gone(stale.cid).await);
+    assert!(
+        !s.delete_blob_if_unused(&alice, &stale.cid, key, cutoff)
+            .await
+            .unwrap()
+    );
+
+    // Uploaded again after the sweep listed it: the grace period restarted.
+    let again = temp_blob(&alice, "sweep-again", hours_ago(3));
+    s.put_blob(again.clone()).await.unwrap();
+    assert_eq!(
+        cids_of(&s.stale_temp_blobs(cutoff, 10).await.unwrap()),
+        vec![again.cid]
+    );
+    s.put_blob(temp_blob(&alice, "sweep-again", hours_ago(0)))
+        .await
+        .unwrap();
+    assert!(
+        !s.delete_blob_if_unused(&alice, &again.cid, again.temp_key.as_deref(), cutoff)
+            .await
+            .unwrap()
+    );
+    assert!(!gone(again.cid).await);
+
+    // Referenced by a commit that landed after the sweep listed it.
+    let used = temp_blob(&alice, "sweep-used", hours_ago(3));
+    s.put_blob(used.clone()).await.unwrap();
+    let rec = block("sweep-rec").0;
+    write_records(
+        s,
+        &alice,
+        "d1",
+        vec![put_with_blobs("app.bsky.feed.post", "p1", rec, &[used.cid])],
+    )
+    .await;
+    assert!(
+        !s.delete_blob_if_unused(&alice, &used.cid, used.temp_key.as_deref(), cutoff)
+            .await
+            .unwrap()
+    );
+    assert!(!gone(used.cid).await);
+
+    // A permanent blob: only when no record references it.
+    s.mark_blob_permanent(&alice, &used.cid).await.unwrap();
+    assert!(
+        !s.delete_blob_if_unused(&alice, &used.cid, None, cutoff)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_blob_if_unused(&alice, &used.cid, used.temp_key.as_deref(), cutoff)
+            .await
+            .unwrap(),
+        "it is no longer temporary"
+    );
+    write_records(s, &alice, "d2", vec![delete("app.bsky.feed.post", "p1")]).await;
+    assert_eq!(
+        cids_of(&s.orphaned_blobs(Some(&alice), 10).await.unwrap()),
+        vec![used.cid]
+    );
+    // The upload time does not matter for a permanent blob.
+    assert!(
+        s.delete_blob_if_unused(&alice, &used.cid, None, hours_ago(10))
+            .await
+            .unwrap()
+    );
+    assert!(gone(used.cid).await);
+    assert!(s.orphaned_blobs(None, 10).await.unwrap().is_empty());
+}
+
+#[doc(hidden)]
+pub async fn delete_repo_removes_the_accounts_blobs(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    let kept = permanent_blob(s, temp_blob(&alice, "del-kept", hours_ago(2))).await;
+    let temp = temp_blob(&alice, "del-temp", hours_ago(2));
+    s.put_blob(temp.clone()).await.unwrap();
+    let bobs = permanent_blob(s, temp_blob(&bob, "del-kept", hours_ago(2))).await;
+    let missing = blob_cid("del-missing");
+    let rec = block("del-rec").0;
+    for who in [&alice, &bob] {
+        write_records(
+            s,
+            who,
+            "x1",
+            vec![put_with_blobs(
+                "app.bsky.feed.post",
+                "p1",
+                rec,
+                &[kept.cid, missing],
+            )],
+        )
+        .await;
+    }
+    assert_eq!(stats_of(s, &alice).await, blob_stats(2, 1));
+
+    let mut gone = identity_event(&alice, "deleted");
+    gone.event_type = EventType::Account;
+    s.delete_repo(&alice, gone).await.unwrap();
+    for cid in [kept.cid, temp.cid] {
+        assert_eq!(s.get_blob(&alice, &cid).await.unwrap(), None);
+        assert!(!s.is_blob_referenced(&alice, &cid).await.unwrap());
+    }
+    assert!(s.list_blobs(&alice, None, 10).await.unwrap().is_empty());
+    assert!(
+        s.list_missing_blobs(&alice, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.repo_stats(&alice).await.unwrap(), RepoStats::default());
+    assert!(
+        s.stale_temp_blobs(hours_ago(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.orphaned_blobs(None, 10).await.unwrap().is_empty());
+    // Bob's copy and references are untouched.
+    assert_eq!(s.get_blob(&bob, &kept.cid).await.unwrap(), Some(bobs));
+    assert!(s.is_blob_referenced(&bob, &kept.cid).await.unwrap());
+    assert_eq!(stats_of(s, &bob).await, blob_stats(2, 1));
+}
+
+#[doc(hidden)]
+pub async fn preferences_round_trip_and_go_with_the_account(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    assert!(matches!(
+        s.get_preferences(&alice).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.put_preferences(&alice, vec![]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.create_account(new_account("alice", None)).await.unwrap();
+    s.create_account(new_account("bob", None)).await.unwrap();
+    assert!(s.get_preferences(&alice).await.unwrap().is_empty());
+
+    let prefs = vec![
+        serde_json::json!({
+            "$type": "app.bsky.actor.defs#adultContentPref",
+            "enabled": false,
+        }),
+        serde_json::json!({
+            "$type": "app.bsky.actor.defs#savedFeedsPrefV2",
+            "items": [{"id": "3l6", "type": "timeline", "value": "following", "pinned": true}],
+            "note": "unicode ✓ and \"quotes\"",
+        }),
+    ];
+    s.put_preferences(&alice, prefs.clone()).await.unwrap();
+    assert_eq!(s.get_preferences(&alice).await.unwrap(), prefs);
+    assert!(s.get_preferences(&bob).await.unwrap().is_empty());
+
+    // A put replaces them all.
+    let replaced = vec![serde_json::json!({
+        "$type": "app.bsky.actor.defs#personalDetailsPref",
+        "birthDate": "1990-01-01T00:00:00.000Z",
+    })];
+    s.put_preferences(&alice, replaced.clone()).await.unwrap();
+    assert_eq!(s.get_preferences(&alice).await.unwrap(), replaced);
+    s.put_preferences(&alice, vec![]).await.unwrap();
+    assert!(s.get_preferences(&alice).await.unwrap().is_empty());
+
+    // Deleted with the account; a new account with the DID starts afresh.
+    s.put_preferences(&alice, prefs.clone()).await.unwrap();
+    s.put_preferences(&bob, replaced.clone()).await.unwrap();
+    s.delete_account(&alice).await.unwrap();
+    assert!(matches!(
+        s.get_preferences(&alice).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.create_account(new_account("alice", None)).await.unwrap();
+    assert!(s.get_preferences(&alice).await.unwrap().is_empty());
+    assert_eq!(s.get_preferences(&bob).await.unwrap(), replaced);
 }
 
 // ---------------------------------------------------------------------------

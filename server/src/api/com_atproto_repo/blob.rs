@@ -67,13 +67,33 @@ pub(super) async fn upload_blob(
         .and_then(|v| v.to_str().ok());
     let stream = body
         .into_data_stream()
-        .map_err(std::io::Error::other)
+        .map_err(|e| {
+            // The server's body limit (the same size) may cut the upload
+            // before the blob manager counts past it.
+            if is_length_limit(&e) {
+                std::io::Error::new(std::io::ErrorKind::FileTooLarge, e)
+            } else {
+                std::io::Error::other(e)
+            }
+        })
         .into_stream();
     let blob = blobs
         .upload(auth.did(), content_type, Box::pin(stream))
         .await
         .map_err(upload_error)?;
     Ok(Json(json!({ "blob": blob_ref(&blob) })))
+}
+
+/// Whether a body error is the server's request body limit.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Default and largest page of `listMissingBlobs`.

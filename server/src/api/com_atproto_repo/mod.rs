@@ -171,9 +171,16 @@ async fn writer_for(s: &RepoApi, headers: &HeaderMap, repo: &str) -> Result<Auth
     Ok(auth)
 }
 
-/// A record's JSON as the data model (with `$link`, `$bytes`, blobs).
-fn record_value(record: &Value) -> Result<Ipld, XrpcError> {
-    json_to_ipld(record).map_err(|e| bad_request("InvalidRecord", format!("invalid record: {e}")))
+/// A record's JSON as the data model (with `$link`, `$bytes`, blobs), its
+/// `$type` set to the collection when it has none (as the reference PDS does).
+fn record_value(collection: &Nsid, record: &Value) -> Result<Ipld, XrpcError> {
+    let mut value = json_to_ipld(record)
+        .map_err(|e| bad_request("InvalidRecord", format!("invalid record: {e}")))?;
+    if let Ipld::Map(map) = &mut value {
+        map.entry("$type".to_owned())
+            .or_insert_with(|| Ipld::String(collection.as_str().to_owned()));
+    }
+    Ok(value)
 }
 
 fn check_record(
@@ -183,7 +190,7 @@ fn check_record(
     validate: Option<bool>,
 ) -> Result<ValidationStatus, XrpcError> {
     validate_record(collection, rkey, record, validate)
-        .map_err(|e| bad_request("InvalidRecord", e.message))
+        .map_err(|e| XrpcError::invalid_request(e.message))
 }
 
 fn write_error(e: RepoWriteError) -> XrpcError {
@@ -285,11 +292,12 @@ async fn create_record(
         commit: swap_commit(input.swap_commit.as_deref())?,
         records: Vec::new(),
     };
+    let record = record_value(&collection, &input.record)?;
     let change = RecordChange {
         action: WriteAction::Create,
         collection,
         rkey,
-        record: Some(record_value(&input.record)?),
+        record: Some(record),
     };
     write_one(&s, auth.did(), change, &swap, status).await
 }
@@ -332,6 +340,7 @@ async fn put_record(
     let collection = parse_nsid(&input.collection)?;
     let rkey = parse_rkey(&input.rkey)?;
     let status = check_record(&collection, &rkey, &input.record, input.validate)?;
+    let record = record_value(&collection, &input.record)?;
     let mut swap = Swap {
         commit: swap_commit(input.swap_commit.as_deref())?,
         records: Vec::new(),
@@ -359,7 +368,7 @@ async fn put_record(
         },
         collection,
         rkey,
-        record: Some(record_value(&input.record)?),
+        record: Some(record),
     };
     write_one(&s, auth.did(), change, &swap, status).await
 }
@@ -503,7 +512,7 @@ async fn apply_writes(
         let (status, record) = match value {
             Some(v) => (
                 Some(check_record(&collection, &rkey, v, input.validate)?),
-                Some(record_value(v)?),
+                Some(record_value(&collection, v)?),
             ),
             None => (None, None),
         };

@@ -5,12 +5,15 @@
 #![allow(unreachable_pub, missing_debug_implementations)]
 
 pub(crate) mod account;
+pub(crate) mod account_pref;
 pub(crate) mod account_signing_key;
 pub(crate) mod app_password;
+pub(crate) mod blob;
 pub(crate) mod email_token;
 pub(crate) mod invite_code;
 pub(crate) mod invite_code_use;
 pub(crate) mod record;
+pub(crate) mod record_blob;
 pub(crate) mod refresh_token;
 pub(crate) mod repo_block;
 pub(crate) mod repo_root;

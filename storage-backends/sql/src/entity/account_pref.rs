@@ -1,0 +1,17 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "account_pref")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub did: String,
+    /// The preferences: a JSON array.
+    #[sea_orm(column_type = "Text")]
+    pub value: String,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
