@@ -4,7 +4,7 @@
 //! go; an imported repo is indexed and its blobs listed as missing until
 //! uploaded; preferences are private per account.
 
-#![allow(clippy::unwrap_used, clippy::too_many_lines)]
+#![allow(clippy::unwrap_used, clippy::too_many_lines, clippy::similar_names)]
 
 mod common;
 
@@ -364,7 +364,7 @@ async fn foreign_repo(did: &Did, records: &[(&str, Value)]) -> Vec<u8> {
     let commit = UnsignedCommit::new(did.clone(), tree.root_cid(), Tid::now()).sign(&old_host);
     let (commit_cid, commit_block) = commit.to_block();
     blocks.push((commit_cid, commit_block));
-    car_bytes(commit_cid, blocks.into_iter()).await.unwrap()
+    car_bytes(commit_cid, blocks).await.unwrap()
 }
 
 async fn import_repo(server: &TestServer, token: &str, car: Vec<u8>) -> reqwest::Response {

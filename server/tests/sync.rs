@@ -107,6 +107,43 @@ async fn read_all(car: &[u8]) -> (Vec<Cid>, Vec<(Cid, Bytes)>) {
     (roots, blocks)
 }
 
+/// Reads an unsigned varint off the front of `buf`.
+fn varint(buf: &mut &[u8]) -> usize {
+    let (mut n, mut shift) = (0usize, 0);
+    loop {
+        let byte = buf[0];
+        *buf = &buf[1..];
+        n |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return n;
+        }
+        shift += 7;
+    }
+}
+
+/// A CAR file with no roots (as `getBlocks` sends, and CAR readers that
+/// insist on a root refuse): its blocks, each checked against its CID.
+fn read_rootless(car: &[u8]) -> Vec<(Cid, Bytes)> {
+    let mut buf = car;
+    let len = varint(&mut buf);
+    let header = aurora_core::data::decode(&buf[..len]).unwrap();
+    assert_eq!(
+        aurora_core::data::ipld_to_json(&header).unwrap(),
+        json!({"version": 1, "roots": []})
+    );
+    buf = &buf[len..];
+    let mut blocks = Vec::new();
+    while !buf.is_empty() {
+        let len = varint(&mut buf);
+        let mut section = &buf[..len];
+        let cid = Cid::read_bytes(&mut section).unwrap();
+        aurora_core::repo::verify_block(&cid, section).unwrap();
+        blocks.push((cid, Bytes::copy_from_slice(section)));
+        buf = &buf[len..];
+    }
+    blocks
+}
+
 async fn sync_api(test: &str, db: Db) {
     let plc = TestPlcDirectory::start().await;
     let Some(server) = server(test, db, &plc).await else {
@@ -122,7 +159,7 @@ async fn sync_api(test: &str, db: Db) {
         blobs.push(upload(&server, &token, [PNG, &[i]].concat()).await);
     }
     let mut created = Vec::new();
-    let mut revs = Vec::new();
+    let mut commit_revs = Vec::new();
     for (i, blob) in blobs.iter().take(3).enumerate() {
         let r = create(
             &c,
@@ -131,7 +168,7 @@ async fn sync_api(test: &str, db: Db) {
             post_with_image(&format!("post {i}"), blob),
         )
         .await;
-        revs.push(r["commit"]["rev"].as_str().unwrap().to_owned());
+        commit_revs.push(r["commit"]["rev"].as_str().unwrap().to_owned());
         created.push(r);
     }
     let plain = create(&c, &token, &alice, post("no image")).await;
@@ -184,7 +221,7 @@ async fn sync_api(test: &str, db: Db) {
     let since_car = car_of(
         &c,
         "com.atproto.sync.getRepo",
-        &[("did", &alice), ("since", &revs[2])],
+        &[("did", &alice), ("since", &commit_revs[2])],
     )
     .await;
     let (roots, diff) = read_all(&since_car).await;
@@ -253,7 +290,7 @@ async fn sync_api(test: &str, db: Db) {
     assert_eq!(record_cid.to_string(), created[1]["cid"].as_str().unwrap());
     let record = aurora_core::data::decode(&blocks[&record_cid]).unwrap();
     assert_eq!(
-        aurora_core::data::ipld_to_json(&record)["text"],
+        aurora_core::data::ipld_to_json(&record).unwrap()["text"],
         json!("post 1")
     );
     c.fails_get(
@@ -288,8 +325,7 @@ async fn sync_api(test: &str, db: Db) {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
-    let (roots, got) = read_all(&res.bytes().await.unwrap()).await;
-    assert!(roots.is_empty());
+    let got = read_rootless(&res.bytes().await.unwrap());
     assert_eq!(
         got.iter().map(|b| b.0).collect::<Vec<_>>(),
         [root.cid, record_cid]
@@ -396,7 +432,7 @@ async fn sync_api(test: &str, db: Db) {
         .ok_get(
             "com.atproto.sync.listBlobs",
             None,
-            &[("did", &alice), ("since", &revs[1])],
+            &[("did", &alice), ("since", &commit_revs[1])],
         )
         .await;
     assert_eq!(since, json!({"cids": [blob_cid(&blobs[2])]}));

@@ -32,10 +32,11 @@ pub(super) async fn import_repo(
         )
     })?;
     // Checking every block's hash and the whole tree is CPU work.
-    let repo = tokio::task::spawn_blocking(move || load_repo_bytes(&car, None))
-        .await
-        .map_err(|e| internal("checking an imported repo panicked", &e))?
-        .map_err(|e| XrpcError::invalid_request(format!("invalid repo CAR: {e}")))?;
+    let repo =
+        tokio::task::spawn_blocking(move || load_repo_bytes(&car, None).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| internal("checking an imported repo panicked", &e))?
+            .map_err(|e| XrpcError::invalid_request(format!("invalid repo CAR: {e}")))?;
     if repo.commit.did != *auth.did() {
         return Err(XrpcError::invalid_request(format!(
             "the repo belongs to {}, not to {}",
