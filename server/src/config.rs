@@ -392,6 +392,11 @@ pub struct Config {
     /// Handle domains users may register under (`AURORA_USER_DOMAINS`, comma list).
     #[serde(deserialize_with = "comma_list")]
     pub user_domains: Vec<String>,
+    /// Relays asked to crawl this PDS (`com.atproto.sync.requestCrawl`) at
+    /// start-up and after writes (`AURORA_CRAWLERS`, comma list of base
+    /// URLs such as `https://bsky.network`).
+    #[serde(deserialize_with = "comma_list")]
+    pub crawlers: Vec<String>,
     /// Whether sign-up needs an invite code (`AURORA_INVITE_REQUIRED`).
     pub invite_required: bool,
     /// Privacy policy link for `describeServer` (`AURORA_PRIVACY_POLICY_URL`).
@@ -452,6 +457,7 @@ impl Default for Config {
             plc_rotation_key: None,
             plc_url: "https://plc.directory".to_owned(),
             user_domains: vec![".test".to_owned()],
+            crawlers: Vec::new(),
             invite_required: false,
             privacy_policy_url: None,
             terms_of_service_url: None,
@@ -557,18 +563,6 @@ impl Config {
         Ok(config)
     }
 
-    fn validate_firehose(&self) -> Result<(), ConfigError> {
-        for (key, value) in [
-            ("firehose_outbox_frames", self.firehose_outbox_frames as u64),
-            ("firehose_ping_secs", self.firehose_ping_secs),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::for_key(key, "must be greater than 0"));
-            }
-        }
-        Ok(())
-    }
-
     fn normalize_and_validate(&mut self) -> Result<(), ConfigError> {
         if Handle::parse(self.hostname.clone()).is_err() && self.hostname != "localhost" {
             return Err(ConfigError::for_key(
@@ -632,31 +626,37 @@ impl Config {
             }
             *domain = domain.to_ascii_lowercase();
         }
-        if self.blob_max_bytes == 0 {
-            return Err(ConfigError::for_key(
-                "blob_max_bytes",
-                "must be greater than 0",
-            ));
-        }
-        if self.request_timeout_secs == 0 {
-            return Err(ConfigError::for_key(
-                "request_timeout_secs",
-                "must be greater than 0",
-            ));
-        }
-        self.validate_firehose()?;
-        if self.database.max_connections == 0 {
-            return Err(ConfigError::for_key(
-                "database.max_connections",
-                "must be greater than 0",
-            ));
+        for crawler in &mut self.crawlers {
+            let ok = url::Url::parse(crawler).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.query().is_none()
+            });
+            if !ok {
+                return Err(ConfigError::for_key(
+                    "crawlers",
+                    format!("{crawler:?} is not an http(s) URL such as https://bsky.network"),
+                ));
+            }
+            *crawler = crawler.trim_end_matches('/').to_owned();
         }
         self.appview()?;
         self.chat()?;
         for (key, value) in [
+            ("blob_max_bytes", self.blob_max_bytes),
+            ("request_timeout_secs", self.request_timeout_secs),
+            (
+                "database.max_connections",
+                u64::from(self.database.max_connections),
+            ),
             ("proxy.timeout_secs", self.proxy.timeout_secs),
             ("proxy.max_request_bytes", self.proxy.max_request_bytes),
             ("proxy.max_response_bytes", self.proxy.max_response_bytes),
+            (
+                "firehose_outbox_frames",
+                u64::try_from(self.firehose_outbox_frames).unwrap_or(u64::MAX),
+            ),
+            ("firehose_ping_secs", self.firehose_ping_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError::for_key(key, "must be greater than 0"));
@@ -1044,6 +1044,34 @@ mod tests {
             let mut c = from_toml(text).unwrap();
             let e = c.normalize_and_validate().unwrap_err();
             assert_eq!(e.key, key, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn crawlers_are_http_urls() {
+        let mut c = Config {
+            crawlers: vec![
+                "https://bsky.network/".into(),
+                "http://127.0.0.1:9000".into(),
+            ],
+            ..Config::default()
+        };
+        c.normalize_and_validate().unwrap();
+        assert_eq!(
+            c.crawlers,
+            ["https://bsky.network", "http://127.0.0.1:9000"]
+        );
+        for bad in [
+            "bsky.network",
+            "ftp://relay.example",
+            "https://relay.example/?x=1",
+        ] {
+            let mut c = Config {
+                crawlers: vec![bad.into()],
+                ..Config::default()
+            };
+            let e = c.normalize_and_validate().unwrap_err();
+            assert_eq!(e.key, "AURORA_CRAWLERS", "{bad}");
         }
     }
 

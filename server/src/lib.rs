@@ -182,13 +182,28 @@ impl Aurora {
         })
     }
 
+    /// The sync API (`com.atproto.sync.*`), asking the configured
+    /// `crawlers` to crawl this server.
+    pub fn sync_plugin(&self) -> Result<aurora_sync::SyncPlugin, ConfigError> {
+        let plugin = aurora_sync::SyncPlugin::new();
+        if self.config.crawlers.is_empty() {
+            return Ok(plugin);
+        }
+        let http = identity::http_client(Duration::from_secs(30)).map_err(|e| ConfigError {
+            key: "AURORA_CRAWLERS".to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(plugin.with_crawlers(http, self.config.crawlers.clone()))
+    }
+
     /// A builder with this server's storage, the outbox mailer, the
-    /// built-in PDS API and the firehose; add plugins and sinks, then
-    /// `build()`.
+    /// built-in PDS API, the sync API and the firehose; add plugins and
+    /// sinks, then `build()`.
     pub fn builder(&self) -> Result<PdsBuilder, ConfigError> {
         let builder = PdsBuilder::new(self.service_info()?)
             .mailer(Arc::new(OutboxMailer::in_data_dir(&self.config.data_dir)))
             .plugin(self.api()?)
+            .plugin(self.sync_plugin()?)
             .plugin(self.firehose());
         Ok(self.storage.install(builder))
     }

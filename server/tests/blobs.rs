@@ -4,7 +4,7 @@
 //! go; an imported repo is indexed and its blobs listed as missing until
 //! uploaded; preferences are private per account.
 
-#![allow(clippy::unwrap_used, clippy::too_many_lines)]
+#![allow(clippy::unwrap_used, clippy::too_many_lines, clippy::similar_names)]
 
 mod common;
 

@@ -17,7 +17,7 @@ pub use account::{
 pub use blob::{BlobError, BlobStore, ByteStream, StoredBlob, TempBlob};
 pub use repo::{
     BlobRecord, CommitStage, CommitWrite, MissingBlob, RecordEntry, RecordPage, RecordWrite,
-    RepoRoot, RepoStats, RepoStore,
+    RepoRoot, RepoStats, RepoStore, RevBlock,
 };
 pub use sequencer::{SeqWatch, Sequencer};
 

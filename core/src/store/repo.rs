@@ -69,8 +69,9 @@ pub struct CommitWrite {
     pub root: Cid,
     /// `rev` of the new commit.
     pub rev: Tid,
-    /// New blocks: the commit, changed MST nodes and records. Blocks already
-    /// stored for this repo are skipped.
+    /// New blocks: the commit, changed MST nodes and records. A block
+    /// already stored for this repo is not stored twice; it is marked as
+    /// written by this commit's `rev` (for [`RepoStore::blocks_since`]).
     pub blocks: Vec<(Cid, Bytes)>,
     /// Changes to the record index.
     pub records: Vec<RecordWrite>,
@@ -160,6 +161,18 @@ pub struct BlobRecord {
     pub created_at: DateTime<Utc>,
     /// Set when the blob is taken down; a taken-down blob is not served.
     pub takedown_ref: Option<String>,
+}
+
+/// A stored block with the revision of the commit that wrote it, as
+/// [`RepoStore::blocks_since`] pages them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevBlock {
+    /// `rev` of the commit that stored the block.
+    pub rev: Tid,
+    /// The block's CID.
+    pub cid: Cid,
+    /// The block's bytes.
+    pub bytes: Bytes,
 }
 
 /// A blob that a record references but that is not stored for the account
@@ -267,6 +280,34 @@ pub trait RepoStore: Send + Sync + 'static {
     async fn list_blobs(
         &self,
         did: &Did,
+        cursor: Option<&Cid>,
+        limit: usize,
+    ) -> Result<Vec<Cid>, StoreError>;
+
+    /// A page of `did`'s blocks written by commits with a `rev` greater than
+    /// `since` (the blocks `com.atproto.sync.getRepo?since=` returns),
+    /// ordered by (`rev`, CID in string order), starting after `after` (the
+    /// `rev` and CID of the last block of the previous page), at most
+    /// `limit`. A block is counted with the latest commit that stored it
+    /// (see [`CommitWrite::blocks`]), so a block that left the tree and came
+    /// back is in the diff.
+    async fn blocks_since(
+        &self,
+        did: &Did,
+        since: &Tid,
+        after: Option<(&Tid, &Cid)>,
+        limit: usize,
+    ) -> Result<Vec<RevBlock>, StoreError>;
+
+    /// CIDs of the blobs `did`'s records reference (the blobs
+    /// `com.atproto.sync.listBlobs` lists), each once, ordered by CID
+    /// (string order), after `cursor`, at most `limit`. With `since`, only
+    /// blobs referenced by records last written by a commit with a `rev`
+    /// greater than `since`. Whether the blob is stored does not matter.
+    async fn list_record_blobs(
+        &self,
+        did: &Did,
+        since: Option<&Tid>,
         cursor: Option<&Cid>,
         limit: usize,
     ) -> Result<Vec<Cid>, StoreError>;

@@ -10,9 +10,10 @@ use aurora_core::store::{
     Account, AccountLookup, AccountStatus, AccountStore, AppPassword, BlobRecord, CommitStage,
     CommitWrite, EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort, InviteCodeUse,
     MissingBlob, NewInviteCode, RecordEntry, RecordPage, RecordWrite, RefreshToken, RepoRoot,
-    RepoStats, RepoStore, SeqWatch, Sequencer, StoreError, constant_time_eq, normalize_email,
+    RepoStats, RepoStore, RevBlock, SeqWatch, Sequencer, StoreError, constant_time_eq,
+    normalize_email,
 };
-use aurora_core::syntax::{AtUri, Did, Handle, Nsid, RecordKey};
+use aurora_core::syntax::{AtUri, Did, Handle, Nsid, RecordKey, Tid};
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
@@ -21,6 +22,8 @@ use tokio::sync::watch;
 struct Repo {
     root: Option<RepoRoot>,
     blocks: HashMap<Cid, Bytes>,
+    /// The `rev` of the latest commit that stored each block.
+    block_revs: HashMap<Cid, Tid>,
     /// collection -> rkey -> entry, ordered like the SQL index.
     records: BTreeMap<Nsid, BTreeMap<RecordKey, RecordEntry>>,
     /// Record `at://` URI -> the blobs it references (records referencing
@@ -339,6 +342,7 @@ impl RepoStore for MemoryStore {
         });
         for (cid, bytes) in commit.blocks {
             repo.blocks.entry(cid).or_insert(bytes);
+            repo.block_revs.insert(cid, commit.rev.clone());
         }
         for write in commit.records {
             match write {
@@ -492,6 +496,67 @@ impl RepoStore for MemoryStore {
             .take(limit)
             .map(|(_, b)| b.cid)
             .collect())
+    }
+
+    async fn blocks_since(
+        &self,
+        did: &Did,
+        since: &Tid,
+        after: Option<(&Tid, &Cid)>,
+        limit: usize,
+    ) -> Result<Vec<RevBlock>, StoreError> {
+        let state = self.lock();
+        let Some(repo) = state.repos.get(did) else {
+            return Ok(Vec::new());
+        };
+        // (rev, CID string): the SQL order.
+        let after = after.map(|(rev, cid)| (rev.as_str().to_owned(), cid.to_string()));
+        let mut newer: Vec<((String, String), &Cid)> = repo
+            .block_revs
+            .iter()
+            .filter(|(_, rev)| *rev > since)
+            .map(|(cid, rev)| ((rev.as_str().to_owned(), cid.to_string()), cid))
+            .filter(|(key, _)| after.as_ref().is_none_or(|a| key > a))
+            .collect();
+        newer.sort_unstable();
+        Ok(newer
+            .into_iter()
+            .take(limit)
+            .map(|(_, cid)| RevBlock {
+                rev: repo.block_revs[cid].clone(),
+                cid: *cid,
+                bytes: repo.blocks[cid].clone(),
+            })
+            .collect())
+    }
+
+    async fn list_record_blobs(
+        &self,
+        did: &Did,
+        since: Option<&Tid>,
+        cursor: Option<&Cid>,
+        limit: usize,
+    ) -> Result<Vec<Cid>, StoreError> {
+        let state = self.lock();
+        let Some(repo) = state.repos.get(did) else {
+            return Ok(Vec::new());
+        };
+        let cursor = cursor.map(ToString::to_string);
+        // CID (string, the SQL order) -> CID.
+        let mut found: BTreeMap<String, Cid> = BTreeMap::new();
+        for entry in repo.records.values().flat_map(BTreeMap::values) {
+            if since.is_some_and(|since| entry.rev <= *since) {
+                continue;
+            }
+            let uri = AtUri::for_record(did, &entry.collection, &entry.rkey);
+            for cid in repo.blob_refs.get(uri.as_str()).into_iter().flatten() {
+                let key = cid.to_string();
+                if cursor.as_ref().is_none_or(|c| key > *c) {
+                    found.insert(key, *cid);
+                }
+            }
+        }
+        Ok(found.into_values().take(limit).collect())
     }
 
     async fn stale_temp_blobs(

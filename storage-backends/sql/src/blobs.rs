@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aurora_core::cid::Cid;
 use aurora_core::store::{BlobRecord, CommitWrite, MissingBlob, RecordWrite, StoreError};
-use aurora_core::syntax::{AtUri, Did};
+use aurora_core::syntax::{AtUri, Did, Tid};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict, Query, SelectStatement};
 use sea_orm::{
@@ -13,7 +13,7 @@ use sea_orm::{
     QuerySelect,
 };
 
-use crate::entity::{blob, record_blob, repo_root};
+use crate::entity::{blob, record, record_blob, repo_root};
 use crate::{Engine, SqlStore, convert, db_err};
 
 /// Rows per multi-row INSERT or IN list, well under the bind-parameter limits.
@@ -270,6 +270,56 @@ impl SqlStore {
                 })
             })
             .collect()
+    }
+
+    /// The blobs `did`'s records reference (with `since`, records last
+    /// written by a later rev), each once, by CID.
+    pub(crate) async fn record_blobs(
+        &self,
+        did: &Did,
+        since: Option<&Tid>,
+        cursor: Option<&Cid>,
+        n: usize,
+    ) -> Result<Vec<Cid>, StoreError> {
+        let mut query = record_blob::Entity::find()
+            .select_only()
+            .column(record_blob::Column::BlobCid)
+            .filter(record_blob::Column::Did.eq(did.as_str()));
+        if let Some(since) = since {
+            // The URIs of the records written after `since`, as
+            // `record_blob` keys them: `at://<did>/<collection>/<rkey>`.
+            let template = match self.engine() {
+                Engine::Postgres => "$1 || $2 || '/' || $3",
+                Engine::Sqlite => "? || ? || '/' || ?",
+            };
+            let uri = Expr::cust_with_exprs(
+                template,
+                [
+                    Expr::val(format!("at://{did}/")),
+                    Expr::col((record::Entity, record::Column::Collection)),
+                    Expr::col((record::Entity, record::Column::Rkey)),
+                ],
+            );
+            let newer = Query::select()
+                .expr(uri)
+                .from(record::Entity)
+                .and_where(record::Column::Did.eq(did.as_str()))
+                .and_where(record::Column::RepoRev.gt(since.as_str()))
+                .to_owned();
+            query = query.filter(record_blob::Column::RecordUri.in_subquery(newer));
+        }
+        if let Some(cursor) = cursor {
+            query = query.filter(record_blob::Column::BlobCid.gt(cursor.to_string()));
+        }
+        let rows: Vec<String> = query
+            .group_by(record_blob::Column::BlobCid)
+            .order_by_asc(record_blob::Column::BlobCid)
+            .limit(limit(n))
+            .into_tuple()
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|c| convert::cid(c)).collect()
     }
 
     pub(crate) async fn permanent_blobs(

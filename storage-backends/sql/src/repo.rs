@@ -6,7 +6,7 @@ use aurora_core::cid::Cid;
 use aurora_core::event::NewEvent;
 use aurora_core::store::{
     BlobRecord, CommitStage, CommitWrite, MissingBlob, RecordEntry, RecordPage, RecordWrite,
-    RepoRoot, RepoStats, RepoStore, StoreError,
+    RepoRoot, RepoStats, RepoStore, RevBlock, StoreError,
 };
 use aurora_core::syntax::{Did, Nsid, RecordKey, Tid};
 use bytes::Bytes;
@@ -96,7 +96,11 @@ impl SqlStore {
         txn: &DatabaseTransaction,
         c: &CommitWrite,
     ) -> Result<(), StoreError> {
-        for chunk in c.blocks.chunks(INSERT_CHUNK) {
+        // Each block once: Postgres refuses to update one row twice in a
+        // statement (two records with equal content share a block).
+        let mut seen = std::collections::HashSet::with_capacity(c.blocks.len());
+        let blocks: Vec<&(Cid, Bytes)> = c.blocks.iter().filter(|b| seen.insert(b.0)).collect();
+        for chunk in blocks.chunks(INSERT_CHUNK) {
             let rows = chunk.iter().map(|(cid, bytes)| repo_block::ActiveModel {
                 did: Set(c.did.as_str().to_owned()),
                 cid: Set(cid.to_string()),
@@ -104,8 +108,14 @@ impl SqlStore {
                 size: Set(i32::try_from(bytes.len()).unwrap_or(i32::MAX)),
                 content: Set(bytes.to_vec()),
             });
+            // A block stored before keeps its bytes and takes this commit's
+            // rev, so that `blocks_since` has it in the diff.
             repo_block::Entity::insert_many(rows)
-                .on_conflict_do_nothing_on([repo_block::Column::Did, repo_block::Column::Cid])
+                .on_conflict(
+                    OnConflict::columns([repo_block::Column::Did, repo_block::Column::Cid])
+                        .update_column(repo_block::Column::RepoRev)
+                        .to_owned(),
+                )
                 .exec_without_returning(txn)
                 .await
                 .map_err(db_err)?;
@@ -487,6 +497,55 @@ impl RepoStore for SqlStore {
         limit: usize,
     ) -> Result<Vec<Cid>, StoreError> {
         self.permanent_blobs(did, cursor, limit).await
+    }
+
+    async fn blocks_since(
+        &self,
+        did: &Did,
+        since: &Tid,
+        after: Option<(&Tid, &Cid)>,
+        limit: usize,
+    ) -> Result<Vec<RevBlock>, StoreError> {
+        let mut query = repo_block::Entity::find()
+            .filter(repo_block::Column::Did.eq(did.as_str()))
+            .filter(repo_block::Column::RepoRev.gt(since.as_str()));
+        if let Some((rev, cid)) = after {
+            query = query.filter(
+                Condition::any()
+                    .add(repo_block::Column::RepoRev.gt(rev.as_str()))
+                    .add(
+                        Condition::all()
+                            .add(repo_block::Column::RepoRev.eq(rev.as_str()))
+                            .add(repo_block::Column::Cid.gt(cid.to_string())),
+                    ),
+            );
+        }
+        let rows = query
+            .order_by_asc(repo_block::Column::RepoRev)
+            .order_by_asc(repo_block::Column::Cid)
+            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(RevBlock {
+                    rev: convert::parse(row.repo_rev, Tid::parse)?,
+                    cid: convert::cid(&row.cid)?,
+                    bytes: Bytes::from(row.content),
+                })
+            })
+            .collect()
+    }
+
+    async fn list_record_blobs(
+        &self,
+        did: &Did,
+        since: Option<&Tid>,
+        cursor: Option<&Cid>,
+        limit: usize,
+    ) -> Result<Vec<Cid>, StoreError> {
+        self.record_blobs(did, since, cursor, limit).await
     }
 
     async fn stale_temp_blobs(

@@ -147,6 +147,8 @@ macro_rules! store_conformance_suite {
             delete_blob_if_unused_deletes_only_the_row_the_sweep_saw,
             delete_repo_removes_the_accounts_blobs,
             preferences_round_trip_and_go_with_the_account,
+            blocks_since_pages_a_repos_blocks_by_rev,
+            record_blobs_are_listed_by_cid_since_a_rev,
         );
     };
 }
@@ -2818,6 +2820,250 @@ pub async fn delete_repo_removes_the_accounts_blobs(h: StoreHarness) {
     assert_eq!(s.get_blob(&bob, &kept.cid).await.unwrap(), Some(bobs));
     assert!(s.is_blob_referenced(&bob, &kept.cid).await.unwrap());
     assert_eq!(stats_of(s, &bob).await, blob_stats(2, 1));
+}
+
+/// Every page of `blocks_since`, `limit` at a time: (rev, CID, bytes).
+async fn all_blocks_since(
+    s: &Arc<dyn FullStore>,
+    did: &aurora_core::syntax::Did,
+    since: &aurora_core::syntax::Tid,
+    limit: usize,
+) -> Vec<(aurora_core::syntax::Tid, aurora_core::cid::Cid, Bytes)> {
+    let mut out: Vec<aurora_core::store::RevBlock> = Vec::new();
+    loop {
+        let after = out.last().map(|b| (&b.rev, &b.cid));
+        let page = s.blocks_since(did, since, after, limit).await.unwrap();
+        assert!(page.len() <= limit);
+        let done = page.len() < limit;
+        out.extend(page);
+        if done {
+            break;
+        }
+    }
+    out.into_iter().map(|b| (b.rev, b.cid, b.bytes)).collect()
+}
+
+#[doc(hidden)]
+pub async fn blocks_since_pages_a_repos_blocks_by_rev(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    assert!(
+        s.blocks_since(&alice, &tid(0), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let [again, shared, later, last, bobs] =
+        ["since-a", "since-b", "since-d", "since-e", "since-f"].map(block);
+    let first = commit(
+        &alice,
+        None,
+        "s1",
+        1,
+        vec![again.clone(), shared.clone()],
+        vec![],
+    );
+    let c1 = (first.root, first.blocks[0].1.clone());
+    s.apply_commit(first).await.unwrap();
+    // `again` is stored again by rev 2 (it left the tree and came back): it
+    // counts as written by rev 2.
+    let second = commit(
+        &alice,
+        Some(c1.0),
+        "s2",
+        2,
+        vec![later.clone(), again.clone()],
+        vec![],
+    );
+    let c2 = (second.root, second.blocks[0].1.clone());
+    s.apply_commit(second).await.unwrap();
+    let third = commit(&alice, Some(c2.0), "s3", 3, vec![last.clone()], vec![]);
+    let c3 = (third.root, third.blocks[0].1.clone());
+    s.apply_commit(third).await.unwrap();
+    // Bob's repo shares a block; it is his, at his rev.
+    s.apply_commit(commit(
+        &bob,
+        None,
+        "s-bob",
+        5,
+        vec![shared.clone(), bobs.clone()],
+        vec![],
+    ))
+    .await
+    .unwrap();
+
+    // By rev, then CID in string order.
+    let expected = |blocks: Vec<(u64, (aurora_core::cid::Cid, Bytes))>| {
+        let mut sorted: Vec<_> = blocks
+            .into_iter()
+            .map(|(rev, (cid, bytes))| (tid(rev), cid, bytes))
+            .collect();
+        sorted.sort_by_key(|(rev, cid, _)| (rev.clone(), cid.to_string()));
+        sorted
+    };
+    let everything = expected(vec![
+        (1, c1.clone()),
+        (1, shared.clone()),
+        (2, c2.clone()),
+        (2, later.clone()),
+        (2, again.clone()),
+        (3, c3.clone()),
+        (3, last.clone()),
+    ]);
+    for limit in [1, 2, 3, 100] {
+        assert_eq!(
+            all_blocks_since(s, &alice, &tid(0), limit).await,
+            everything,
+            "pages of {limit}"
+        );
+    }
+    assert_eq!(
+        all_blocks_since(s, &alice, &tid(1), 2).await,
+        everything[2..],
+        "after rev 1"
+    );
+    assert_eq!(
+        all_blocks_since(s, &alice, &tid(2), 2).await,
+        expected(vec![(3, c3), (3, last)]),
+        "after rev 2"
+    );
+    assert!(all_blocks_since(s, &alice, &tid(3), 2).await.is_empty());
+    let bob_root = s.get_root(&bob).await.unwrap().unwrap().cid;
+    let listed: Vec<_> = all_blocks_since(s, &bob, &tid(0), 10)
+        .await
+        .into_iter()
+        .map(|(rev, cid, _)| (rev, cid))
+        .collect();
+    let mut bob_expected = vec![(tid(5), bob_root), (tid(5), shared.0), (tid(5), bobs.0)];
+    bob_expected.sort_by_key(|(rev, cid)| (rev.clone(), cid.to_string()));
+    assert_eq!(listed, bob_expected);
+    assert!(
+        s.blocks_since(&did("nobody"), &tid(0), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[doc(hidden)]
+#[allow(clippy::too_many_lines)]
+pub async fn record_blobs_are_listed_by_cid_since_a_rev(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    assert!(
+        s.list_record_blobs(&alice, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let [cat, dog, fox, owl, eel] =
+        ["rb-cat", "rb-dog", "rb-fox", "rb-owl", "rb-eel"].map(blob_cid);
+    let rec = |label: &str| block(label).0;
+    // rev 1: p1 and p2 share `cat`.
+    write_records(
+        s,
+        &alice,
+        "rb1",
+        vec![
+            put_with_blobs("app.bsky.feed.post", "p1", rec("rb-p1"), &[cat, dog]),
+            put_with_blobs("app.bsky.feed.post", "p2", rec("rb-p2"), &[cat]),
+        ],
+    )
+    .await;
+    // rev 2: p3 with `fox`, l1 with none.
+    write_records(
+        s,
+        &alice,
+        "rb2",
+        vec![
+            put_with_blobs("app.bsky.feed.post", "p3", rec("rb-p3"), &[fox]),
+            put("app.bsky.feed.like", "l1", rec("rb-l1")),
+        ],
+    )
+    .await;
+    // rev 3: p1 now references `owl` instead (`dog` is referenced no more).
+    write_records(
+        s,
+        &alice,
+        "rb3",
+        vec![put_with_blobs(
+            "app.bsky.feed.post",
+            "p1",
+            rec("rb-p1b"),
+            &[owl],
+        )],
+    )
+    .await;
+    // Bob's records are his.
+    write_records(
+        s,
+        &bob,
+        "rb-bob",
+        vec![put_with_blobs(
+            "app.bsky.feed.post",
+            "p1",
+            rec("rb-bob"),
+            &[eel, cat],
+        )],
+    )
+    .await;
+
+    let all = sorted_cids(vec![cat, fox, owl]);
+    assert_eq!(
+        s.list_record_blobs(&alice, None, None, 10).await.unwrap(),
+        all,
+        "each referenced blob once, by CID, stored or not"
+    );
+    // Pages of one, by cursor.
+    let mut paged = Vec::new();
+    loop {
+        let page = s
+            .list_record_blobs(&alice, None, paged.last(), 1)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert_eq!(page.len(), 1);
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    // Since a rev: blobs of records written later.
+    assert_eq!(
+        s.list_record_blobs(&alice, Some(&tid(1)), None, 10)
+            .await
+            .unwrap(),
+        sorted_cids(vec![fox, owl])
+    );
+    assert_eq!(
+        s.list_record_blobs(&alice, Some(&tid(2)), None, 10)
+            .await
+            .unwrap(),
+        vec![owl]
+    );
+    assert!(
+        s.list_record_blobs(&alice, Some(&tid(3)), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let since_cursor = sorted_cids(vec![fox, owl]);
+    assert_eq!(
+        s.list_record_blobs(&alice, Some(&tid(1)), Some(&since_cursor[0]), 10)
+            .await
+            .unwrap(),
+        since_cursor[1..]
+    );
+    assert_eq!(
+        s.list_record_blobs(&bob, None, None, 10).await.unwrap(),
+        sorted_cids(vec![eel, cat])
+    );
+    // A deleted record's blobs go.
+    write_records(s, &alice, "rb4", vec![delete("app.bsky.feed.post", "p3")]).await;
+    assert_eq!(
+        s.list_record_blobs(&alice, None, None, 10).await.unwrap(),
+        sorted_cids(vec![cat, owl])
+    );
 }
 
 #[doc(hidden)]
