@@ -7,10 +7,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aurora_core::cid::Cid;
+use aurora_core::crypto::PublicKey;
 use aurora_core::data::{DAG_CBOR, Ipld, cid_for, encode, json_to_ipld};
 use aurora_core::event::{Frame, decode_frame};
 use aurora_core::repo::{Mst, SignedCommit, UnsignedCommit, car_bytes, read_car_bytes};
@@ -20,6 +22,7 @@ use aurora_storage_testkit::plc::TestPlcDirectory;
 use common::pds::{
     ADMIN_PASSWORD, Client, server, server_with, sign_up, two_servers_on_one_postgres,
 };
+use common::process::AuroraProcess;
 use common::{Db, TestServer};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -34,15 +37,21 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn subscribe_url(server: &TestServer, cursor: Option<i64>) -> String {
+    subscribe_url_at(&server.addr.to_string(), cursor)
+}
+
+/// The subscribeRepos URL of the server at `addr` (`host:port`).
+fn subscribe_url_at(addr: &str, cursor: Option<i64>) -> String {
     let query = cursor.map(|c| format!("?cursor={c}")).unwrap_or_default();
-    format!(
-        "ws://{}/xrpc/com.atproto.sync.subscribeRepos{query}",
-        server.addr
-    )
+    format!("ws://{addr}/xrpc/com.atproto.sync.subscribeRepos{query}")
 }
 
 async fn subscribe(server: &TestServer, cursor: Option<i64>) -> Ws {
-    tokio_tungstenite::connect_async(subscribe_url(server, cursor))
+    subscribe_at(&server.addr.to_string(), cursor).await
+}
+
+async fn subscribe_at(addr: &str, cursor: Option<i64>) -> Ws {
+    tokio_tungstenite::connect_async(subscribe_url_at(addr, cursor))
         .await
         .unwrap()
         .0
@@ -170,10 +179,22 @@ async fn create(c: &Client<'_>, did: &str, token: &str, text: &str) -> Value {
     .await
 }
 
-/// Checks a `#commit` body as sync 1.1 requires: its CAR holds the commit
-/// block, the new records, and enough of the tree to undo every op and
-/// arrive at `prevData`.
-fn assert_self_contained_commit(body: &BTreeMap<String, Ipld>) {
+/// The repo signing key `plc` holds for `did`.
+fn repo_key(plc: &TestPlcDirectory, did: &str) -> PublicKey {
+    plc.log(&Did::parse(did).unwrap())
+        .unwrap()
+        .document()
+        .unwrap()
+        .atproto_signing_key()
+        .unwrap()
+}
+
+/// Checks a `#commit` body as sync 1.1 requires, with the core engine
+/// alone: every block in its CAR matches its CID (the CAR reader checks),
+/// the commit is signed by the DID's key, the CAR holds the new records and
+/// enough of the tree to undo every op and arrive at `prevData`. Returns
+/// the commit.
+fn assert_self_contained_commit(body: &BTreeMap<String, Ipld>, key: &PublicKey) -> SignedCommit {
     for field in [
         "seq", "rebase", "tooBig", "repo", "commit", "rev", "since", "blocks", "ops", "blobs",
         "time",
@@ -189,6 +210,9 @@ fn assert_self_contained_commit(body: &BTreeMap<String, Ipld>) {
     let commit_cid = link(&body["commit"]);
     assert_eq!(root, commit_cid, "the CAR's root is the commit");
     let commit = SignedCommit::from_block(&blocks[&commit_cid]).unwrap();
+    commit
+        .verify(key)
+        .expect("the commit is signed by the DID's repo key");
     assert_eq!(commit.rev.as_str(), text(body, "rev"));
     assert_eq!(commit.did.as_str(), text(body, "repo"));
     let Ipld::List(ops) = &body["ops"] else {
@@ -228,6 +252,76 @@ fn assert_self_contained_commit(body: &BTreeMap<String, Ipld>) {
             "only the first commit lacks prevData"
         ),
     }
+    commit
+}
+
+/// Follows repos through the firehose as a relay does: verifies each
+/// `#commit` on its own ([`assert_self_contained_commit`]) and against the
+/// repo's previous commit (`since` is its `rev`, `prevData` its data root,
+/// revs increase); a `#sync` (verified the same way) restarts the chain.
+struct RepoFollower {
+    plc: Arc<TestPlcDirectory>,
+    /// Per DID: the last commit's rev and data root.
+    repos: HashMap<String, (String, Cid)>,
+    keys: HashMap<String, PublicKey>,
+    commits: usize,
+}
+
+impl RepoFollower {
+    fn new(plc: Arc<TestPlcDirectory>) -> Self {
+        Self {
+            plc,
+            repos: HashMap::new(),
+            keys: HashMap::new(),
+            commits: 0,
+        }
+    }
+
+    fn key(&mut self, did: &str) -> PublicKey {
+        let plc = &self.plc;
+        *self
+            .keys
+            .entry(did.to_owned())
+            .or_insert_with(|| repo_key(plc, did))
+    }
+
+    fn follow(&mut self, kind: &str, body: &BTreeMap<String, Ipld>) {
+        match kind {
+            "#commit" => {
+                let did = text(body, "repo").to_owned();
+                let key = self.key(&did);
+                let commit = assert_self_contained_commit(body, &key);
+                if let Some((rev, data)) = self.repos.get(&did) {
+                    assert_eq!(text(body, "since"), rev, "since is the previous rev");
+                    assert_eq!(
+                        link(&body["prevData"]),
+                        *data,
+                        "prevData is the previous root"
+                    );
+                    assert!(commit.rev.as_str() > rev.as_str(), "revs increase");
+                }
+                self.repos
+                    .insert(did, (commit.rev.as_str().to_owned(), commit.data));
+                self.commits += 1;
+            }
+            "#sync" => {
+                let did = text(body, "did").to_owned();
+                let key = self.key(&did);
+                let Ipld::Bytes(car) = &body["blocks"] else {
+                    panic!("#sync blocks")
+                };
+                let (root, blocks) = read_car_bytes(car).unwrap();
+                let commit = SignedCommit::from_block(&blocks[&root]).unwrap();
+                commit
+                    .verify(&key)
+                    .expect("#sync commit signed by the DID's key");
+                assert_eq!(commit.rev.as_str(), text(body, "rev"));
+                self.repos
+                    .insert(did, (commit.rev.as_str().to_owned(), commit.data));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A repo CAR for `did` with one record, signed by some other host.
@@ -247,11 +341,12 @@ async fn foreign_repo(did: &Did) -> Vec<u8> {
 
 #[tokio::test]
 async fn frames_carry_every_event_type_as_the_spec_says() {
-    let plc = TestPlcDirectory::start().await;
+    let plc = Arc::new(TestPlcDirectory::start().await);
     let server = server("firehose_frames", Db::Memory, &plc).await.unwrap();
     let c = Client { server: &server };
     let mut ws = subscribe(&server, Some(0)).await;
     let (did, token) = sign_up(&c, "frames.test").await;
+    let mut follower = RepoFollower::new(plc.clone());
 
     // Sign-up: #identity, #account, then the repo's first (empty) commit.
     let (kind, identity) = message(&mut ws).await;
@@ -265,7 +360,7 @@ async fn frames_carry_every_event_type_as_the_spec_says() {
     assert!(seq_of(&account) > seq_of(&identity));
     let (kind, first) = message(&mut ws).await;
     assert_eq!(kind, "#commit");
-    assert_self_contained_commit(&first);
+    follower.follow("#commit", &first);
     assert!(!first.contains_key("prevData"));
 
     // Create, update, delete: ops with `cid` and `prev`, `since` and
@@ -273,7 +368,7 @@ async fn frames_carry_every_event_type_as_the_spec_says() {
     let created = create(&c, &did, &token, "one").await;
     let rkey = created["uri"].as_str().unwrap().rsplit('/').next().unwrap();
     let (_, create_body) = message(&mut ws).await;
-    assert_self_contained_commit(&create_body);
+    follower.follow("#commit", &create_body);
     assert_eq!(text(&create_body, "since"), text(&first, "rev"));
     let first_commit = SignedCommit::from_block(
         &read_car_bytes(match &first["blocks"] {
@@ -292,7 +387,7 @@ async fn frames_carry_every_event_type_as_the_spec_says() {
     )
     .await;
     let (_, update_body) = message(&mut ws).await;
-    assert_self_contained_commit(&update_body);
+    follower.follow("#commit", &update_body);
     let Ipld::List(ops) = &update_body["ops"] else {
         panic!()
     };
@@ -309,7 +404,7 @@ async fn frames_carry_every_event_type_as_the_spec_says() {
     )
     .await;
     let (_, delete_body) = message(&mut ws).await;
-    assert_self_contained_commit(&delete_body);
+    follower.follow("#commit", &delete_body);
 
     // A large commit (200 writes) still carries everything it needs.
     let writes: Vec<Value> = (0..200)
@@ -327,7 +422,7 @@ async fn frames_carry_every_event_type_as_the_spec_says() {
         panic!()
     };
     assert_eq!(ops.len(), 200);
-    assert_self_contained_commit(&bulk);
+    follower.follow("#commit", &bulk);
 
     // An import resets the repo: #sync with the new commit.
     let car = foreign_repo(&Did::parse(did.as_str()).unwrap()).await;
@@ -350,6 +445,8 @@ async fn frames_carry_every_event_type_as_the_spec_says() {
     let (root, blocks) = read_car_bytes(car).unwrap();
     let commit = SignedCommit::from_block(&blocks[&root]).unwrap();
     assert_eq!(commit.rev.as_str(), text(&sync, "rev"));
+    follower.follow("#sync", &sync);
+    assert_eq!(follower.commits, 5);
 
     // A takedown: #account, inactive, with its status.
     let admin = |nsid: &str, body: Value| {
@@ -426,10 +523,26 @@ fn spawn_writer(
     n: usize,
     pace: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    let (http, url) = (
-        server.http.clone(),
+    spawn_writer_at(
+        &server.http,
         server.url("/xrpc/com.atproto.repo.createRecord"),
-    );
+        did,
+        token,
+        n,
+        pace,
+    )
+}
+
+/// [`spawn_writer`] through `url`, the createRecord URL of any server.
+fn spawn_writer_at(
+    http: &reqwest::Client,
+    url: String,
+    did: &str,
+    token: &str,
+    n: usize,
+    pace: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let http = http.clone();
     let (did, token) = (did.to_owned(), token.to_owned());
     tokio::spawn(async move {
         for i in 0..n {
@@ -448,12 +561,15 @@ fn spawn_writer(
 
 /// A subscriber (from `cursor`, or live) that reads until it has seen the
 /// `seq` `until` says (once it says one), checking that each `seq` is
-/// larger than the last.
+/// larger than the last and verifying every commit as a relay would
+/// ([`RepoFollower`]).
 fn collect(
     mut ws: Ws,
     cursor: Option<i64>,
     mut until: tokio::sync::watch::Receiver<i64>,
+    plc: &Arc<TestPlcDirectory>,
 ) -> tokio::task::JoinHandle<Vec<i64>> {
+    let mut follower = RepoFollower::new(plc.clone());
     tokio::spawn(async move {
         let mut seen: Vec<i64> = Vec::new();
         loop {
@@ -464,9 +580,10 @@ fn collect(
             }
             tokio::select! {
                 got = next(&mut ws, PATIENCE) => match got {
-                    Next::Frame(Frame::Message { body: Ipld::Map(body), .. }) => {
+                    Next::Frame(Frame::Message { kind, body: Ipld::Map(body) }) => {
                         let seq = seq_of(&body);
                         assert!(seq > last, "seq {seq} after {last}: out of order or repeated");
+                        follower.follow(&kind, &body);
                         seen.push(seq);
                     }
                     Next::Ping => {}
@@ -481,7 +598,7 @@ fn collect(
 /// A writer runs throughout while subscribers join at different cursors;
 /// each sees every event after its cursor exactly once, in order.
 async fn subscribers_join_while_a_writer_runs(test: &str, db: Db) {
-    let plc = TestPlcDirectory::start().await;
+    let plc = Arc::new(TestPlcDirectory::start().await);
     let Some(server) = server(test, db, &plc).await else {
         return;
     };
@@ -493,7 +610,7 @@ async fn subscribers_join_while_a_writer_runs(test: &str, db: Db) {
     }
     let (done_tx, done_rx) = tokio::sync::watch::channel(0_i64);
 
-    let live = collect(subscribe(&server, None).await, None, done_rx.clone());
+    let live = collect(subscribe(&server, None).await, None, done_rx.clone(), &plc);
     // Let it join the feed (a live subscriber starts wherever it joins).
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Paced, so that it runs while every subscriber joins.
@@ -520,6 +637,7 @@ async fn subscribers_join_while_a_writer_runs(test: &str, db: Db) {
                 subscribe(&server, Some(cursor)).await,
                 Some(cursor),
                 done_rx.clone(),
+                &plc,
             ),
         ));
     }
@@ -776,14 +894,14 @@ async fn idle_connections_are_pinged_and_silent_ones_closed() {
 /// which server wrote it.
 #[tokio::test]
 async fn two_servers_on_one_postgres_serve_one_ordered_log() {
-    let plc = TestPlcDirectory::start().await;
+    let plc = Arc::new(TestPlcDirectory::start().await);
     let Some((a, b)) = two_servers_on_one_postgres("firehose_two_servers", &plc).await else {
         return;
     };
     let (done_tx, done_rx) = tokio::sync::watch::channel(0_i64);
     let start = head(&a).await;
-    let live_a = collect(subscribe(&a, None).await, None, done_rx.clone());
-    let live_b = collect(subscribe(&b, None).await, None, done_rx.clone());
+    let live_a = collect(subscribe(&a, None).await, None, done_rx.clone(), &plc);
+    let live_b = collect(subscribe(&b, None).await, None, done_rx.clone(), &plc);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (did_a, token_a) = sign_up(&Client { server: &a }, "north.test").await;
     let (did_b, token_b) = sign_up(&Client { server: &b }, "south.test").await;
@@ -804,9 +922,15 @@ async fn two_servers_on_one_postgres_serve_one_ordered_log() {
         subscribe(&a, Some(start)).await,
         Some(start),
         done_rx.clone(),
+        &plc,
     );
     let mid = head(&b).await / 2;
-    let from_b = collect(subscribe(&b, Some(mid)).await, Some(mid), done_rx.clone());
+    let from_b = collect(
+        subscribe(&b, Some(mid)).await,
+        Some(mid),
+        done_rx.clone(),
+        &plc,
+    );
     for w in writers {
         w.await.unwrap();
     }
@@ -831,4 +955,110 @@ async fn two_servers_on_one_postgres_serve_one_ordered_log() {
             .unwrap();
         assert_live(&a, &seen, 8 * 15).await;
     }
+}
+
+/// The same with two real `aurora serve` processes on one Postgres: each
+/// signs up an account, writers go through both processes to both repos,
+/// and subscribers on either process see one log: every event once, in
+/// increasing `seq` order, each commit verified; a replay from cursor 0
+/// afterwards is exactly what the subscriber from 0 saw live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_aurora_processes_on_one_postgres_serve_one_ordered_log() {
+    const WRITES: usize = 20;
+    let Some(database) = aurora_storage_testkit::postgres::database("firehose_processes") else {
+        return;
+    };
+    let plc = Arc::new(TestPlcDirectory::start().await);
+    let plc_url = plc.url();
+    let env = [
+        ("AURORA_DATABASE_URL", database.as_str()),
+        ("AURORA_PLC_URL", plc_url.as_str()),
+        ("AURORA_PUBLIC_URL", "https://pds.test"),
+        ("AURORA_USER_DOMAINS", ".test"),
+        (
+            "AURORA_JWT_SECRET",
+            "a shared secret of the two processes, 32+ chars",
+        ),
+        ("AURORA_ADMIN_PASSWORD", ADMIN_PASSWORD),
+    ];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = AuroraProcess::start(dir_a.path(), &env);
+    let b = AuroraProcess::start(dir_b.path(), &env);
+    let http = aurora_server::identity::http_client(PATIENCE).unwrap();
+
+    let (done_tx, done_rx) = tokio::sync::watch::channel(0_i64);
+    let from_zero = collect(
+        subscribe_at(&a.addr, Some(0)).await,
+        Some(0),
+        done_rx.clone(),
+        &plc,
+    );
+    let live_b = collect(
+        subscribe_at(&b.addr, None).await,
+        None,
+        done_rx.clone(),
+        &plc,
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut accounts = Vec::new();
+    for (process, handle) in [(&a, "east.test"), (&b, "west.test")] {
+        let res = http
+            .post(process.url("/xrpc/com.atproto.server.createAccount"))
+            .json(&json!({"handle": handle, "email": format!("{handle}@example.com"), "password": "a long password"}))
+            .send()
+            .await
+            .unwrap();
+        let created = Client::ok(res).await;
+        accounts.push((
+            created["did"].as_str().unwrap().to_owned(),
+            created["accessJwt"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let mut writers = Vec::new();
+    for (i, (did, token)) in accounts.iter().chain(accounts.iter()).enumerate() {
+        // Each repo is written through both processes at once.
+        let process = if i % 2 == 0 { &a } else { &b };
+        writers.push(spawn_writer_at(
+            &http,
+            process.url("/xrpc/com.atproto.repo.createRecord"),
+            did,
+            token,
+            WRITES,
+            Duration::ZERO,
+        ));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    // Sign-ups (#identity, #account, first #commit) and the writes; the
+    // log has nothing else, so its head is its length.
+    let events = 2 * 3 + 4 * WRITES;
+    let head = i64::try_from(events).unwrap();
+    done_tx.send(head).unwrap();
+
+    let seen = tokio::time::timeout(PATIENCE, from_zero)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        seen,
+        (1..=head).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    let live = tokio::time::timeout(PATIENCE, live_b)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        live, seen,
+        "the other process's live subscriber saw the same log"
+    );
+    // A replay afterwards, from the other process, is the same log again.
+    let replay = collect(subscribe_at(&b.addr, Some(0)).await, Some(0), done_rx, &plc);
+    let replayed = tokio::time::timeout(PATIENCE, replay)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replayed, seen);
 }

@@ -5,82 +5,24 @@
 
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use aurora_storage_testkit::plc::TestPlcDirectory;
+use common::process::AuroraProcess;
 use serde_json::{Value, json};
 
-struct Aurora {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    url: String,
-}
-
-impl Drop for Aurora {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn start(dir: &std::path::Path, plc_url: &str) -> Aurora {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aurora"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AURORA_LISTEN", "127.0.0.1:0")
-        .env("AURORA_DATA_DIR", dir)
-        .env("AURORA_PLC_URL", plc_url)
-        .env("AURORA_PUBLIC_URL", "https://pds.test")
-        .env("AURORA_ADMIN_PASSWORD", "the-admin-password-123")
-        .env("AURORA_LOG", "debug")
-        .current_dir(dir)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    for stream in [
-        Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stdout.take().unwrap()),
-    ] {
-        let log = log.clone();
-        let addr_tx = addr_tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line
-                    .split("listening on ")
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next())
-                {
-                    let _ = addr_tx.send(addr.to_owned());
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        if let Ok(addr) = addr_rx.recv_timeout(Duration::from_millis(200)) {
-            break addr;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server did not start: {}",
-            log.lock().unwrap()
-        );
-    };
-    Aurora {
-        child,
-        log,
-        url: format!("http://{addr}"),
-    }
+fn start(dir: &std::path::Path, plc_url: &str) -> AuroraProcess {
+    AuroraProcess::start(
+        dir,
+        &[
+            ("AURORA_PLC_URL", plc_url),
+            ("AURORA_PUBLIC_URL", "https://pds.test"),
+            ("AURORA_ADMIN_PASSWORD", "the-admin-password-123"),
+            ("AURORA_LOG", "debug"),
+        ],
+    )
 }
 
 async fn call(
@@ -112,7 +54,8 @@ async fn no_password_token_or_key_is_logged() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &plc.url());
     let http = aurora_server::identity::http_client(Duration::from_secs(60)).unwrap();
-    let base = server.url.as_str();
+    let base_url = server.url("");
+    let base = base_url.as_str();
 
     let password = "Sup3r-Secret-Passw0rd";
     let created = call(

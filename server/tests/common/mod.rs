@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub(crate) mod pds;
+pub(crate) mod process;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

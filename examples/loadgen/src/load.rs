@@ -1,0 +1,301 @@
+//! The load: C clients writing (and reading) as fast as the server answers,
+//! or at a capped rate, for a time or a number of requests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::accounts::Account;
+use crate::firehose::{Subscribers, latency_histogram};
+use crate::procstat::{Sampler, sample};
+use crate::report::{FirehoseReport, OpReport, Percentiles, RunReport, ServerReport};
+use crate::{Mix, Result, RunArgs};
+
+/// The operations of the load, by XRPC method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Op {
+    Create,
+    Delete,
+    Get,
+    List,
+}
+
+impl Op {
+    fn method(self) -> &'static str {
+        match self {
+            Self::Create => "com.atproto.repo.createRecord",
+            Self::Delete => "com.atproto.repo.deleteRecord",
+            Self::Get => "com.atproto.repo.getRecord",
+            Self::List => "com.atproto.repo.listRecords",
+        }
+    }
+}
+
+/// One client's tally for one operation.
+struct Tally {
+    ok: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            ok: 0,
+            errors: 0,
+            latency: latency_histogram(3),
+            first_error: None,
+        }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+    }
+}
+
+const COLLECTION: &str = "app.bsky.feed.post";
+
+/// One client: its account, the records it made and may delete or read.
+struct LoadClient {
+    http: reqwest::Client,
+    base: String,
+    account: Account,
+    rkeys: Vec<String>,
+    rng: StdRng,
+    mix: Mix,
+    tallies: BTreeMap<Op, Tally>,
+}
+
+impl LoadClient {
+    fn pick(&mut self) -> Op {
+        match self.mix {
+            Mix::Create => Op::Create,
+            Mix::Mixed => {
+                let (roll, has_records) = (self.rng.random_range(0..100), !self.rkeys.is_empty());
+                if roll < 70 || (roll < 80 && !has_records) {
+                    Op::Create
+                } else if roll < 80 {
+                    Op::Delete
+                } else if roll < 90 && has_records {
+                    Op::Get
+                } else {
+                    Op::List
+                }
+            }
+        }
+    }
+
+    async fn step(&mut self) {
+        let op = self.pick();
+        let start = Instant::now();
+        let outcome = self.call(op).await;
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let tally = self.tallies.entry(op).or_insert_with(Tally::new);
+        match outcome {
+            Ok(()) => {
+                tally.ok += 1;
+                tally.latency.saturating_record(micros.max(1));
+            }
+            Err(e) => {
+                tally.errors += 1;
+                tally.first_error.get_or_insert(e);
+            }
+        }
+    }
+
+    async fn call(&mut self, op: Op) -> std::result::Result<(), String> {
+        let url = format!("{}/xrpc/{}", self.base, op.method());
+        let did = self.account.did.clone();
+        let request = match op {
+            Op::Create => self.http.post(url).json(&json!({
+                "repo": did,
+                "collection": COLLECTION,
+                "record": {
+                    "$type": COLLECTION,
+                    "text": "a post from loadgen",
+                    "createdAt": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                },
+            })),
+            Op::Delete => {
+                let i = self.rng.random_range(0..self.rkeys.len());
+                let rkey = self.rkeys.swap_remove(i);
+                self.http
+                    .post(url)
+                    .json(&json!({"repo": did, "collection": COLLECTION, "rkey": rkey}))
+            }
+            Op::Get => {
+                let rkey = &self.rkeys[self.rng.random_range(0..self.rkeys.len())];
+                self.http.get(url).query(&[
+                    ("repo", did.as_str()),
+                    ("collection", COLLECTION),
+                    ("rkey", rkey.as_str()),
+                ])
+            }
+            Op::List => self.http.get(url).query(&[
+                ("repo", did.as_str()),
+                ("collection", COLLECTION),
+                ("limit", "50"),
+            ]),
+        };
+        let res = request
+            .bearer_auth(&self.account.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = res.status();
+        let body = res.bytes().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{status} {}", String::from_utf8_lossy(&body)));
+        }
+        if op == Op::Create {
+            let created: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            if let Some(rkey) = created["uri"].as_str().and_then(|u| u.rsplit('/').next()) {
+                self.rkeys.push(rkey.to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the load with its subscribers and server sampling, and reports.
+pub(crate) async fn run(
+    http: &reqwest::Client,
+    args: &RunArgs,
+    accounts: Vec<Account>,
+) -> Result<RunReport> {
+    let settle = Duration::from_secs(2);
+    tokio::time::sleep(settle).await;
+    let before = args.pid.and_then(sample);
+    let subscribers = Subscribers::connect(&args.url, args.subscribers).await?;
+    tokio::time::sleep(settle).await;
+    let with_subscribers = args.pid.and_then(sample);
+    eprintln!("loadgen: {} subscribers connected", args.subscribers);
+
+    let sampler = args.pid.map(Sampler::start);
+    let head_before = subscribers.head();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let budget = Arc::new(AtomicU64::new(args.requests.unwrap_or(u64::MAX)));
+    let pace = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|rate| Duration::from_secs_f64(args.clients as f64 / rate));
+    let mut clients = Vec::with_capacity(args.clients);
+    for i in 0..args.clients {
+        let mut client = LoadClient {
+            http: http.clone(),
+            base: args.url.trim_end_matches('/').to_owned(),
+            account: accounts[i % accounts.len()].clone(),
+            rkeys: Vec::new(),
+            rng: StdRng::from_rng(&mut rand::rng()),
+            mix: args.mix,
+            tallies: BTreeMap::new(),
+        };
+        let budget = budget.clone();
+        clients.push(tokio::spawn(async move {
+            let mut ticks = pace.map(|p| {
+                let mut t = tokio::time::interval(p);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
+            while Instant::now() < deadline
+                && budget
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                    .is_ok()
+            {
+                if let Some(ticks) = &mut ticks {
+                    ticks.tick().await;
+                }
+                client.step().await;
+            }
+            client.tallies
+        }));
+    }
+    let mut tallies: BTreeMap<Op, Tally> = BTreeMap::new();
+    for client in clients {
+        for (op, tally) in client.await? {
+            tallies.entry(op).or_insert_with(Tally::new).add(&tally);
+        }
+    }
+    let load_seconds = started.elapsed().as_secs_f64();
+    let lag = subscribers.drain(Duration::from_secs(60)).await;
+    let usage = match sampler {
+        Some(s) => s.finish().await,
+        None => None,
+    };
+    let seen = subscribers.finish().await;
+
+    let mut all = Tally::new();
+    let ops = tallies
+        .iter()
+        .map(|(op, t)| {
+            all.add(t);
+            OpReport::new(
+                op.method(),
+                t.ok,
+                t.errors,
+                &t.latency,
+                load_seconds,
+                t.first_error.clone(),
+            )
+        })
+        .collect();
+    let total = OpReport::new(
+        "all",
+        all.ok,
+        all.errors,
+        &all.latency,
+        load_seconds,
+        all.first_error,
+    );
+    let firehose = FirehoseReport::new(&seen, head_before, load_seconds, lag);
+    let server = args.pid.map(|pid| ServerReport {
+        pid,
+        rss_before: before.map(|s| s.rss),
+        idle_subscriber_bytes: match (before, with_subscribers) {
+            (Some(b), Some(w)) if args.subscribers > 0 => {
+                Some(w.rss.saturating_sub(b.rss) / args.subscribers as u64)
+            }
+            _ => None,
+        },
+        usage,
+    });
+    Ok(RunReport {
+        label: args.label.clone(),
+        url: args.url.clone(),
+        mix: args.mix,
+        clients: args.clients,
+        accounts: accounts.len(),
+        seconds: load_seconds,
+        rate_cap: args.rate,
+        total,
+        ops,
+        firehose,
+        server,
+    })
+}
+
+impl Percentiles {
+    /// p50/p99/max of a histogram of microseconds, in milliseconds.
+    pub(crate) fn of_micros(h: &Histogram<u64>) -> Self {
+        let ms = |v: u64| v as f64 / 1000.0;
+        Self {
+            p50: ms(h.value_at_quantile(0.50)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
