@@ -4,13 +4,15 @@
 //! tower-http layers every request passes through.
 //!
 //! Outermost first: request id -> trace span -> request id echoed back ->
-//! panic catcher -> CORS -> compression -> XRPC error bodies -> rate limits
+//! request metrics -> panic catcher -> CORS -> compression -> XRPC error
+//! bodies -> rate limits
 //! -> timeout -> body size limit -> plugin layers -> routes.
 //!
 //! Rate limits act before routing, so a limited method is refused with 429
 //! whichever plugin serves it (or none), and the refusal still gets CORS
 //! headers and the request id.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aurora_core::plugin::XrpcMethodKind;
@@ -30,6 +32,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+use crate::metrics::{MetricsSettings, RequestMetrics};
 use crate::proxy::Proxy;
 use crate::rate_limit::{RateLimitLayer, RateLimitSettings};
 use crate::xrpc::{ApiError, from_http_service, into_http_service};
@@ -46,6 +49,8 @@ pub struct HttpSettings {
     /// The service proxy, which takes the XRPC methods no plugin serves;
     /// `None`: they are `501 MethodNotImplemented`.
     pub proxy: Option<Proxy>,
+    /// `/metrics`; `None`: not served (no recorder).
+    pub metrics: Option<MetricsSettings>,
 }
 
 /// The version reported by `/xrpc/_health`.
@@ -64,6 +69,12 @@ pub fn router(pds: &Pds, settings: &HttpSettings) -> Router {
             "/.well-known/atproto-did",
             get(crate::api::well_known::atproto_did).with_state(pds.context().clone()),
         );
+    if let Some(metrics) = &settings.metrics {
+        routes = routes.route(
+            "/metrics",
+            get(crate::metrics::render).with_state(Arc::new(metrics.clone())),
+        );
+    }
     for route in pds.routes() {
         let service = from_http_service(route.service.clone());
         let method = match route.kind {
@@ -94,6 +105,10 @@ pub fn router(pds: &Pds, settings: &HttpSettings) -> Router {
         Some(rate_limits) => limited.layer(RateLimitLayer::new(rate_limits)),
         None => limited,
     };
+    let request_metrics = RequestMetrics::new(
+        pds.routes().iter().map(|r| r.nsid.as_str()),
+        settings.proxy.is_some(),
+    );
     limited
         .layer(axum::middleware::map_response(ensure_xrpc_error_body))
         .layer(CompressionLayer::new())
@@ -102,6 +117,10 @@ pub fn router(pds: &Pds, settings: &HttpSettings) -> Router {
             tracing::error!("a handler panicked");
             ApiError(XrpcError::internal()).into_response()
         }))
+        .layer(axum::middleware::from_fn_with_state(
+            request_metrics,
+            crate::metrics::track,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()

@@ -346,6 +346,17 @@ pub struct DefaultService {
     pub url: Option<url::Url>,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
 /// The effective configuration of an `aurora` process.
 ///
 /// Unknown keys are errors, so a misspelt setting is reported instead of
@@ -405,8 +416,14 @@ pub struct Config {
     pub terms_of_service_url: Option<String>,
     /// Operator contact email (`AURORA_CONTACT_EMAIL`).
     pub contact_email: Option<String>,
-    /// Log filter, `tracing` syntax (`AURORA_LOG`; `RUST_LOG` wins when set).
+    /// Log filter, `tracing` syntax (`AURORA_LOG`; `RUST_LOG` wins when
+    /// set, and `--log-level` over both).
     pub log: String,
+    /// Log lines as `text` or `json`, one object per line (`AURORA_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// Serve `/metrics` without authentication (`AURORA_METRICS_PUBLIC`);
+    /// by default it needs the admin's basic auth, like the admin API.
+    pub metrics_public: bool,
     /// Per-client rate limits.
     pub rate_limits: RateLimitsConfig,
     /// How long events stay in the log, replayable by `subscribeRepos`
@@ -463,6 +480,8 @@ impl Default for Config {
             terms_of_service_url: None,
             contact_email: None,
             log: "info".to_owned(),
+            log_format: LogFormat::Text,
+            metrics_public: false,
             rate_limits: RateLimitsConfig::default(),
             firehose_retention: ConfigDuration(Duration::from_secs(72 * 60 * 60)),
             firehose_outbox_frames: 500,

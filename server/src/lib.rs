@@ -16,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod identity;
 pub mod mail;
+pub mod metrics;
 pub mod proxy;
 pub mod rate_limit;
 pub mod repo;
@@ -204,7 +205,8 @@ impl Aurora {
             .mailer(Arc::new(OutboxMailer::in_data_dir(&self.config.data_dir)))
             .plugin(self.api()?)
             .plugin(self.sync_plugin()?)
-            .plugin(self.firehose());
+            .plugin(self.firehose())
+            .plugin(metrics::DbPoolMetrics(self.storage.clone()));
         Ok(self.storage.install(builder))
     }
 
@@ -215,6 +217,11 @@ impl Aurora {
             request_timeout: Duration::from_secs(self.config.request_timeout_secs),
             rate_limits: self.config.rate_limits.settings(),
             proxy: Some(self.proxy()?),
+            metrics: metrics::handle().map(|handle| metrics::MetricsSettings {
+                handle,
+                public: self.config.metrics_public,
+                admin_password: self.config.admin_password.clone(),
+            }),
         })
     }
 }

@@ -8,6 +8,8 @@
 //!                                  manage accounts directly in the database
 //! ```
 //!
+//! Global flags: `--config FILE`, `--log-level FILTER`.
+//!
 //! Errors print one line, `aurora: <key>: <problem>`, and exit non-zero.
 
 use std::io::IsTerminal;
@@ -15,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aurora_server::config::{Config, ConfigError};
+use aurora_server::config::{Config, ConfigError, LogFormat};
 use aurora_server::serve::{BackgroundTasks, Server, shutdown_signal};
 use aurora_server::{Aurora, app, storage};
 use clap::{Parser, Subcommand};
@@ -30,6 +32,10 @@ struct Cli {
     /// Configuration file (default: ./aurora.toml when present).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Log filter (`info`, `debug`, `warn,aurora_server=debug`, ...); wins
+    /// over `AURORA_LOG`, `RUST_LOG` and the configuration file.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -97,15 +103,21 @@ enum AccountCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
+    let mut config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => return fail(&e),
     };
+    if let Some(filter) = &cli.log_level {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(filter) {
+            return fail(&format!("--log-level: {e}"));
+        }
+        config.log.clone_from(filter);
+    }
     if let Command::Config = cli.command {
         print!("{}", config.to_redacted_toml());
         return ExitCode::SUCCESS;
     }
-    init_tracing(&config);
+    init_tracing(&config, cli.log_level.is_some());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -274,15 +286,24 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+/// Logs to stderr, as text or one JSON object per line. The filter is
+/// `--log-level` when given, else `RUST_LOG` when set, else `config.log`.
+fn init_tracing(config: &Config, from_flag: bool) {
+    use tracing_subscriber::EnvFilter;
+    let configured = || EnvFilter::try_new(&config.log);
+    let filter = if from_flag {
+        configured()
+    } else {
+        EnvFilter::try_from_default_env().or_else(|_| configured())
+    }
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
 }
 
 async fn migrate(config: &Config) -> Result<(), ConfigError> {

@@ -187,43 +187,12 @@ pub(crate) async fn run(
     let sampler = args.pid.map(Sampler::start);
     let head_before = subscribers.head();
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.seconds);
-    let budget = Arc::new(AtomicU64::new(args.requests.unwrap_or(u64::MAX)));
-    let pace = args
-        .rate
-        .filter(|r| *r > 0.0)
-        .map(|rate| Duration::from_secs_f64(args.clients as f64 / rate));
-    let mut clients = Vec::with_capacity(args.clients);
-    for i in 0..args.clients {
-        let mut client = LoadClient {
-            http: http.clone(),
-            base: args.url.trim_end_matches('/').to_owned(),
-            account: accounts[i % accounts.len()].clone(),
-            rkeys: Vec::new(),
-            rng: StdRng::from_rng(&mut rand::rng()),
-            mix: args.mix,
-            tallies: BTreeMap::new(),
-        };
-        let budget = budget.clone();
-        clients.push(tokio::spawn(async move {
-            let mut ticks = pace.map(|p| {
-                let mut t = tokio::time::interval(p);
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                t
-            });
-            while Instant::now() < deadline
-                && budget
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
-                    .is_ok()
-            {
-                if let Some(ticks) = &mut ticks {
-                    ticks.tick().await;
-                }
-                client.step().await;
-            }
-            client.tallies
-        }));
-    }
+    let clients = spawn_clients(
+        http,
+        args,
+        &accounts,
+        started + Duration::from_secs(args.seconds),
+    );
     let mut tallies: BTreeMap<Op, Tally> = BTreeMap::new();
     for client in clients {
         for (op, tally) in client.await? {
@@ -286,6 +255,53 @@ pub(crate) async fn run(
         firehose,
         server,
     })
+}
+
+/// Starts the clients; each runs until `deadline` or until the shared
+/// request budget is spent, and returns its tallies.
+fn spawn_clients(
+    http: &reqwest::Client,
+    args: &RunArgs,
+    accounts: &[Account],
+    deadline: Instant,
+) -> Vec<tokio::task::JoinHandle<BTreeMap<Op, Tally>>> {
+    let budget = Arc::new(AtomicU64::new(args.requests.unwrap_or(u64::MAX)));
+    let pace = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|rate| Duration::from_secs_f64(args.clients as f64 / rate));
+    let mut clients = Vec::with_capacity(args.clients);
+    for i in 0..args.clients {
+        let mut client = LoadClient {
+            http: http.clone(),
+            base: args.url.trim_end_matches('/').to_owned(),
+            account: accounts[i % accounts.len()].clone(),
+            rkeys: Vec::new(),
+            rng: StdRng::from_rng(&mut rand::rng()),
+            mix: args.mix,
+            tallies: BTreeMap::new(),
+        };
+        let budget = budget.clone();
+        clients.push(tokio::spawn(async move {
+            let mut ticks = pace.map(|p| {
+                let mut t = tokio::time::interval(p);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
+            while Instant::now() < deadline
+                && budget
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                    .is_ok()
+            {
+                if let Some(ticks) = &mut ticks {
+                    ticks.tick().await;
+                }
+                client.step().await;
+            }
+            client.tallies
+        }));
+    }
+    clients
 }
 
 impl Percentiles {

@@ -60,6 +60,24 @@ struct State {
     outlets: Vec<Outlet>,
 }
 
+impl State {
+    /// Publishes the subscriber count and outbox fill to the metrics.
+    fn publish(&self) {
+        let (mut total, mut max) = (0_usize, 0_usize);
+        for outlet in &self.outlets {
+            let waiting = outlet.tx.max_capacity() - outlet.tx.capacity();
+            total += waiting;
+            max = max.max(waiting);
+        }
+        #[allow(clippy::cast_precision_loss)]
+        {
+            metrics::gauge!("aurora_firehose_subscribers").set(self.outlets.len() as f64);
+            metrics::gauge!("aurora_firehose_outbox_frames_total").set(total as f64);
+            metrics::gauge!("aurora_firehose_outbox_frames_max").set(max as f64);
+        }
+    }
+}
+
 /// The live feed of one PDS.
 pub(crate) struct Hub {
     sequencer: Arc<dyn Sequencer>,
@@ -115,7 +133,9 @@ impl Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         if let Some(hub) = self.hub.upgrade() {
-            hub.lock().outlets.retain(|o| o.id != self.id);
+            let mut state = hub.lock();
+            state.outlets.retain(|o| o.id != self.id);
+            state.publish();
         }
     }
 }
@@ -176,6 +196,7 @@ impl Hub {
             too_slow: too_slow.clone(),
         });
         let joined_at = state.live_seq;
+        state.publish();
         drop(state);
         (
             Outbox {
@@ -213,10 +234,13 @@ impl Hub {
                     Ok(()) => true,
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         outlet.too_slow.store(true, Ordering::Release);
+                        metrics::counter!("aurora_firehose_too_slow_total").increment(1);
                         false
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => false,
                 });
+            metrics::counter!("aurora_firehose_events_total").increment(1);
+            state.publish();
         }
         state.live_seq = event.seq;
     }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aurora_core::cid::Cid;
+use aurora_core::crypto::SigningKey;
 use aurora_core::repo::commit::SignedCommit;
 use aurora_core::repo::{
     LoadedRepo, Mst, PreparedCommit, RecordChange, RepoHead, WriteError, WriteOutcome,
@@ -38,6 +39,27 @@ async fn backoff(attempt: u32) {
     let bound = (1u64 << attempt.min(6)).min(MAX_BACKOFF_MS);
     let wait = rand::random_range(0..=bound);
     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+}
+
+/// What a commit is made of.
+enum Job<'a> {
+    /// Record writes, under swap conditions.
+    Write {
+        changes: &'a [RecordChange],
+        swap: &'a Swap,
+    },
+    /// A whole repo replacing the current content.
+    Import(&'a LoadedRepo),
+}
+
+impl Job<'_> {
+    /// The label of its metrics.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Write { .. } => "write",
+            Self::Import(_) => "import",
+        }
+    }
 }
 
 /// Compare-and-swap conditions of a write.
@@ -141,77 +163,7 @@ impl RepoWriter {
         changes: &[RecordChange],
         swap: &Swap,
     ) -> Result<CommitOutcome, RepoWriteError> {
-        let lock = self.repo_lock(did);
-        let result = {
-            let _guard = lock.lock().await;
-            self.write_locked(did, changes, swap).await
-        };
-        drop(lock);
-        self.release_lock(did);
-        if let Ok(done) = &result
-            && done.outcomes.iter().any(|o| o.prev.is_some())
-        {
-            // Records were replaced or deleted: blobs only they referenced go.
-            self.spawn_orphan_deletion(did);
-        }
-        result
-    }
-
-    async fn write_locked(
-        &self,
-        did: &Did,
-        changes: &[RecordChange],
-        swap: &Swap,
-    ) -> Result<CommitOutcome, RepoWriteError> {
-        let key = self
-            .ctx
-            .accounts
-            .get_signing_key(did)
-            .await?
-            .ok_or_else(|| RepoWriteError::Corrupt(format!("{did} has no signing key")))?;
-        for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
-                backoff(attempt).await;
-            }
-            let head = self.head(did).await?;
-            if let Some(expected) = swap.commit
-                && expected != head.commit
-            {
-                return Err(RepoWriteError::InvalidSwap(format!(
-                    "the repo is at commit {}, not {expected}",
-                    head.commit
-                )));
-            }
-            self.check_record_swaps(did, &swap.records).await?;
-            let prepared = self.prepare(did, &key, &head, changes).await?;
-            let mut blobs: Vec<Cid> = prepared
-                .outcomes
-                .iter()
-                .flat_map(|o| o.blobs.iter().copied())
-                .collect();
-            blobs.sort_unstable_by_key(Cid::to_bytes);
-            blobs.dedup();
-            if let Some(missing) = self.blobs.first_missing(did, &blobs).await? {
-                return Err(RepoWriteError::BlobNotFound(missing));
-            }
-            match self.ctx.repos.apply_commit(prepared.write.clone()).await {
-                Ok(seq) => {
-                    prepared.tree.mark_stored();
-                    self.cache.insert_all(prepared.write.blocks.iter().cloned());
-                    self.blobs.promote(did, &blobs).await;
-                    return Ok(CommitOutcome {
-                        commit: prepared.commit,
-                        rev: prepared.rev,
-                        seq,
-                        outcomes: prepared.outcomes,
-                    });
-                }
-                // Another process committed first: rebuild on its root.
-                Err(StoreError::RootConflict { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(RepoWriteError::Contended)
+        self.commit(did, Job::Write { changes, swap }).await
     }
 
     /// Replaces `did`'s repo content with `repo` (see
@@ -223,25 +175,37 @@ impl RepoWriter {
         did: &Did,
         repo: &LoadedRepo,
     ) -> Result<CommitOutcome, RepoWriteError> {
+        self.commit(did, Job::Import(repo)).await
+    }
+
+    /// Runs `job` under the repo's lock; afterwards, blobs only replaced or
+    /// deleted records referenced go (in the background).
+    async fn commit(&self, did: &Did, job: Job<'_>) -> Result<CommitOutcome, RepoWriteError> {
+        let started = std::time::Instant::now();
         let lock = self.repo_lock(did);
         let result = {
             let _guard = lock.lock().await;
-            self.import_locked(did, repo).await
+            self.commit_with_retry(did, &job).await
         };
         drop(lock);
         self.release_lock(did);
-        if let Ok(done) = &result
-            && done.outcomes.iter().any(|o| o.prev.is_some())
-        {
-            self.spawn_orphan_deletion(did);
+        if let Ok(done) = &result {
+            metrics::counter!("aurora_commits_total", "kind" => job.kind()).increment(1);
+            metrics::histogram!("aurora_commit_duration_seconds", "kind" => job.kind())
+                .record(started.elapsed().as_secs_f64());
+            if done.outcomes.iter().any(|o| o.prev.is_some()) {
+                self.spawn_orphan_deletion(did);
+            }
         }
         result
     }
 
-    async fn import_locked(
+    /// Builds `job`'s commit on the repo's head and stores it; when another
+    /// process moved the root first, builds again on the new root.
+    async fn commit_with_retry(
         &self,
         did: &Did,
-        repo: &LoadedRepo,
+        job: &Job<'_>,
     ) -> Result<CommitOutcome, RepoWriteError> {
         let key = self
             .ctx
@@ -253,23 +217,15 @@ impl RepoWriter {
             if attempt > 0 {
                 backoff(attempt).await;
             }
-            let head = match self.head(did).await {
-                Ok(head) => Some(head),
-                Err(RepoWriteError::RepoNotFound(_)) => None,
-                Err(e) => return Err(e),
+            let (prepared, blobs) = match job {
+                Job::Write { changes, swap } => self.build_write(did, &key, changes, swap).await?,
+                Job::Import(repo) => self.build_import(did, &key, repo).await?,
             };
-            let existing = self.all_records(did).await?;
-            let prepared = prepare_import(did, &key, head.as_ref(), repo, &existing, &self.clock)
-                .await
-                .map_err(RepoWriteError::Write)?;
             match self.ctx.repos.apply_commit(prepared.write.clone()).await {
                 Ok(seq) => {
-                    let blobs: Vec<Cid> = prepared
-                        .outcomes
-                        .iter()
-                        .flat_map(|o| o.blobs.iter().copied())
-                        .collect();
-                    // Blobs uploaded before the import become permanent.
+                    prepared.tree.mark_stored();
+                    self.cache.insert_all(prepared.write.blocks.iter().cloned());
+                    // Blobs uploaded for the commit become permanent.
                     self.blobs.promote(did, &blobs).await;
                     return Ok(CommitOutcome {
                         commit: prepared.commit,
@@ -278,11 +234,72 @@ impl RepoWriter {
                         outcomes: prepared.outcomes,
                     });
                 }
-                Err(StoreError::RootConflict { .. }) => {}
+                // Another process committed first: rebuild on its root.
+                Err(StoreError::RootConflict { .. }) => {
+                    metrics::counter!("aurora_commit_root_conflicts_total").increment(1);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         Err(RepoWriteError::Contended)
+    }
+
+    /// A write's commit on the current head, once its swap conditions hold
+    /// and every blob it references is uploaded; with those blobs.
+    async fn build_write(
+        &self,
+        did: &Did,
+        key: &SigningKey,
+        changes: &[RecordChange],
+        swap: &Swap,
+    ) -> Result<(PreparedCommit, Vec<Cid>), RepoWriteError> {
+        let head = self.head(did).await?;
+        if let Some(expected) = swap.commit
+            && expected != head.commit
+        {
+            return Err(RepoWriteError::InvalidSwap(format!(
+                "the repo is at commit {}, not {expected}",
+                head.commit
+            )));
+        }
+        self.check_record_swaps(did, &swap.records).await?;
+        let prepared = self.prepare(did, key, &head, changes).await?;
+        let mut blobs: Vec<Cid> = prepared
+            .outcomes
+            .iter()
+            .flat_map(|o| o.blobs.iter().copied())
+            .collect();
+        blobs.sort_unstable_by_key(Cid::to_bytes);
+        blobs.dedup();
+        if let Some(missing) = self.blobs.first_missing(did, &blobs).await? {
+            return Err(RepoWriteError::BlobNotFound(missing));
+        }
+        Ok((prepared, blobs))
+    }
+
+    /// An import's commit on the current head (if any), with the blobs its
+    /// records reference (uploaded or not).
+    async fn build_import(
+        &self,
+        did: &Did,
+        key: &SigningKey,
+        repo: &LoadedRepo,
+    ) -> Result<(PreparedCommit, Vec<Cid>), RepoWriteError> {
+        let head = match self.head(did).await {
+            Ok(head) => Some(head),
+            Err(RepoWriteError::RepoNotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let existing = self.all_records(did).await?;
+        let prepared = prepare_import(did, key, head.as_ref(), repo, &existing, &self.clock)
+            .await
+            .map_err(RepoWriteError::Write)?;
+        let blobs = prepared
+            .outcomes
+            .iter()
+            .flat_map(|o| o.blobs.iter().copied())
+            .collect();
+        Ok((prepared, blobs))
     }
 
     /// Every record of `did`'s index.
@@ -400,7 +417,7 @@ impl RepoWriter {
     async fn prepare(
         &self,
         did: &Did,
-        key: &aurora_core::crypto::SigningKey,
+        key: &SigningKey,
         head: &RepoHead,
         changes: &[RecordChange],
     ) -> Result<PreparedCommit, RepoWriteError> {

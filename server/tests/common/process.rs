@@ -21,6 +21,11 @@ impl AuroraProcess {
     /// `PATH`) in its environment and `dir` as its data and working folder;
     /// returns once it logs the address it listens on.
     pub(crate) fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(dir, env, &[])
+    }
+
+    /// [`start`](Self::start) with `args` before `serve` (global flags).
+    pub(crate) fn start_with_args(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_aurora"));
         child
             .env_clear()
@@ -28,6 +33,7 @@ impl AuroraProcess {
             .env("AURORA_LISTEN", "127.0.0.1:0")
             .env("AURORA_DATA_DIR", dir)
             .current_dir(dir)
+            .args(args)
             .arg("serve")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -46,12 +52,13 @@ impl AuroraProcess {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(addr) = line
-                        .split("listening on ")
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                    {
-                        let _ = addr_tx.send(addr.to_owned());
+                    // `listening on <addr>`, in a text or a JSON line.
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let addr: String = rest
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
+                            .collect();
+                        let _ = addr_tx.send(addr);
                     }
                     let mut log = log.lock().unwrap();
                     log.push_str(&line);

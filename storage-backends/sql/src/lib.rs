@@ -221,6 +221,20 @@ impl SqlStore {
         &self.shared.db
     }
 
+    /// The connection pool's size and how many of its connections are idle.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        match self.shared.engine {
+            Engine::Sqlite => {
+                let pool = self.shared.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            Engine::Postgres => {
+                let pool = self.shared.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        }
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.shared.db.ping().await.map_err(db_err)
