@@ -19,9 +19,12 @@ mkdir -p "$OUT"
 # 2 x 1,000 sockets (client and server ends) and the rest.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release --bin aurora --bin loadgen
-AURORA=target/release/aurora
-LOADGEN=target/release/loadgen
+# BENCH_AURORA_BIN / BENCH_LOADGEN_BIN: use prebuilt binaries instead of building.
+if [ -z "${BENCH_AURORA_BIN:-}" ] || [ -z "${BENCH_LOADGEN_BIN:-}" ]; then
+    cargo build --release --bin aurora --bin loadgen
+fi
+AURORA=${BENCH_AURORA_BIN:-target/release/aurora}
+LOADGEN=${BENCH_LOADGEN_BIN:-target/release/loadgen}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -34,16 +37,25 @@ trap cleanup EXIT
 "$LOADGEN" plc >"$WORK/plc.log" 2>&1 &
 PIDS+=($!)
 until grep -q "plc listening on" "$WORK/plc.log"; do sleep 0.1; done
+# A PLC stand-in that stops answering would fail every sign-up; it is
+# checked by the first run's sign-ups.
 PLC_URL=$(sed -n 's/.*plc listening on //p' "$WORK/plc.log")
 
 AURORA_DATA_DIR="$WORK/data" AURORA_LISTEN=127.0.0.1:0 AURORA_PLC_URL="$PLC_URL" \
     AURORA_PUBLIC_URL=https://pds.test AURORA_USER_DOMAINS=.test \
     AURORA_RATE_LIMITS__ENABLED=false AURORA_FIREHOSE_OUTBOX_FRAMES=${OUTBOX:-500} \
-    AURORA_LOG=warn,aurora_server::serve=info \
+    AURORA_LOG=${AURORA_LOG:-info} \
     "$AURORA" serve >"$WORK/aurora.log" 2>&1 &
 SERVER=$!
 PIDS+=("$SERVER")
-until grep -q "listening on" "$WORK/aurora.log"; do sleep 0.1; done
+until grep -q "listening on" "$WORK/aurora.log"; do
+    if ! kill -0 "$SERVER" 2>/dev/null; then
+        echo "aurora did not start:" >&2
+        cat "$WORK/aurora.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
 URL="http://$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$WORK/aurora.log" | head -1)"
 echo "aurora on $URL (pid $SERVER), PLC on $PLC_URL"
 

@@ -16,6 +16,8 @@ use crate::stream::{self, Firehose};
 /// The largest message a client may send us (we expect only control
 /// frames).
 const MAX_INCOMING: usize = 64 * 1024;
+/// Bytes read from a subscriber's socket at a time.
+const READ_BUFFER: usize = 4 * 1024;
 
 /// The route's service: `GET /xrpc/com.atproto.sync.subscribeRepos`.
 pub(crate) fn service(firehose: Arc<Firehose>) -> HttpService {
@@ -69,6 +71,9 @@ async fn subscribe_repos(
         }
     };
     upgrade
+        // Subscribers only send pongs and a close: a small read buffer
+        // instead of the default 128 KiB keeps an idle subscriber cheap.
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(MAX_INCOMING)
         .max_frame_size(MAX_INCOMING)
         .on_upgrade(move |socket| stream::serve(socket, firehose, cursor))
