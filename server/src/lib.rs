@@ -21,6 +21,7 @@ pub mod rate_limit;
 pub mod repo;
 pub mod secrets;
 pub mod serve;
+pub mod sinks;
 pub mod storage;
 pub mod xrpc;
 
@@ -197,14 +198,17 @@ impl Aurora {
     }
 
     /// A builder with this server's storage, the outbox mailer, the
-    /// built-in PDS API, the sync API and the firehose; add plugins and
-    /// sinks, then `build()`.
+    /// built-in PDS API, the sync API, the firehose and the configured
+    /// `[[sinks]]`; add plugins and sinks, then `build()`.
     pub fn builder(&self) -> Result<PdsBuilder, ConfigError> {
-        let builder = PdsBuilder::new(self.service_info()?)
+        let mut builder = PdsBuilder::new(self.service_info()?)
             .mailer(Arc::new(OutboxMailer::in_data_dir(&self.config.data_dir)))
             .plugin(self.api()?)
             .plugin(self.sync_plugin()?)
             .plugin(self.firehose());
+        for sink in sinks::build_sinks(&self.config)? {
+            builder = builder.event_sink(sink);
+        }
         Ok(self.storage.install(builder))
     }
 

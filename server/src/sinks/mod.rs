@@ -1,0 +1,10 @@
+//! Event sinks: the kinds this build knows ([`registry`]), built from the
+//! `[[sinks]]` entries of the configuration.
+//!
+//! Each shipped sink kind is a plugin crate behind a cargo feature of this
+//! crate (`sink-jsonl`, `sink-webhook`, ...). Adding a kind takes its crate,
+//! a feature in `Cargo.toml`, and one line in [`registry`]'s list.
+
+pub mod registry;
+
+pub use registry::{SinkKind, build_sinks, kinds};
