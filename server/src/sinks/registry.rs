@@ -10,7 +10,12 @@ use crate::config::{Config, ConfigError, SinkEntry};
 /// The sink kinds of this build, each behind its cargo feature. To add a
 /// kind: its crate as an optional dependency, a `sink-<kind>` feature
 /// enabling it, and one line here.
-const KINDS: &[SinkKind] = &[];
+const KINDS: &[SinkKind] = &[
+    #[cfg(feature = "sink-jsonl")]
+    SinkKind::of::<aurora_sink_jsonl::JsonlSink>(),
+    #[cfg(feature = "sink-webhook")]
+    SinkKind::of::<aurora_sink_webhook::WebhookSink>(),
+];
 
 /// Every sink kind shipped with Aurora Locus and the feature of this crate
 /// that compiles it in, so that a build without it can say what is missing.
