@@ -10,7 +10,7 @@
 //! - [`identity`] — did:plc operations and audit-log rules.
 //! - [`event`] — repo events and their log entries.
 //! - [`store`] — [`RepoStore`], [`Sequencer`], [`AccountStore`], [`BlobStore`].
-//! - [`sink`] — [`EventSink`].
+//! - [`sink`] — [`EventSink`], and [`ConfigurableSink`] for sinks built from configuration.
 //! - [`mail`] — [`Mailer`](mail::Mailer).
 //! - [`repo`] — the Merkle Search Tree, diffs and proofs, signed commits, CAR files.
 //! - [`plugin`] and [`builder`] — [`Plugin`] and [`PdsBuilder`].
@@ -39,7 +39,7 @@ pub use error::XrpcError;
 pub use event::{EventType, NewEvent, SeqEvent};
 pub use mail::{Mail, MailError, Mailer};
 pub use plugin::{BackgroundTask, Plugin, XrpcMethodKind, XrpcRoute};
-pub use sink::{EventSink, SinkError};
+pub use sink::{ConfigurableSink, EventSink, SinkConfigError, SinkEnv, SinkError};
 pub use store::{AccountStore, BlobStore, RepoStore, Sequencer, StoreError};
 
 /// Re-exported so that backends and plugins use the same `cid` version.

@@ -329,6 +329,151 @@ impl Default for ProxyConfig {
     }
 }
 
+/// Where a sink without a stored cursor starts (`[[sinks]] start`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkStart {
+    /// At the head of the log: only events sequenced from now on.
+    #[default]
+    Head,
+    /// At the oldest event still in the log (see `firehose_retention`).
+    Oldest,
+}
+
+/// One `[[sinks]]` entry: an event sink the server runs from its own
+/// durable cursor.
+///
+/// `kind` selects the implementation (a cargo feature of the server, see
+/// [`crate::sinks`]); `name` keys its cursor in the database. Every other
+/// key that is not one of the runner's settings below belongs to the kind
+/// and is checked by it ([`settings`](Self::settings)).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SinkEntry {
+    /// Which implementation: `jsonl`, `webhook`, `kafka`, `nats`, ...
+    pub kind: String,
+    /// A unique name (letters, digits, `.`, `_`, `-`; at most 64); renaming
+    /// a sink gives it a new cursor.
+    pub name: String,
+    /// Where a sink without a cursor starts: `head` (default) or `oldest`.
+    #[serde(default)]
+    pub start: SinkStart,
+    /// Most events per delivered batch.
+    #[serde(default = "default_sink_batch_size")]
+    pub batch_size: usize,
+    /// Longest wait between retries of a failing batch (the wait starts
+    /// at half a second and doubles, with jitter, up to this).
+    #[serde(default = "default_sink_max_backoff")]
+    pub max_backoff: ConfigDuration,
+    /// The kind's own keys.
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, figment::value::Value>,
+}
+
+/// Most events per sink batch allowed (`batch_size`).
+pub const MAX_SINK_BATCH_SIZE: usize = 10_000;
+
+fn default_sink_batch_size() -> usize {
+    500
+}
+
+fn default_sink_max_backoff() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
+}
+
+impl SinkEntry {
+    /// An entry of `kind` named `name` with the runner's defaults and no
+    /// settings of its own.
+    pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            name: name.into(),
+            start: SinkStart::default(),
+            batch_size: default_sink_batch_size(),
+            max_backoff: default_sink_max_backoff(),
+            settings: BTreeMap::new(),
+        }
+    }
+
+    /// How errors name this entry: `sinks "audit" (kind jsonl)`.
+    pub fn key(&self) -> String {
+        format!("sinks {:?} (kind {})", self.name, self.kind)
+    }
+
+    /// Checks each entry, and that no two share a name.
+    fn validate_all(sinks: &[Self]) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for sink in sinks {
+            sink.validate()?;
+            if !names.insert(sink.name.as_str()) {
+                return Err(ConfigError {
+                    key: sink.key(),
+                    message: "another sink has the same name".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let error = |message: String| ConfigError {
+            key: self.key(),
+            message,
+        };
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            return Err(error(
+                "name must be 1 to 64 letters, digits, '.', '_' or '-'".to_owned(),
+            ));
+        }
+        if !(1..=MAX_SINK_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(error(format!(
+                "batch_size must be between 1 and {MAX_SINK_BATCH_SIZE}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// This entry as `aurora config` shows it: settings whose name says
+    /// they are secret (`secret`, `password`, `token`, `key`, `credentials`)
+    /// and passwords in URLs are redacted.
+    fn redacted(&self) -> Self {
+        use figment::value::Value;
+        fn redact(name: &str, value: &Value) -> Value {
+            let secret = ["secret", "password", "token", "key", "credential"]
+                .iter()
+                .any(|word| name.to_ascii_lowercase().contains(word));
+            match value {
+                Value::String(tag, _) if secret => Value::String(*tag, "<redacted>".to_owned()),
+                Value::String(tag, s) => Value::String(*tag, redact_url_password(s)),
+                Value::Dict(tag, dict) => Value::Dict(
+                    *tag,
+                    dict.iter()
+                        .map(|(k, v)| (k.clone(), redact(k, v)))
+                        .collect(),
+                ),
+                Value::Array(tag, items) => {
+                    Value::Array(*tag, items.iter().map(|v| redact(name, v)).collect())
+                }
+                other if secret => Value::String(other.tag(), "<redacted>".to_owned()),
+                other => other.clone(),
+            }
+        }
+        Self {
+            settings: self
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), redact(k, v)))
+                .collect(),
+            ..self.clone()
+        }
+    }
+}
+
 /// The DID of Bluesky's AppView, the default `appview_did`.
 pub const DEFAULT_APPVIEW_DID: &str = "did:web:api.bsky.app";
 /// The URL of Bluesky's AppView, the default `appview_url`.
@@ -452,6 +597,8 @@ pub struct Config {
     pub chat_url: Option<String>,
     /// Limits of service proxying.
     pub proxy: ProxyConfig,
+    /// Event sinks (`[[sinks]]`), each run from its own durable cursor.
+    pub sinks: Vec<SinkEntry>,
 }
 
 impl Default for Config {
@@ -491,6 +638,7 @@ impl Default for Config {
             chat_did: None,
             chat_url: None,
             proxy: ProxyConfig::default(),
+            sinks: Vec::new(),
         }
     }
 }
@@ -661,6 +809,7 @@ impl Config {
         }
         self.appview()?;
         self.chat()?;
+        SinkEntry::validate_all(&self.sinks)?;
         for (key, value) in [
             ("blob_max_bytes", self.blob_max_bytes),
             ("request_timeout_secs", self.request_timeout_secs),
@@ -758,6 +907,7 @@ impl Config {
         shown.blob_dir = Some(self.effective_blob_dir());
         shown.service_did = Some(self.effective_service_did());
         shown.public_url = Some(self.effective_public_url());
+        shown.sinks = self.sinks.iter().map(SinkEntry::redacted).collect();
         for (service, did, url) in [
             (
                 self.appview(),
@@ -1063,6 +1213,73 @@ mod tests {
             let mut c = from_toml(text).unwrap();
             let e = c.normalize_and_validate().unwrap_err();
             assert_eq!(e.key, key, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn sinks_are_checked_and_their_secrets_redacted() {
+        let mut c = from_toml(
+            r#"
+            [[sinks]]
+            kind = "webhook"
+            name = "hook"
+            url = "https://user:pa55word@hooks.example.com/in"
+            secret = "hunter2-hunter2"
+            start = "oldest"
+            [sinks.headers]
+            authorization_token = "t0ken"
+            x-team = "blue"
+            "#,
+        )
+        .unwrap();
+        c.normalize_and_validate().unwrap();
+        let sink = &c.sinks[0];
+        assert_eq!(
+            (sink.kind.as_str(), sink.name.as_str()),
+            ("webhook", "hook")
+        );
+        assert_eq!(sink.start, SinkStart::Oldest);
+        assert_eq!(sink.max_backoff.0, Duration::from_secs(60));
+        assert_eq!(sink.settings.len(), 3, "{:?}", sink.settings);
+        let shown = c.to_redacted_toml();
+        for secret in ["pa55word", "hunter2", "t0ken"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("blue"), "{shown}");
+        let again = from_toml(&shown).unwrap();
+        assert_eq!(again.sinks[0].settings.len(), 3);
+        assert_eq!(again.sinks[0].start, SinkStart::Oldest);
+
+        for (text, problem) in [
+            ("kind = \"jsonl\"\nname = \"a b\"", "name must be"),
+            ("kind = \"jsonl\"\nname = \"\"", "name must be"),
+            (
+                "kind = \"jsonl\"\nname = \"a\"\nbatch_size = 0",
+                "batch_size",
+            ),
+            (
+                "kind = \"jsonl\"\nname = \"a\"\n[[sinks]]\nkind = \"webhook\"\nname = \"a\"",
+                "same name",
+            ),
+        ] {
+            let mut c = from_toml(&format!("[[sinks]]\n{text}\n")).unwrap();
+            let e = c.normalize_and_validate().unwrap_err();
+            assert!(e.key.starts_with("sinks \""), "{text}: {e}");
+            assert!(e.message.contains(problem), "{text}: {e}");
+        }
+        for (text, problem) in [
+            ("name = \"a\"", "missing field `kind`"),
+            (
+                "kind = \"jsonl\"\nname = \"a\"\nstart = \"tail\"",
+                "unknown variant",
+            ),
+            (
+                "kind = \"jsonl\"\nname = \"a\"\nmax_backoff = \"5\"",
+                "unit",
+            ),
+        ] {
+            let e = from_toml(&format!("[[sinks]]\n{text}\n")).unwrap_err();
+            assert!(e.message.contains(problem), "{text}: {e}");
         }
     }
 

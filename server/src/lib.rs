@@ -22,6 +22,7 @@ pub mod rate_limit;
 pub mod repo;
 pub mod secrets;
 pub mod serve;
+pub mod sinks;
 pub mod storage;
 pub mod xrpc;
 
@@ -54,6 +55,8 @@ pub struct Aurora {
     /// The account dependencies, built once and shared by the API and the
     /// proxy (one token issuer, one set of resolver caches).
     deps: OnceLock<Arc<AccountDeps>>,
+    /// The statuses of the running event sinks.
+    sink_status: sinks::SinkStatusBoard,
 }
 
 impl Aurora {
@@ -69,6 +72,7 @@ impl Aurora {
             storage,
             secrets,
             deps: OnceLock::new(),
+            sink_status: sinks::SinkStatusBoard::new(),
         })
     }
 
@@ -198,16 +202,33 @@ impl Aurora {
     }
 
     /// A builder with this server's storage, the outbox mailer, the
-    /// built-in PDS API, the sync API and the firehose; add plugins and
-    /// sinks, then `build()`.
+    /// built-in PDS API, the sync API, the firehose, the configured
+    /// `[[sinks]]` and the runner of every sink (also those added to the
+    /// builder later); add plugins and sinks, then `build()`, and spawn the
+    /// PDS's background tasks (`Pds::take_tasks`) to run them.
     pub fn builder(&self) -> Result<PdsBuilder, ConfigError> {
-        let builder = PdsBuilder::new(self.service_info()?)
+        let mut builder = PdsBuilder::new(self.service_info()?)
             .mailer(Arc::new(OutboxMailer::in_data_dir(&self.config.data_dir)))
             .plugin(self.api()?)
             .plugin(self.sync_plugin()?)
             .plugin(self.firehose())
             .plugin(metrics::DbPoolMetrics(self.storage.clone()));
-        Ok(self.storage.install(builder))
+        for sink in sinks::build_sinks(&self.config)? {
+            builder = builder.event_sink(sink);
+        }
+        let runners = self.config.sinks.iter().fold(
+            sinks::SinkRunners::new(self.storage.sink_cursors(), self.sink_status.clone()),
+            |runners, entry| {
+                runners.with_settings(&entry.name, sinks::RunnerSettings::from_entry(entry))
+            },
+        );
+        Ok(self.storage.install(builder.plugin(runners)))
+    }
+
+    /// The statuses of the event sinks this process runs (see
+    /// [`sinks::runner`]): cursor, lag, failures.
+    pub fn sink_status(&self) -> &sinks::SinkStatusBoard {
+        &self.sink_status
     }
 
     /// HTTP limits and the service proxy from the configuration.

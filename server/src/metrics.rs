@@ -18,6 +18,9 @@
 //! | `aurora_firehose_events_total` | counter | (events fanned out live) |
 //! | `aurora_firehose_too_slow_total` | counter | (subscribers cut off with `ConsumerTooSlow`) |
 //! | `aurora_db_pool_connections` | gauge | `state` (`in_use`, `idle`) |
+//! | `aurora_sink_lag_events` / `aurora_sink_lag_seconds` | gauge | `sink` (events and seconds behind the head at the last measurement) |
+//! | `aurora_sink_failures` | gauge | `sink` (failed attempts in a row at the current batch) |
+//! | `aurora_sink_delivered_events` | gauge | `sink` (events acknowledged since start) |
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};

@@ -4,12 +4,17 @@
 //! The store keeps each event as DAG-CBOR bytes of the event body *without*
 //! its `seq` (the sequence number is the row key, assigned at commit), so an
 //! event is encoded once, at write time, and framed with its `seq` when sent.
+//!
+//! Sinks that write JSON use [`json`], the one documented JSON form of an
+//! event.
 
 mod body;
 mod frame;
+pub mod json;
 
 pub use body::{AccountBody, CommitBody, IdentityBody, OpAction, RepoOp, SyncBody, decode_payload};
 pub use frame::{Frame, decode_frame, encode_error, encode_event, encode_info};
+pub use json::{JsonEvent, JsonOptions};
 
 use std::fmt;
 use std::str::FromStr;
