@@ -1,9 +1,14 @@
 //! Signing up the accounts the load writes to.
 
+use std::time::Duration;
+
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
 use crate::{Result, RunArgs};
+
+/// Tries of one sign-up before the run fails.
+const SIGN_UP_ATTEMPTS: u64 = 5;
 
 /// A signed-up account: its DID and an access token.
 #[derive(Clone, Debug)]
@@ -40,19 +45,24 @@ async fn create_account(http: &reqwest::Client, args: &RunArgs, handle: String) 
     if let Some(code) = &args.invite_code {
         body["inviteCode"] = Value::from(code.as_str());
     }
-    let res = http
-        .post(format!(
-            "{}/xrpc/com.atproto.server.createAccount",
-            args.url
-        ))
-        .json(&body)
-        .send()
-        .await?;
-    let status = res.status();
-    let created: Value = res.json().await?;
-    if !status.is_success() {
-        return Err(format!("createAccount {handle}: {status} {created}").into());
-    }
+    let url = format!("{}/xrpc/com.atproto.server.createAccount", args.url);
+    // A server error is tried again a few times: the reference PLC
+    // directory (@did-plc/server) answers 500 when concurrent registrations
+    // conflict in its serializable transactions, and the PDS passes that on.
+    let mut attempt = 1;
+    let created: Value = loop {
+        let res = http.post(&url).json(&body).send().await?;
+        let status = res.status();
+        let created: Value = res.json().await?;
+        if status.is_success() {
+            break created;
+        }
+        if !status.is_server_error() || attempt == SIGN_UP_ATTEMPTS {
+            return Err(format!("createAccount {handle}: {status} {created}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+        attempt += 1;
+    };
     let field = |name: &str| {
         created[name]
             .as_str()
