@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::accounts::Account;
 use crate::firehose::{Subscribers, latency_histogram};
-use crate::procstat::{Sampler, sample};
+use crate::procstat::{Sampler, settled};
 use crate::report::{FirehoseReport, OpReport, Percentiles, RunReport, ServerReport};
 use crate::{Mix, Result, RunArgs};
 
@@ -176,12 +176,15 @@ pub(crate) async fn run(
     args: &RunArgs,
     accounts: Vec<Account>,
 ) -> Result<RunReport> {
-    let settle = Duration::from_secs(2);
-    tokio::time::sleep(settle).await;
-    let before = args.pid.and_then(sample);
+    let before = match args.pid {
+        Some(pid) => settled(pid).await,
+        None => None,
+    };
     let subscribers = Subscribers::connect(&args.url, args.subscribers).await?;
-    tokio::time::sleep(settle).await;
-    let with_subscribers = args.pid.and_then(sample);
+    let with_subscribers = match args.pid {
+        Some(pid) => settled(pid).await,
+        None => None,
+    };
     eprintln!("loadgen: {} subscribers connected", args.subscribers);
 
     let sampler = args.pid.map(Sampler::start);

@@ -43,6 +43,23 @@ pub(crate) fn sample(pid: u32) -> Option<Sample> {
     })
 }
 
+/// Reads `pid` once its RSS has settled (two readings half a second apart
+/// within 256 KiB, for at most ten seconds): allocators hand memory back
+/// a while after a burst (sign-ups hash passwords), which would otherwise
+/// be counted against what comes next.
+pub(crate) async fn settled(pid: u32) -> Option<Sample> {
+    let mut last = sample(pid)?;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = sample(pid)?;
+        if now.rss.abs_diff(last.rss) < 256 * 1024 {
+            return Some(now);
+        }
+        last = now;
+    }
+    Some(last)
+}
+
 /// What a [`Sampler`] saw over its run.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub(crate) struct Usage {
