@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use aurora_storage_testkit::plc::TestPlcDirectory;
-use common::pds::{ADMIN_PASSWORD, Client, server, server_with, sign_up};
+use common::pds::{ADMIN_PASSWORD, Client, metric_value, server, server_with, sign_up};
 use common::process::AuroraProcess;
 use common::{Db, TestServer};
 use serde_json::{Value, json};
@@ -22,14 +22,6 @@ async fn scrape(server: &TestServer, admin: bool) -> reqwest::Response {
         req
     };
     req.send().await.unwrap()
-}
-
-/// The value of the sample `name{labels}` (labels as rendered), if any.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::test]
@@ -84,7 +76,8 @@ async fn metrics_count_requests_commits_subscribers_and_the_pool() {
     );
     let metrics = res.text().await.unwrap();
     let at_least = |series: &str, n: f64| {
-        let value = sample(&metrics, series).unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+        let value =
+            metric_value(&metrics, series).unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
         assert!(value >= n, "{series} = {value}, expected at least {n}");
     };
     at_least(

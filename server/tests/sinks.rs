@@ -21,7 +21,7 @@ use aurora_storage_testkit::plc::TestPlcDirectory;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use common::pds::{Client, server_with, sign_up};
+use common::pds::{Client, metric_value, scrape_metrics, server_with, sign_up};
 use common::{Db, TestServer};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -179,19 +179,8 @@ async fn logged_after(server: &TestServer, after: i64) -> Vec<i64> {
 
 /// The value of one series on the server's `/metrics`.
 async fn metric(server: &TestServer, series: &str) -> f64 {
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .basic_auth("admin", Some(common::pds::ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    let text = scrape_metrics(server).await;
+    metric_value(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 /// Waits until `series` reaches `at_least` (the status is published as

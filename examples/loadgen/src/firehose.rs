@@ -235,8 +235,7 @@ impl SubscriberStats {
         self.last_seq = Some(seq);
         self.events += 1;
         if let Some(age) = age {
-            let micros = u64::try_from(age.as_micros()).unwrap_or(u64::MAX);
-            self.latency.saturating_record(micros.max(1));
+            record(&mut self.latency, age);
         }
     }
 }
@@ -246,6 +245,13 @@ impl SubscriberStats {
 pub(crate) fn latency_histogram(significant_digits: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, significant_digits.clamp(2, 3))
         .expect("the bounds are constant and valid")
+}
+
+/// Records `elapsed` in a histogram of [`latency_histogram`]'s microseconds
+/// (at least 1, its lowest bound; past its highest, the highest).
+pub(crate) fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    histogram.saturating_record(micros.max(1));
 }
 
 /// Reads the firehose from `args.cursor` until no event came for
@@ -279,9 +285,7 @@ pub(crate) async fn backfill(args: &BackfillArgs) -> Result<BackfillReport> {
                 events += 1;
                 last_at = Instant::now();
                 if let Some(age) = age {
-                    latency.saturating_record(
-                        u64::try_from(age.as_micros()).unwrap_or(u64::MAX).max(1),
-                    );
+                    record(&mut latency, age);
                 }
             }
             Event::Other => {}

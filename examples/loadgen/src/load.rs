@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::accounts::Account;
-use crate::firehose::{Subscribers, latency_histogram};
+use crate::firehose::{Subscribers, latency_histogram, record};
 use crate::procstat::{Sampler, settled};
 use crate::report::{FirehoseReport, OpReport, Percentiles, RunReport, ServerReport};
 use crate::{Mix, Result, RunArgs};
@@ -102,12 +102,12 @@ impl LoadClient {
         let op = self.pick();
         let start = Instant::now();
         let outcome = self.call(op).await;
-        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let elapsed = start.elapsed();
         let tally = self.tallies.entry(op).or_insert_with(Tally::new);
         match outcome {
             Ok(()) => {
                 tally.ok += 1;
-                tally.latency.saturating_record(micros.max(1));
+                record(&mut tally.latency, elapsed);
             }
             Err(e) => {
                 tally.errors += 1;

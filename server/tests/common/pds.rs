@@ -210,3 +210,26 @@ pub(crate) async fn events_of(server: &TestServer, did: &str) -> Vec<(EventType,
         })
         .collect()
 }
+
+/// The server's `/metrics` text, read with the admin's credentials.
+pub(crate) async fn scrape_metrics(server: &TestServer) -> String {
+    server
+        .http
+        .get(server.url("/metrics"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the sample `series` (`name{labels}` as rendered) in a
+/// `/metrics` text, if it is there.
+pub(crate) fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
