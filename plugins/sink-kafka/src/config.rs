@@ -137,13 +137,15 @@ impl fmt::Debug for SaslSettings {
 
 /// A SASL mechanism.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum SaslMechanism {
     /// PLAIN.
+    #[serde(rename = "plain")]
     Plain,
     /// SCRAM-SHA-256.
+    #[serde(rename = "scram-sha-256")]
     ScramSha256,
     /// SCRAM-SHA-512.
+    #[serde(rename = "scram-sha-512")]
     ScramSha512,
 }
 

@@ -10,7 +10,12 @@ use crate::config::{Config, ConfigError, SinkEntry};
 /// The sink kinds of this build, each behind its cargo feature. To add a
 /// kind: its crate as an optional dependency, a `sink-<kind>` feature
 /// enabling it, and one line here.
-const KINDS: &[SinkKind] = &[];
+const KINDS: &[SinkKind] = &[
+    #[cfg(feature = "sink-kafka")]
+    SinkKind::of::<aurora_sink_kafka::KafkaSink>(),
+    #[cfg(feature = "sink-nats")]
+    SinkKind::of::<aurora_sink_nats::NatsSink>(),
+];
 
 /// Every sink kind shipped with Aurora Locus and the feature of this crate
 /// that compiles it in, so that a build without it can say what is missing.

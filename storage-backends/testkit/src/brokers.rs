@@ -52,7 +52,7 @@ impl Kind {
     const fn install_hint(self) -> &'static str {
         match self {
             Self::Nats => "apt-get install nats-server",
-            Self::Kafka => "cargo install --locked tansu",
+            Self::Kafka => "cargo install --locked tansu --features dynostore",
         }
     }
 
