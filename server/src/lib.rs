@@ -54,6 +54,8 @@ pub struct Aurora {
     /// The account dependencies, built once and shared by the API and the
     /// proxy (one token issuer, one set of resolver caches).
     deps: OnceLock<Arc<AccountDeps>>,
+    /// The statuses of the running event sinks.
+    sink_status: sinks::SinkStatusBoard,
 }
 
 impl Aurora {
@@ -69,6 +71,7 @@ impl Aurora {
             storage,
             secrets,
             deps: OnceLock::new(),
+            sink_status: sinks::SinkStatusBoard::new(),
         })
     }
 
@@ -198,8 +201,10 @@ impl Aurora {
     }
 
     /// A builder with this server's storage, the outbox mailer, the
-    /// built-in PDS API, the sync API, the firehose and the configured
-    /// `[[sinks]]`; add plugins and sinks, then `build()`.
+    /// built-in PDS API, the sync API, the firehose, the configured
+    /// `[[sinks]]` and the runner of every sink (also those added to the
+    /// builder later); add plugins and sinks, then `build()`, and spawn the
+    /// PDS's background tasks (`Pds::take_tasks`) to run them.
     pub fn builder(&self) -> Result<PdsBuilder, ConfigError> {
         let mut builder = PdsBuilder::new(self.service_info()?)
             .mailer(Arc::new(OutboxMailer::in_data_dir(&self.config.data_dir)))
@@ -209,7 +214,19 @@ impl Aurora {
         for sink in sinks::build_sinks(&self.config)? {
             builder = builder.event_sink(sink);
         }
-        Ok(self.storage.install(builder))
+        let runners = self.config.sinks.iter().fold(
+            sinks::SinkRunners::new(self.storage.sink_cursors(), self.sink_status.clone()),
+            |runners, entry| {
+                runners.with_settings(&entry.name, sinks::RunnerSettings::from_entry(entry))
+            },
+        );
+        Ok(self.storage.install(builder.plugin(runners)))
+    }
+
+    /// The statuses of the event sinks this process runs (see
+    /// [`sinks::runner`]): cursor, lag, failures.
+    pub fn sink_status(&self) -> &sinks::SinkStatusBoard {
+        &self.sink_status
     }
 
     /// HTTP limits and the service proxy from the configuration.

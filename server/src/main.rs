@@ -6,6 +6,8 @@
 //! aurora [--config FILE] config    print the effective configuration (secrets redacted)
 //! aurora [--config FILE] account create|list|takedown|reset-password ...
 //!                                  manage accounts directly in the database
+//! aurora [--config FILE] sinks status|remove ...
+//!                                  event sinks' cursors and lag
 //! ```
 //!
 //! Errors print one line, `aurora: <key>: <problem>`, and exit non-zero.
@@ -45,6 +47,24 @@ enum Command {
     /// Manage accounts (runs against the database; the server may be running).
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Event sinks: their cursors and lag (runs against the database; the
+    /// server may be running).
+    #[command(subcommand)]
+    Sinks(SinksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SinksCommand {
+    /// Per sink: its cursor, the head of the log, and how far behind it is
+    /// in events and seconds.
+    Status,
+    /// Delete the stored cursor of a sink that is no longer configured, so
+    /// that it stops holding back the pruning of the event log (a sink of
+    /// that name configured later starts afresh).
+    Remove {
+        /// The sink's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +138,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(&config).await,
             Command::Account(command) => account::run(config, command).await,
+            Command::Sinks(command) => sinks::run(&config, command).await,
             Command::Config => Ok(()),
         }
     });
@@ -266,6 +287,102 @@ mod account {
             }
         }
         Ok(())
+    }
+}
+
+mod sinks {
+    //! `aurora sinks ...`: the sinks' cursors, read from the database.
+
+    use std::collections::BTreeMap;
+
+    use aurora_server::config::{Config, ConfigError};
+    use aurora_server::sinks::measure_lag;
+    use aurora_server::storage::Storage;
+
+    use super::SinksCommand;
+
+    fn error(message: impl std::fmt::Display) -> ConfigError {
+        ConfigError {
+            key: "sinks".to_owned(),
+            message: message.to_string(),
+        }
+    }
+
+    pub(super) async fn run(config: &Config, command: SinksCommand) -> Result<(), ConfigError> {
+        let storage = Storage::open(config).await?;
+        let result = match command {
+            SinksCommand::Status => status(config, &storage).await,
+            SinksCommand::Remove { name } => remove(config, &storage, &name).await,
+        };
+        storage.close().await;
+        result
+    }
+
+    async fn status(config: &Config, storage: &Storage) -> Result<(), ConfigError> {
+        let sequencer = storage.sequencer();
+        let cursors = storage
+            .sink_cursors()
+            .list_sink_cursors()
+            .await
+            .map_err(error)?;
+        let head = sequencer.current_seq().await.map_err(error)?;
+        // Configured sinks first, in configuration order, then cursors
+        // left behind by sinks no longer configured.
+        let mut stored: BTreeMap<&str, i64> =
+            cursors.iter().map(|c| (c.name.as_str(), c.seq)).collect();
+        let mut rows: Vec<(String, String, Option<i64>)> = config
+            .sinks
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.kind.clone(),
+                    stored.remove(s.name.as_str()),
+                )
+            })
+            .collect();
+        rows.extend(
+            stored
+                .into_iter()
+                .map(|(name, seq)| (name.to_owned(), "(not configured)".to_owned(), Some(seq))),
+        );
+        let show = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+        println!("head\t{}", show(head));
+        println!("sink\tkind\tcursor\tevents_behind\tseconds_behind");
+        for (name, kind, cursor) in rows {
+            let Some(cursor) = cursor else {
+                println!("{name}\t{kind}\t-\t-\t-");
+                continue;
+            };
+            let lag = measure_lag(sequencer.as_ref(), cursor)
+                .await
+                .map_err(error)?;
+            println!(
+                "{name}\t{kind}\t{cursor}\t{}\t{}",
+                lag.events,
+                lag.behind.as_secs()
+            );
+        }
+        Ok(())
+    }
+
+    async fn remove(config: &Config, storage: &Storage, name: &str) -> Result<(), ConfigError> {
+        if config.sinks.iter().any(|s| s.name == name) {
+            return Err(error(format!(
+                "sink {name:?} is still configured; remove its [[sinks]] entry first"
+            )));
+        }
+        if storage
+            .sink_cursors()
+            .delete_sink_cursor(name)
+            .await
+            .map_err(error)?
+        {
+            println!("cursor of sink {name:?} removed");
+            Ok(())
+        } else {
+            Err(error(format!("no sink {name:?} has a cursor")))
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use aurora_blob_fs::FsBlobStore;
 use aurora_core::PdsBuilder;
+use aurora_core::store::{Sequencer, SinkCursorStore};
 use aurora_storage_memory::{MemoryBlobStore, MemoryStore};
 use aurora_storage_sql::{SqlOptions, SqlStore, SqliteSync};
 
@@ -99,6 +100,22 @@ impl Storage {
             Self::Memory { store, blobs } => builder
                 .storage(Arc::new(store.clone()))
                 .blob_store(Arc::new(blobs.clone())),
+        }
+    }
+
+    /// The event sinks' cursors.
+    pub fn sink_cursors(&self) -> Arc<dyn SinkCursorStore> {
+        match self {
+            Self::Sql { store, .. } => Arc::new(store.clone()),
+            Self::Memory { store, .. } => Arc::new(store.clone()),
+        }
+    }
+
+    /// The event log.
+    pub fn sequencer(&self) -> Arc<dyn Sequencer> {
+        match self {
+            Self::Sql { store, .. } => Arc::new(store.clone()),
+            Self::Memory { store, .. } => Arc::new(store.clone()),
         }
     }
 

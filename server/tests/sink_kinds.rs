@@ -12,8 +12,8 @@ fn load(sinks: &str) -> Result<Config, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("aurora.toml");
     let text = format!(
-        "data_dir = {:?}\ndatabase_url = \"memory:\"\n{sinks}",
-        dir.path().join("data")
+        "data_dir = \"{}\"\ndatabase_url = \"memory:\"\n{sinks}",
+        dir.path().join("data").display()
     );
     std::fs::write(&file, text).unwrap();
     Config::load(Some(&file))

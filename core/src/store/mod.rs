@@ -1,5 +1,5 @@
-//! The storage plugin traits: [`RepoStore`], [`Sequencer`], [`AccountStore`]
-//! and [`BlobStore`], and the errors they share.
+//! The storage plugin traits: [`RepoStore`], [`Sequencer`], [`AccountStore`],
+//! [`BlobStore`] and [`SinkCursorStore`], and the errors they share.
 //!
 //! Backends live in `storage-backends/`; every one of them passes the same
 //! conformance suite (`aurora-storage-testkit`).
@@ -8,6 +8,7 @@ mod account;
 mod blob;
 mod repo;
 mod sequencer;
+mod sink_cursor;
 
 pub use account::{
     Account, AccountLookup, AccountStatus, AccountStore, AppPassword, EmailToken,
@@ -20,6 +21,7 @@ pub use repo::{
     RepoRoot, RepoStats, RepoStore, RevBlock,
 };
 pub use sequencer::{SeqWatch, Sequencer};
+pub use sink_cursor::{SinkCursor, SinkCursorStore};
 
 use crate::syntax::Did;
 use cid::Cid;

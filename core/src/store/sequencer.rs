@@ -47,6 +47,9 @@ pub trait Sequencer: Send + Sync + 'static {
     /// Deletes the events sequenced before `before` (invalidated or not),
     /// except the newest event of the log, which is always kept so that
     /// [`current_seq`](Self::current_seq) and the numbering of later events
-    /// never go back. Returns how many events were deleted.
+    /// never go back, and the events an event sink has not acknowledged
+    /// yet (after the smallest cursor of the backend's
+    /// [`SinkCursorStore`](super::SinkCursorStore)). Returns how many events
+    /// were deleted.
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }

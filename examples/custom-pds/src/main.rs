@@ -13,7 +13,7 @@ use aurora_core::http::HttpService;
 use aurora_core::plugin::XrpcMethodKind;
 use aurora_core::{PdsContext, Plugin, XrpcRoute};
 use aurora_server::config::Config;
-use aurora_server::serve::{Server, shutdown_signal};
+use aurora_server::serve::{BackgroundTasks, Server, shutdown_signal};
 use aurora_server::xrpc::{from_http_service, into_http_service, route};
 use aurora_server::{Aurora, app};
 use axum::extract::{Query, State};
@@ -67,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(None)?;
     let listen = config.listen;
     let aurora = Aurora::open(config).await?;
-    let pds = aurora.builder()?.plugin(HelloPlugin).build()?;
+    let mut pds = aurora.builder()?.plugin(HelloPlugin).build()?;
     let server = Server::bind(
         listen,
         app::router(&pds, &aurora.http_settings()?),
@@ -75,6 +75,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     println!("custom PDS listening on http://{}", server.local_addr()?);
+    // Background jobs: the firehose's log pruning, the event sink runners.
+    let tasks = BackgroundTasks::spawn(pds.take_tasks());
     server.serve(shutdown_signal()).await?;
+    drop(tasks);
+    aurora.storage.close().await;
     Ok(())
 }

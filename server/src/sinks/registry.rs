@@ -11,6 +11,10 @@ use crate::config::{Config, ConfigError, SinkEntry};
 /// kind: its crate as an optional dependency, a `sink-<kind>` feature
 /// enabling it, and one line here.
 const KINDS: &[SinkKind] = &[
+    #[cfg(feature = "sink-jsonl")]
+    SinkKind::of::<aurora_sink_jsonl::JsonlSink>(),
+    #[cfg(feature = "sink-webhook")]
+    SinkKind::of::<aurora_sink_webhook::WebhookSink>(),
     #[cfg(feature = "sink-kafka")]
     SinkKind::of::<aurora_sink_kafka::KafkaSink>(),
     #[cfg(feature = "sink-nats")]

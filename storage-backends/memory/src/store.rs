@@ -10,8 +10,8 @@ use aurora_core::store::{
     Account, AccountLookup, AccountStatus, AccountStore, AppPassword, BlobRecord, CommitStage,
     CommitWrite, EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort, InviteCodeUse,
     MissingBlob, NewInviteCode, RecordEntry, RecordPage, RecordWrite, RefreshToken, RepoRoot,
-    RepoStats, RepoStore, RevBlock, SeqWatch, Sequencer, StoreError, constant_time_eq,
-    normalize_email,
+    RepoStats, RepoStore, RevBlock, SeqWatch, Sequencer, SinkCursor, SinkCursorStore, StoreError,
+    constant_time_eq, normalize_email,
 };
 use aurora_core::syntax::{AtUri, Did, Handle, Nsid, RecordKey, Tid};
 use bytes::Bytes;
@@ -53,6 +53,7 @@ struct State {
     /// Blob metadata by account and CID (as a string, the SQL order).
     blobs: BTreeMap<(Did, String), BlobRecord>,
     preferences: HashMap<Did, Vec<serde_json::Value>>,
+    sink_cursors: BTreeMap<String, SinkCursor>,
 }
 
 impl State {
@@ -610,6 +611,31 @@ impl RepoStore for MemoryStore {
 }
 
 #[async_trait]
+impl SinkCursorStore for MemoryStore {
+    async fn sink_cursor(&self, name: &str) -> Result<Option<SinkCursor>, StoreError> {
+        Ok(self.lock().sink_cursors.get(name).cloned())
+    }
+
+    async fn set_sink_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError> {
+        let cursor = SinkCursor {
+            name: name.to_owned(),
+            seq,
+            updated_at: Utc::now(),
+        };
+        self.lock().sink_cursors.insert(name.to_owned(), cursor);
+        Ok(())
+    }
+
+    async fn list_sink_cursors(&self) -> Result<Vec<SinkCursor>, StoreError> {
+        Ok(self.lock().sink_cursors.values().cloned().collect())
+    }
+
+    async fn delete_sink_cursor(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().sink_cursors.remove(name).is_some())
+    }
+}
+
+#[async_trait]
 impl Sequencer for MemoryStore {
     async fn current_seq(&self) -> Result<Option<i64>, StoreError> {
         Ok(self.lock().events.keys().next_back().copied())
@@ -647,9 +673,16 @@ impl Sequencer for MemoryStore {
         let Some(&newest) = state.events.keys().next_back() else {
             return Ok(0);
         };
+        // Events a sink has yet to acknowledge stay too.
+        let delete_below = state
+            .sink_cursors
+            .values()
+            .map(|c| c.seq.saturating_add(1))
+            .min()
+            .map_or(newest, |below| below.min(newest));
         let old: Vec<i64> = state
             .events
-            .range(..newest)
+            .range(..delete_below)
             .filter(|(_, e)| e.time < before)
             .map(|(seq, _)| *seq)
             .collect();

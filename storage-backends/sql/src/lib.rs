@@ -23,6 +23,7 @@ mod entity;
 mod invite;
 mod repo;
 mod sequencer;
+mod sink_cursor;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -112,6 +112,12 @@ impl Sequencer for SqlStore {
         let Some(newest) = self.max_seq().await? else {
             return Ok(0);
         };
+        // Nor do events a sink has yet to acknowledge. A cursor stored
+        // after this read only ever moves forward from where it was, and a
+        // new sink starts at the head or at the oldest event kept.
+        let delete_below = self.min_sink_cursor().await?.map_or(newest, |cursor| {
+            std::cmp::min(cursor.saturating_add(1), newest)
+        });
         let mut deleted = 0;
         loop {
             // In batches, so that a long backlog never holds the write lock
@@ -120,7 +126,7 @@ impl Sequencer for SqlStore {
                 .column(repo_seq::Column::Seq)
                 .from(repo_seq::Entity)
                 .and_where(Expr::col(repo_seq::Column::SequencedAt).lt(before))
-                .and_where(Expr::col(repo_seq::Column::Seq).lt(newest))
+                .and_where(Expr::col(repo_seq::Column::Seq).lt(delete_below))
                 .order_by(repo_seq::Column::Seq, sea_orm::Order::Asc)
                 .limit(PRUNE_BATCH)
                 .to_owned();

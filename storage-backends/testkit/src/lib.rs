@@ -6,6 +6,7 @@
 //!   [`AccountStore`] and one for [`BlobStore`]; a backend runs them with
 //!   [`store_conformance_suite!`] and [`blob_conformance_suite!`].
 //! - [`postgres`]: finds or starts a throwaway Postgres server for tests.
+//! - [`process`]: runs a server binary for a test and finds its address.
 //! - [`plc`]: an in-process PLC directory ([`plc::TestPlcDirectory`]) for
 //!   tests that create and update `did:plc` identities over HTTP.
 //! - [`events`]: a realistic event log (real signed commits of several
@@ -28,6 +29,7 @@ pub mod events;
 pub mod fixtures;
 pub mod plc;
 pub mod postgres;
+pub mod process;
 pub mod suite;
 
 pub use suite::{BlobHarness, FullStore, StoreHarness};

@@ -12,7 +12,7 @@ use aurora_core::store::{
     AccountLookup, AccountStatus, AccountStore, AppPassword, BlobError, BlobRecord, BlobStore,
     ByteStream, CommitStage, EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort,
     MissingBlob, NewAccount, NewInviteCode, RecordPage, RefreshToken, RepoStats, RepoStore,
-    Sequencer, StoreError,
+    Sequencer, SinkCursorStore, StoreError,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -22,10 +22,10 @@ use crate::fixtures::{
     temp_blob, tid,
 };
 
-/// Repo store + sequencer + account store in one object, as database
-/// backends provide them.
-pub trait FullStore: RepoStore + Sequencer + AccountStore {}
-impl<T: RepoStore + Sequencer + AccountStore> FullStore for T {}
+/// Repo store + sequencer + account store + sink cursors in one object,
+/// as database backends provide them.
+pub trait FullStore: RepoStore + Sequencer + AccountStore + SinkCursorStore {}
+impl<T: RepoStore + Sequencer + AccountStore + SinkCursorStore> FullStore for T {}
 
 type FaultyFactory = Box<dyn Fn(CommitStage) -> Arc<dyn FullStore> + Send + Sync>;
 
@@ -114,6 +114,8 @@ macro_rules! store_conformance_suite {
             concurrent_commits_on_many_repos_get_ordered_seqs,
             subscribers_wake_on_new_events,
             pruning_deletes_old_events_but_keeps_the_newest,
+            sink_cursors_are_stored_listed_and_deleted,
+            pruning_keeps_the_events_a_sink_has_not_acknowledged,
             accounts_create_and_look_up,
             accounts_reject_duplicates,
             accounts_update_list_and_delete,
@@ -810,6 +812,74 @@ pub async fn pruning_deletes_old_events_but_keeps_the_newest(h: StoreHarness) {
         .await
         .unwrap();
     assert!(next > new[1]);
+}
+
+#[doc(hidden)]
+pub async fn sink_cursors_are_stored_listed_and_deleted(h: StoreHarness) {
+    let s = &h.store;
+    assert_eq!(s.sink_cursor("audit").await.unwrap(), None);
+    assert!(s.list_sink_cursors().await.unwrap().is_empty());
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    s.set_sink_cursor("audit", 7).await.unwrap();
+    s.set_sink_cursor("kafka.main", 0).await.unwrap();
+    let audit = s.sink_cursor("audit").await.unwrap().unwrap();
+    assert_eq!((audit.name.as_str(), audit.seq), ("audit", 7));
+    assert!(audit.updated_at >= before);
+    // Setting again moves the cursor (any way: the runner owns it) and
+    // keeps one row per sink; seqs use the full 64 bits.
+    s.set_sink_cursor("audit", i64::MAX - 1).await.unwrap();
+    s.set_sink_cursor("audit", 12).await.unwrap();
+    let all = s.list_sink_cursors().await.unwrap();
+    let listed: Vec<(&str, i64)> = all.iter().map(|c| (c.name.as_str(), c.seq)).collect();
+    assert_eq!(listed, [("audit", 12), ("kafka.main", 0)]);
+    s.set_sink_cursor("big", i64::MAX - 1).await.unwrap();
+    assert_eq!(
+        s.sink_cursor("big").await.unwrap().map(|c| c.seq),
+        Some(i64::MAX - 1)
+    );
+    assert!(s.delete_sink_cursor("audit").await.unwrap());
+    assert!(!s.delete_sink_cursor("audit").await.unwrap());
+    assert_eq!(s.sink_cursor("audit").await.unwrap(), None);
+    assert_eq!(s.list_sink_cursors().await.unwrap().len(), 2);
+}
+
+#[doc(hidden)]
+pub async fn pruning_keeps_the_events_a_sink_has_not_acknowledged(h: StoreHarness) {
+    let s = &h.store;
+    let alice = did("alice");
+    let mut seqs = Vec::new();
+    for i in 0..6 {
+        seqs.push(
+            s.sequence_event(identity_event(&alice, &format!("e-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    // Two sinks: the slower one has acknowledged up to seqs[1].
+    s.set_sink_cursor("fast", seqs[4]).await.unwrap();
+    s.set_sink_cursor("slow", seqs[1]).await.unwrap();
+    assert_eq!(s.prune(later).await.unwrap(), 2);
+    assert_eq!(served_seqs(s, 0, i64::MAX).await, seqs[2..]);
+    // The slow sink catches up; its acknowledged events go.
+    s.set_sink_cursor("slow", seqs[3]).await.unwrap();
+    assert_eq!(s.prune(later).await.unwrap(), 2);
+    assert_eq!(served_seqs(s, 0, i64::MAX).await, seqs[4..]);
+    // Once every sink is at the head, the newest event still stays.
+    s.set_sink_cursor("slow", seqs[5]).await.unwrap();
+    s.set_sink_cursor("fast", seqs[5]).await.unwrap();
+    assert_eq!(s.prune(later).await.unwrap(), 1);
+    assert_eq!(served_seqs(s, 0, i64::MAX).await, [seqs[5]]);
+    // A removed sink holds nothing back.
+    let next = s
+        .sequence_event(identity_event(&alice, "next"))
+        .await
+        .unwrap();
+    s.set_sink_cursor("slow", seqs[5] - 100).await.unwrap();
+    assert_eq!(s.prune(later).await.unwrap(), 0);
+    assert!(s.delete_sink_cursor("slow").await.unwrap());
+    assert_eq!(s.prune(later).await.unwrap(), 1);
+    assert_eq!(served_seqs(s, 0, i64::MAX).await, [next]);
 }
 
 // ---------------------------------------------------------------------------

@@ -18,3 +18,4 @@ pub(crate) mod refresh_token;
 pub(crate) mod repo_block;
 pub(crate) mod repo_root;
 pub(crate) mod repo_seq;
+pub(crate) mod sink_cursor;
