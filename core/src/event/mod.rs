@@ -6,9 +6,10 @@
 //! event is encoded once, at write time, and framed with its `seq` when sent.
 //!
 //! Sinks that write JSON use [`json`], the one documented JSON form of an
-//! event.
+//! event; [`encoding`] gives a sink's message bytes in either form.
 
 mod body;
+pub mod encoding;
 mod frame;
 pub mod json;
 

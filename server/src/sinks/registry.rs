@@ -15,6 +15,10 @@ const KINDS: &[SinkKind] = &[
     SinkKind::of::<aurora_sink_jsonl::JsonlSink>(),
     #[cfg(feature = "sink-webhook")]
     SinkKind::of::<aurora_sink_webhook::WebhookSink>(),
+    #[cfg(feature = "sink-kafka")]
+    SinkKind::of::<aurora_sink_kafka::KafkaSink>(),
+    #[cfg(feature = "sink-nats")]
+    SinkKind::of::<aurora_sink_nats::NatsSink>(),
 ];
 
 /// Every sink kind shipped with Aurora Locus and the feature of this crate

@@ -9,6 +9,10 @@
 //! - [`process`]: runs a server binary for a test and finds its address.
 //! - [`plc`]: an in-process PLC directory ([`plc::TestPlcDirectory`]) for
 //!   tests that create and update `did:plc` identities over HTTP.
+//! - [`events`]: a realistic event log (real signed commits of several
+//!   repos and the other event types) for the event-sink tests.
+//! - [`brokers`]: a throwaway NATS JetStream server or Kafka-protocol broker
+//!   on loopback, for the event-sink tests.
 //! - [`skip`]: the one way a test skips for a missing service; with
 //!   `AURORA_REQUIRE_SERVICES=1` (as in CI) a skip is a failure.
 //!
@@ -20,6 +24,8 @@
 // Test support: failing loudly on a broken fixture is the point.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod brokers;
+pub mod events;
 pub mod fixtures;
 pub mod plc;
 pub mod postgres;
