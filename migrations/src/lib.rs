@@ -14,6 +14,7 @@ mod m20261125_000004_invites_sessions;
 mod m20261125_000005_email_token_lookup;
 mod m20261206_000006_preferences;
 mod m20261210_000007_sink_cursor;
+mod m20261211_000008_sink_lease;
 
 /// Applies the schema, in order.
 #[derive(Debug)]
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_email_token_lookup::Migration),
             Box::new(m20261206_000006_preferences::Migration),
             Box::new(m20261210_000007_sink_cursor::Migration),
+            Box::new(m20261211_000008_sink_lease::Migration),
         ]
     }
 }

@@ -364,6 +364,11 @@ pub struct SinkEntry {
     /// at half a second and doubles, with jitter, up to this).
     #[serde(default = "default_sink_max_backoff")]
     pub max_backoff: ConfigDuration,
+    /// How long a node's lease on the sink lasts without renewal: when
+    /// nodes share the database, how soon another takes over the sink of
+    /// one that died (see [`crate::sinks::runner`]).
+    #[serde(default = "default_sink_lease_ttl")]
+    pub lease_ttl: ConfigDuration,
     /// The kind's own keys.
     #[serde(flatten)]
     pub settings: BTreeMap<String, figment::value::Value>,
@@ -380,6 +385,10 @@ fn default_sink_max_backoff() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(60))
 }
 
+fn default_sink_lease_ttl() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(30))
+}
+
 impl SinkEntry {
     /// An entry of `kind` named `name` with the runner's defaults and no
     /// settings of its own.
@@ -390,6 +399,7 @@ impl SinkEntry {
             start: SinkStart::default(),
             batch_size: default_sink_batch_size(),
             max_backoff: default_sink_max_backoff(),
+            lease_ttl: default_sink_lease_ttl(),
             settings: BTreeMap::new(),
         }
     }
@@ -434,6 +444,9 @@ impl SinkEntry {
             return Err(error(format!(
                 "batch_size must be between 1 and {MAX_SINK_BATCH_SIZE}"
             )));
+        }
+        if self.lease_ttl.0 < Duration::from_secs(1) {
+            return Err(error("lease_ttl must be at least 1s".to_owned()));
         }
         Ok(())
     }

@@ -217,7 +217,8 @@ impl Aurora {
             builder = builder.event_sink(sink);
         }
         let runners = self.config.sinks.iter().fold(
-            sinks::SinkRunners::new(self.storage.sink_cursors(), self.sink_status.clone()),
+            sinks::SinkRunners::new(self.storage.sink_cursors(), self.sink_status.clone())
+                .with_holder(self.node_id()),
             |runners, entry| {
                 runners.with_settings(&entry.name, sinks::RunnerSettings::from_entry(entry))
             },
@@ -229,6 +230,23 @@ impl Aurora {
     /// [`sinks::runner`]): cursor, lag, failures.
     pub fn sink_status(&self) -> &sinks::SinkStatusBoard {
         &self.sink_status
+    }
+
+    /// The id this process takes event sink leases with: the host and the
+    /// data directory ([`sinks::node_id`]).
+    pub fn node_id(&self) -> String {
+        sinks::node_id(&self.config.data_dir)
+    }
+
+    /// Gives up the leases of the sinks this process ran, once their tasks
+    /// stopped (a clean shutdown), so another node takes over at once.
+    pub async fn release_sink_leases(&self) {
+        sinks::release_leases(
+            self.storage.sink_cursors().as_ref(),
+            &self.sink_status,
+            &self.node_id(),
+        )
+        .await;
     }
 
     /// HTTP limits and the service proxy from the configuration.

@@ -344,6 +344,16 @@ mod sinks {
             .await
             .map_err(error)?;
         let head = sequencer.current_seq().await.map_err(error)?;
+        let now = chrono::Utc::now();
+        let running_on: BTreeMap<String, String> = storage
+            .sink_cursors()
+            .list_sink_leases()
+            .await
+            .map_err(error)?
+            .into_iter()
+            .filter(|l| l.expires_at >= now)
+            .map(|l| (l.name, l.holder))
+            .collect();
         // Configured sinks first, in configuration order, then cursors
         // left behind by sinks no longer configured.
         let mut stored: BTreeMap<&str, i64> =
@@ -366,17 +376,18 @@ mod sinks {
         );
         let show = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
         println!("head\t{}", show(head));
-        println!("sink\tkind\tcursor\tevents_behind\tseconds_behind");
+        println!("sink\tkind\tcursor\tevents_behind\tseconds_behind\trunning_on");
         for (name, kind, cursor) in rows {
+            let node = running_on.get(&name).map_or("-", String::as_str);
             let Some(cursor) = cursor else {
-                println!("{name}\t{kind}\t-\t-\t-");
+                println!("{name}\t{kind}\t-\t-\t-\t{node}");
                 continue;
             };
             let lag = measure_lag(sequencer.as_ref(), cursor)
                 .await
                 .map_err(error)?;
             println!(
-                "{name}\t{kind}\t{cursor}\t{}\t{}",
+                "{name}\t{kind}\t{cursor}\t{}\t{}\t{node}",
                 lag.events,
                 lag.behind.as_secs()
             );
@@ -467,6 +478,7 @@ async fn serve(config: Config) -> Result<(), ConfigError> {
     let tasks = BackgroundTasks::spawn(pds.take_tasks());
     let result = server.serve(shutdown_signal()).await;
     drop(tasks);
+    aurora.release_sink_leases().await;
     aurora.storage.close().await;
     result.map_err(|e| ConfigError {
         key: "AURORA_LISTEN".to_owned(),

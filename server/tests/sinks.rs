@@ -22,6 +22,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use common::pds::{Client, metric_value, scrape_metrics, server_with, sign_up};
+use common::process::{AuroraProcess, run_aurora};
 use common::{Db, TestServer};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -34,6 +35,10 @@ const SECRET: &str = "webhook-secret-for-tests";
 #[derive(Clone, Default)]
 struct Receiver {
     accepting: Arc<AtomicBool>,
+    /// While set, requests get no answer at all (until the flag clears).
+    hanging: Arc<AtomicBool>,
+    /// Requests that got no answer.
+    hung: Arc<Mutex<u64>>,
     seqs: Arc<Mutex<Vec<i64>>>,
     bodies: Arc<Mutex<Vec<Value>>>,
     refused: Arc<Mutex<u64>>,
@@ -75,6 +80,14 @@ fn signature_ok(headers: &HeaderMap, body: &[u8]) -> bool {
 
 async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
     assert!(signature_ok(&headers, &body), "bad signature");
+    if r.hanging.load(Ordering::SeqCst) {
+        *r.hung.lock().unwrap() += 1;
+        while r.hanging.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The sender gave up long ago: whatever this says, it is not heard.
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
     if !r.accepting.load(Ordering::SeqCst) {
         *r.refused.lock().unwrap() += 1;
         return StatusCode::INTERNAL_SERVER_ERROR;
@@ -402,4 +415,217 @@ async fn a_misconfigured_sink_stops_start_up_with_a_clear_message() {
         let e = aurora.builder().err().unwrap().to_string();
         assert!(e.starts_with(message), "{e}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_never_answers_times_out_and_gets_everything_later() {
+    let plc = TestPlcDirectory::start().await;
+    let (receiver, addr) = Receiver::start().await;
+    receiver.hanging.store(true, Ordering::SeqCst);
+    receiver.accepting.store(true, Ordering::SeqCst);
+    let server = server_with("sinks_hanging", Db::Sqlite, &plc, |c| {
+        let mut hook = webhook(addr);
+        hook.name = "hook-silent".to_owned();
+        hook.start = SinkStart::Oldest;
+        hook.settings.insert("timeout_secs".to_owned(), 1.into());
+        c.sinks = vec![hook];
+    })
+    .await
+    .unwrap();
+    let writers = accounts(&server, 2).await;
+    let took = write(&server, &writers, 40).await;
+    // Each attempt waits a second for an answer that never comes; writes
+    // do not wait for it.
+    assert!(took < Duration::from_secs(20), "writes took {took:?}");
+    wait_for_metric(&server, r#"aurora_sink_failures{sink="hook-silent"}"#, 2.0).await;
+    assert!(receiver.seqs().is_empty());
+    assert!(
+        *receiver.hung.lock().unwrap() >= 2,
+        "retried after each timeout"
+    );
+
+    receiver.hanging.store(false, Ordering::SeqCst);
+    let head = head(&server).await;
+    wait_for("every event", Duration::from_secs(60), || {
+        receiver.seqs().last().copied() == Some(head)
+    })
+    .await;
+    // Every event from the oldest, once, in order: the timed-out attempts
+    // were never acknowledged, so nothing was skipped.
+    assert_eq!(receiver.seqs(), logged_after(&server, 0).await);
+    // The failure count clears with the first acknowledged batch.
+    let failures = r#"aurora_sink_failures{sink="hook-silent"}"#;
+    let mut cleared = false;
+    for _ in 0..100 {
+        if metric(&server, failures).await < 0.5 {
+            cleared = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cleared, "{failures} did not clear");
+}
+
+/// `aurora sinks status`'s row for `sink`: cursor, events behind, node.
+fn status_row(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    sink: &str,
+) -> (Option<i64>, Option<(i64, i64, String)>) {
+    let (status, out, err) = run_aurora(dir, env, &["sinks", "status"]);
+    assert!(status.success(), "{err}");
+    let mut lines = out.lines();
+    // `-` while the log is empty.
+    let head = lines
+        .next()
+        .and_then(|l| l.strip_prefix("head\t"))
+        .unwrap()
+        .parse()
+        .ok();
+    assert_eq!(
+        lines.next(),
+        Some("sink\tkind\tcursor\tevents_behind\tseconds_behind\trunning_on")
+    );
+    let row = lines
+        .find(|l| l.starts_with(&format!("{sink}\t")))
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            (
+                cols[2].parse().unwrap(),
+                cols[3].parse().unwrap(),
+                cols[5].to_owned(),
+            )
+        });
+    (head, row)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_one_postgres_run_each_sink_once_and_take_over_from_a_dead_one() {
+    let Some(database) = aurora_storage_testkit::postgres::database("sinks_nodes") else {
+        return;
+    };
+    let plc = TestPlcDirectory::start().await;
+    let plc_url = plc.url();
+    let (receiver, addr) = Receiver::start().await;
+    receiver.accepting.store(true, Ordering::SeqCst);
+    let config_dir = tempfile::tempdir().unwrap();
+    let with_sink = config_dir.path().join("aurora.toml");
+    std::fs::write(
+        &with_sink,
+        format!(
+            "[[sinks]]\nkind = \"webhook\"\nname = \"hook\"\nstart = \"oldest\"\n\
+             max_backoff = \"1s\"\nlease_ttl = \"2s\"\nurl = \"http://{addr}/in\"\n\
+             secret = \"{SECRET}\"\ntimeout_secs = 5\n"
+        ),
+    )
+    .unwrap();
+    let without_sink = config_dir.path().join("plain.toml");
+    std::fs::write(&without_sink, "").unwrap();
+    let (with_sink, without_sink) = (
+        with_sink.to_str().unwrap().to_owned(),
+        without_sink.to_str().unwrap().to_owned(),
+    );
+    let env = [
+        ("AURORA_DATABASE_URL", database.as_str()),
+        ("AURORA_PLC_URL", plc_url.as_str()),
+        ("AURORA_PUBLIC_URL", "https://pds.test"),
+        ("AURORA_USER_DOMAINS", ".test"),
+        (
+            "AURORA_JWT_SECRET",
+            "a shared secret of the two nodes, 32+ chars",
+        ),
+    ];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node = |dir: &tempfile::TempDir| aurora_server::sinks::node_id(dir.path());
+    let args = ["--config", with_sink.as_str()];
+    let a = AuroraProcess::start_with_args(dir_a.path(), &env, &args);
+    // Node a takes the lease before b starts.
+    wait_for("node a to run the sink", Duration::from_secs(30), || {
+        status_row(dir_a.path(), &env, "hook")
+            .1
+            .is_some_and(|r| r.2 == node(&dir_a))
+    })
+    .await;
+    let b = AuroraProcess::start_with_args(dir_b.path(), &env, &args);
+
+    // Writes through both nodes, one at a time (so the log has no gaps).
+    let http = aurora_server::identity::http_client(Duration::from_secs(30)).unwrap();
+    let res = http
+        .post(a.url("/xrpc/com.atproto.server.createAccount"))
+        .json(&json!({"handle": "both.test", "email": "both@example.com", "password": "a long password"}))
+        .send()
+        .await
+        .unwrap();
+    let created = common::pds::Client::ok(res).await;
+    let (did, token) = (
+        created["did"].as_str().unwrap().to_owned(),
+        created["accessJwt"].as_str().unwrap().to_owned(),
+    );
+    let write_through = |nodes: Vec<&AuroraProcess>, n: usize| {
+        let urls: Vec<String> = nodes
+            .iter()
+            .map(|p| p.url("/xrpc/com.atproto.repo.createRecord"))
+            .collect();
+        let (http, did, token) = (http.clone(), did.clone(), token.clone());
+        async move {
+            for i in 0..n {
+                let res = http
+                    .post(&urls[i % urls.len()])
+                    .bearer_auth(&token)
+                    .json(&json!({"repo": did, "collection": "app.bsky.feed.post", "record": post(i)}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+            }
+        }
+    };
+    write_through(vec![&a, &b], 20).await;
+    let head = status_row(dir_a.path(), &env, "hook").0.unwrap();
+    wait_for("every event", Duration::from_secs(30), || {
+        receiver.seqs().last().copied() == Some(head)
+    })
+    .await;
+    // One node delivered: every event exactly once, in order.
+    let all: Vec<i64> = (1..=head).collect();
+    assert_eq!(receiver.seqs(), all);
+    let (_, row) = status_row(dir_b.path(), &env, "hook");
+    assert_eq!(row, Some((head, 0, node(&dir_a))));
+
+    // Node a dies (SIGKILL, no release): b takes over within the lease's
+    // time and delivers what is written through it.
+    drop(a);
+    write_through(vec![&b], 10).await;
+    let head = status_row(dir_b.path(), &env, "hook").0.unwrap();
+    wait_for("node b to take over", Duration::from_secs(30), || {
+        receiver.seqs().last().copied() == Some(head)
+    })
+    .await;
+    let mut got = receiver.seqs();
+    assert!(got.windows(2).all(|w| w[0] <= w[1]), "in order: {got:?}");
+    got.dedup();
+    let all: Vec<i64> = (1..=head).collect();
+    assert_eq!(got, all, "nothing skipped");
+    let (_, row) = status_row(dir_b.path(), &env, "hook");
+    assert_eq!(row, Some((head, 0, node(&dir_b))));
+
+    // A configured sink's cursor cannot be removed; once the entry is gone
+    // (and b stopped), it can, once.
+    let (status, _, err) = run_aurora(
+        dir_b.path(),
+        &env,
+        &["--config", &with_sink, "sinks", "remove", "hook"],
+    );
+    assert!(!status.success());
+    assert!(err.contains("sink \"hook\" is still configured"), "{err}");
+    drop(b);
+    let plain = ["--config", without_sink.as_str(), "sinks", "remove", "hook"];
+    let (status, out, err) = run_aurora(dir_b.path(), &env, &plain);
+    assert!(status.success(), "{err}");
+    assert_eq!(out.trim(), "cursor of sink \"hook\" removed");
+    let (status, _, err) = run_aurora(dir_b.path(), &env, &plain);
+    assert!(!status.success());
+    assert!(err.contains("no sink \"hook\" has a cursor"), "{err}");
+    let (_, row) = status_row(dir_b.path(), &env, "hook");
+    assert_eq!(row, None);
 }

@@ -21,7 +21,7 @@ pub use repo::{
     RepoRoot, RepoStats, RepoStore, RevBlock,
 };
 pub use sequencer::{SeqWatch, Sequencer};
-pub use sink_cursor::{SinkCursor, SinkCursorStore};
+pub use sink_cursor::{SinkCursor, SinkCursorStore, SinkLease};
 
 use crate::syntax::Did;
 use cid::Cid;

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -15,8 +17,29 @@ pub struct SinkCursor {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Which process runs a sink, and until when: see
+/// [`SinkCursorStore::acquire_sink_lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkLease {
+    /// The sink's name.
+    pub name: String,
+    /// The process holding the lease (an opaque id chosen by the runner).
+    pub holder: String,
+    /// When the lease lapses unless the holder renews it.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl SinkLease {
+    /// When a lease taken at `now` for `ttl` lapses (a `ttl` too large for
+    /// a timestamp means a year).
+    pub fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+        now + chrono::TimeDelta::from_std(ttl).unwrap_or_else(|_| chrono::TimeDelta::days(365))
+    }
+}
+
 /// The durable cursors of event sinks, one per sink name, kept in the same
-/// database as the event log.
+/// database as the event log, and the leases that let exactly one process
+/// run each sink when several share the database.
 ///
 /// A stored cursor also holds back the log's retention: the backend's
 /// [`Sequencer::prune`](super::Sequencer::prune) never deletes an event
@@ -35,6 +58,30 @@ pub trait SinkCursorStore: Send + Sync + 'static {
     /// Every stored cursor, by name.
     async fn list_sink_cursors(&self) -> Result<Vec<SinkCursor>, StoreError>;
 
-    /// Deletes the cursor of the sink `name`; `false` when it had none.
+    /// Deletes the cursor of the sink `name`, and its lease; `false` when
+    /// it had no cursor.
     async fn delete_sink_cursor(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Takes or renews the lease of the sink `name` for `holder` until
+    /// `ttl` from now, in one atomic step: it succeeds (`true`) when no one
+    /// holds the lease, when `holder` already does, or when the current
+    /// holder's lease has lapsed; otherwise it changes nothing (`false`).
+    ///
+    /// Several processes on one database each run every configured sink's
+    /// task, but only the lease holder delivers; the others wait and take
+    /// over when the holder stops renewing. Expiry is judged by the
+    /// caller's clock, so node clocks must agree to well within `ttl`.
+    async fn acquire_sink_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up `holder`'s lease of the sink `name` (a clean shutdown), so
+    /// another process can take over at once; nothing when it holds none.
+    async fn release_sink_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Every lease, lapsed or not, by name.
+    async fn list_sink_leases(&self) -> Result<Vec<SinkLease>, StoreError>;
 }

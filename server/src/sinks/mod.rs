@@ -10,4 +10,7 @@ pub mod registry;
 pub mod runner;
 
 pub use registry::{SinkKind, build_sinks, kinds};
-pub use runner::{Lag, RunnerSettings, SinkRunners, SinkStatus, SinkStatusBoard, measure_lag};
+pub use runner::{
+    Lag, RunnerSettings, SinkRunners, SinkStatus, SinkStatusBoard, measure_lag, node_id,
+    release_leases,
+};

@@ -27,6 +27,20 @@
 //!
 //! Lag (events and seconds behind the head) is kept per sink in a
 //! [`SinkStatusBoard`] and logged every minute while a sink is behind.
+//!
+//! Several processes may share one database, each configured with the same
+//! sinks. A sink is delivered by one of them at a time: the holder of the
+//! sink's lease ([`SinkCursorStore::acquire_sink_lease`]), which it renews
+//! every third of `lease_ttl` (also while it waits between retries). The
+//! others stand by, checking as often, and take over, from the stored
+//! cursor, once the holder stops renewing: it stopped, crashed, or lost the
+//! database. A holder that cannot renew for a whole `lease_ttl` stops
+//! delivering. During a handover the old holder's last batch may be
+//! delivered again by the new one; that is the at-least-once above. A
+//! process's holder id is stable across restarts
+//! ([`SinkRunners::with_holder`]), so a restarted node resumes its sinks at
+//! once instead of waiting for its own lease to lapse, and a clean shutdown
+//! releases the leases ([`release_leases`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -35,10 +49,11 @@ use std::time::Duration;
 use aurora_core::event::SeqEvent;
 use aurora_core::plugin::BackgroundTask;
 use aurora_core::sink::EventSink;
-use aurora_core::store::{Sequencer, SinkCursorStore, StoreError};
+use aurora_core::store::{SeqWatch, Sequencer, SinkCursorStore, StoreError};
 use aurora_core::{PdsContext, Plugin};
 use chrono::{DateTime, Utc};
 use rand::Rng as _;
+use tokio::time::Instant;
 
 use crate::config::{SinkEntry, SinkStart};
 
@@ -55,6 +70,9 @@ pub struct RunnerSettings {
     pub max_backoff: Duration,
     /// How often a sink that is behind logs its lag.
     pub lag_log_interval: Duration,
+    /// How long a lease lasts without renewal: how soon another process
+    /// takes over a sink whose holder died.
+    pub lease_ttl: Duration,
 }
 
 impl Default for RunnerSettings {
@@ -65,6 +83,7 @@ impl Default for RunnerSettings {
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             lag_log_interval: Duration::from_secs(60),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -76,6 +95,7 @@ impl RunnerSettings {
             start: entry.start,
             batch_size: entry.batch_size,
             max_backoff: entry.max_backoff.0,
+            lease_ttl: entry.lease_ttl.0,
             ..Self::default()
         }
     }
@@ -135,6 +155,9 @@ pub struct SinkStatus {
     pub last_delivery: Option<DateTime<Utc>>,
     /// Events acknowledged since the process started.
     pub delivered: u64,
+    /// Whether this process holds the sink's lease and delivers it (`false`
+    /// while another process does).
+    pub active: bool,
 }
 
 impl SinkStatus {
@@ -148,7 +171,9 @@ impl SinkStatus {
             .set(self.lag.behind.as_secs_f64());
         metrics::gauge!("aurora_sink_failures", "sink" => sink.clone())
             .set(f64::from(self.failures));
-        metrics::gauge!("aurora_sink_delivered_events", "sink" => sink).set(self.delivered as f64);
+        metrics::gauge!("aurora_sink_delivered_events", "sink" => sink.clone())
+            .set(self.delivered as f64);
+        metrics::gauge!("aurora_sink_active", "sink" => sink).set(f64::from(u8::from(self.active)));
     }
 }
 
@@ -200,24 +225,38 @@ pub struct SinkRunners {
     cursors: Arc<dyn SinkCursorStore>,
     settings: BTreeMap<String, RunnerSettings>,
     board: SinkStatusBoard,
+    holder: String,
 }
 
 impl std::fmt::Debug for SinkRunners {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SinkRunners")
             .field("settings", &self.settings)
+            .field("holder", &self.holder)
             .finish_non_exhaustive()
     }
 }
 
 impl SinkRunners {
-    /// Runners keeping cursors in `cursors` and reporting to `board`.
+    /// Runners keeping cursors in `cursors` and reporting to `board`, with a
+    /// holder id of their own (see [`with_holder`](Self::with_holder)).
     pub fn new(cursors: Arc<dyn SinkCursorStore>, board: SinkStatusBoard) -> Self {
+        let random: u64 = rand::rng().random();
         Self {
             cursors,
             settings: BTreeMap::new(),
             board,
+            holder: format!("{}:{random:016x}", std::process::id()),
         }
+    }
+
+    /// Takes the sinks' leases as `holder`: an id naming this process,
+    /// stable across its restarts and unique among the processes sharing
+    /// the database (the server uses [`node_id`]).
+    #[must_use]
+    pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = holder.into();
+        self
     }
 
     /// Runs the sink `name` with `settings` (others get the defaults).
@@ -243,10 +282,36 @@ impl Plugin for SinkRunners {
                     cursors: self.cursors.clone(),
                     settings: self.settings.get(sink.name()).copied().unwrap_or_default(),
                     board: self.board.clone(),
+                    holder: self.holder.clone(),
+                    renewed: None,
                 };
                 BackgroundTask::new(format!("sink {}", sink.name()), runner.run())
             })
             .collect()
+    }
+}
+
+/// The id a server process takes sink leases with: the host's name and the
+/// data directory, so that it survives restarts and differs between nodes.
+pub fn node_id(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    format!("{host}:{}", dir.display())
+}
+
+/// Gives up the leases of the sinks this process delivers (`board`'s
+/// active ones), after their tasks stopped, so that another process can
+/// take over at once instead of after the lease's time.
+pub async fn release_leases(cursors: &dyn SinkCursorStore, board: &SinkStatusBoard, holder: &str) {
+    for status in board.snapshot().into_iter().filter(|s| s.active) {
+        if let Err(e) = cursors.release_sink_lease(&status.name, holder).await {
+            tracing::warn!(sink = %status.name, error = %e, "cannot release the sink's lease; it lapses by itself");
+        }
     }
 }
 
@@ -290,6 +355,10 @@ struct Runner {
     cursors: Arc<dyn SinkCursorStore>,
     settings: RunnerSettings,
     board: SinkStatusBoard,
+    /// The id leases are taken with.
+    holder: String,
+    /// When the lease was last taken or renewed (`None`: not held).
+    renewed: Option<Instant>,
 }
 
 impl Runner {
@@ -297,35 +366,56 @@ impl Runner {
         self.sink.name()
     }
 
-    async fn run(self) {
+    async fn run(mut self) {
         let mut wake = self.sequencer.subscribe();
-        let mut cursor = self.initial_cursor().await;
-        tracing::info!(sink = self.name(), cursor, "event sink started");
-        let mut last_lag_log = tokio::time::Instant::now();
         loop {
+            self.wait_for_lease().await;
+            let Some(cursor) = self.initial_cursor().await else {
+                continue;
+            };
+            tracing::info!(sink = self.name(), cursor, holder = %self.holder, "event sink started");
+            self.deliver_from(cursor, &mut wake).await;
+            if self.renewed.is_none() {
+                self.board.update(self.name(), |s| s.active = false);
+            } else {
+                tracing::info!(sink = self.name(), "event log closed; sink stopped");
+                return;
+            }
+        }
+    }
+
+    /// Delivers the log after `cursor` for as long as the lease is held
+    /// (returns with `renewed` cleared) or the log is open.
+    async fn deliver_from(&mut self, mut cursor: i64, wake: &mut SeqWatch) {
+        let mut last_lag_log = Instant::now();
+        while self.hold_lease().await {
             // Marks the current head as seen before reading, so an event
             // committed after the read still wakes us.
             wake.borrow_and_update();
-            let batch = self.read_batch(cursor).await;
+            let Some(batch) = self.read_batch(cursor).await else {
+                return;
+            };
             if last_lag_log.elapsed() >= self.settings.lag_log_interval {
-                last_lag_log = tokio::time::Instant::now();
+                last_lag_log = Instant::now();
                 self.log_lag(cursor).await;
             }
             let Some(last) = batch.last().map(|e| e.seq) else {
                 self.board.update(self.name(), |s| s.lag = Lag::default());
+                // Wakes now and then to renew the lease and to log the lag
+                // of a sink that stopped being woken (the hint is a hint;
+                // the log is the truth).
+                let nap = self.settings.lag_log_interval.min(self.renew_every());
                 tokio::select! {
                     changed = wake.changed() => if changed.is_err() {
-                        tracing::info!(sink = self.name(), "event log closed; sink stopped");
                         return;
                     },
-                    // Wakes now and then to log the lag of a sink that stopped
-                    // being woken (the hint is a hint; the log is the truth).
-                    () = tokio::time::sleep(self.settings.lag_log_interval) => {}
+                    () = tokio::time::sleep(nap) => {}
                 }
                 continue;
             };
-            self.deliver(&batch).await;
-            self.store_cursor(last).await;
+            if !self.deliver(&batch).await || !self.store_cursor(last).await {
+                return;
+            }
             cursor = last;
             let head = *wake.borrow();
             let count = batch.len() as u64;
@@ -339,20 +429,112 @@ impl Runner {
         }
     }
 
+    fn renew_every(&self) -> Duration {
+        self.settings.lease_ttl / 3
+    }
+
+    /// Whether this process may deliver the sink: renews the lease once a
+    /// third of its time has passed. It is lost when another holder has
+    /// it, or when it could not be renewed for a whole `lease_ttl`.
+    async fn hold_lease(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .renewed
+            .is_some_and(|at| now.duration_since(at) < self.renew_every())
+        {
+            return true;
+        }
+        let ttl = self.settings.lease_ttl;
+        match self
+            .cursors
+            .acquire_sink_lease(self.sink.name(), &self.holder, ttl)
+            .await
+        {
+            Ok(true) => {
+                self.renewed = Some(now);
+                self.board.update(self.sink.name(), |s| s.active = true);
+                true
+            }
+            Ok(false) => {
+                if self.renewed.take().is_some() {
+                    tracing::warn!(
+                        sink = self.name(),
+                        "another process took over the event sink; standing by"
+                    );
+                }
+                false
+            }
+            Err(e) => {
+                let held = self.renewed.is_some_and(|at| now.duration_since(at) < ttl);
+                tracing::warn!(sink = self.name(), error = %e, still_held = held, "cannot renew the event sink's lease");
+                if !held {
+                    self.renewed = None;
+                }
+                held
+            }
+        }
+    }
+
+    /// Waits until this process holds the sink's lease.
+    async fn wait_for_lease(&mut self) {
+        let mut waited = false;
+        while !self.hold_lease().await {
+            if !waited {
+                waited = true;
+                let holder = match self.cursors.list_sink_leases().await {
+                    Ok(leases) => leases
+                        .into_iter()
+                        .find(|l| l.name == self.name())
+                        .map(|l| l.holder),
+                    Err(_) => None,
+                };
+                tracing::info!(
+                    sink = self.name(),
+                    holder = holder.as_deref().unwrap_or("unknown"),
+                    "event sink runs in another process; standing by"
+                );
+                self.board.update(self.sink.name(), |s| s.active = false);
+            }
+            tokio::time::sleep(self.renew_every()).await;
+        }
+        if waited {
+            tracing::info!(sink = self.name(), "event sink taken over");
+        }
+    }
+
+    /// Waits `delay` before a retry, keeping the lease; `false` when it
+    /// was lost meanwhile.
+    async fn pause(&mut self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return self.hold_lease().await;
+            }
+            tokio::time::sleep((until - now).min(self.renew_every())).await;
+            if !self.hold_lease().await {
+                return false;
+            }
+        }
+    }
+
     /// The stored cursor, or a new one at the configured start (stored at
-    /// once). Retries until storage answers.
-    async fn initial_cursor(&self) -> i64 {
+    /// once). Retries until storage answers; `None` when the lease was lost
+    /// meanwhile.
+    async fn initial_cursor(&mut self) -> Option<i64> {
         let mut backoff = Backoff::new(&self.settings);
         loop {
             match self.load_or_create_cursor().await {
                 Ok(cursor) => {
                     self.board.update(self.name(), |s| s.cursor = Some(cursor));
-                    return cursor;
+                    return Some(cursor);
                 }
                 Err(e) => {
                     let retry_in = backoff.next_delay();
                     tracing::warn!(sink = self.name(), error = %e, ?retry_in, "cannot read the sink's cursor");
-                    tokio::time::sleep(retry_in).await;
+                    if !self.pause(retry_in).await {
+                        return None;
+                    }
                 }
             }
         }
@@ -380,7 +562,9 @@ impl Runner {
         Ok(cursor)
     }
 
-    async fn read_batch(&self, cursor: i64) -> Vec<SeqEvent> {
+    /// The next batch after `cursor`; `None` when the lease was lost while
+    /// retrying.
+    async fn read_batch(&mut self, cursor: i64) -> Option<Vec<SeqEvent>> {
         let mut backoff = Backoff::new(&self.settings);
         loop {
             match self
@@ -388,18 +572,21 @@ impl Runner {
                 .events_after(cursor, self.settings.batch_size)
                 .await
             {
-                Ok(batch) => return batch,
+                Ok(batch) => return Some(batch),
                 Err(e) => {
                     let retry_in = backoff.next_delay();
                     tracing::warn!(sink = self.name(), cursor, error = %e, ?retry_in, "cannot read the event log");
-                    tokio::time::sleep(retry_in).await;
+                    if !self.pause(retry_in).await {
+                        return None;
+                    }
                 }
             }
         }
     }
 
-    /// Delivers `batch` until the sink acknowledges it.
-    async fn deliver(&self, batch: &[SeqEvent]) {
+    /// Delivers `batch` until the sink acknowledges it (`true`), or until
+    /// the lease is lost (`false`).
+    async fn deliver(&mut self, batch: &[SeqEvent]) -> bool {
         let (first, last) = (batch[0].seq, batch[batch.len() - 1].seq);
         let mut backoff = Backoff::new(&self.settings);
         loop {
@@ -418,7 +605,7 @@ impl Runner {
                         s.failures = 0;
                         s.last_error = None;
                     });
-                    return;
+                    return true;
                 }
                 Err(e) => {
                     let retry_in = backoff.next_delay();
@@ -439,18 +626,32 @@ impl Runner {
                         s.last_error = Some(message);
                         s.lag.behind = age(batch[0].time);
                     });
-                    tokio::time::sleep(retry_in).await;
+                    if !self.pause(retry_in).await {
+                        return false;
+                    }
                 }
             }
         }
     }
 
-    async fn store_cursor(&self, seq: i64) {
+    /// Stores `seq` as the cursor, if the lease is still held (`false`
+    /// when it is not: the new holder owns the cursor now).
+    async fn store_cursor(&mut self, seq: i64) -> bool {
         let mut backoff = Backoff::new(&self.settings);
-        while let Err(e) = self.cursors.set_sink_cursor(self.name(), seq).await {
-            let retry_in = backoff.next_delay();
-            tracing::warn!(sink = self.name(), seq, error = %e, ?retry_in, "cannot store the sink's cursor");
-            tokio::time::sleep(retry_in).await;
+        loop {
+            if !self.hold_lease().await {
+                return false;
+            }
+            match self.cursors.set_sink_cursor(self.name(), seq).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    let retry_in = backoff.next_delay();
+                    tracing::warn!(sink = self.name(), seq, error = %e, ?retry_in, "cannot store the sink's cursor");
+                    if !self.pause(retry_in).await {
+                        return false;
+                    }
+                }
+            }
         }
     }
 
@@ -522,6 +723,7 @@ mod tests {
             min_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(20),
             lag_log_interval: Duration::from_millis(50),
+            lease_ttl: Duration::from_millis(150),
         }
     }
 
@@ -530,12 +732,24 @@ mod tests {
         sink: &Arc<Recorder>,
         settings: RunnerSettings,
     ) -> tokio::task::JoinHandle<()> {
+        spawn_as(store, sink, settings, "node-a", &SinkStatusBoard::new())
+    }
+
+    fn spawn_as(
+        store: &MemoryStore,
+        sink: &Arc<Recorder>,
+        settings: RunnerSettings,
+        holder: &str,
+        board: &SinkStatusBoard,
+    ) -> tokio::task::JoinHandle<()> {
         let runner = Runner {
             sink: sink.clone(),
             sequencer: Arc::new(store.clone()),
             cursors: Arc::new(store.clone()),
             settings,
-            board: SinkStatusBoard::new(),
+            board: board.clone(),
+            holder: holder.to_owned(),
+            renewed: None,
         };
         tokio::spawn(runner.run())
     }
@@ -615,6 +829,49 @@ mod tests {
             measure_lag(&store, seqs[9]).await.unwrap().behind,
             Duration::ZERO
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_process_delivers_a_sink_and_another_takes_over_when_it_dies() {
+        let store = MemoryStore::new();
+        let (board_a, board_b) = (SinkStatusBoard::new(), SinkStatusBoard::new());
+        let (a, b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let task_a = spawn_as(&store, &a, fast(SinkStart::Head), "node-a", &board_a);
+        until("node-a's lease", || {
+            board_a.get("recorder").is_some_and(|s| s.active)
+        })
+        .await;
+        let task_b = spawn_as(&store, &b, fast(SinkStart::Head), "node-b", &board_b);
+        let first = write(&store, 20).await;
+        until("node-a's delivery", || a.seen.lock().unwrap().len() == 20).await;
+        // Several lease periods later node-b still only stands by.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(b.seen.lock().unwrap().is_empty());
+        assert!(!board_b.get("recorder").unwrap().active);
+        assert_eq!(*a.seen.lock().unwrap(), first);
+
+        // node-a dies without releasing: node-b takes over once the lease
+        // lapses, from the stored cursor.
+        task_a.abort();
+        let second = write(&store, 15).await;
+        until("node-b's delivery", || b.seen.lock().unwrap().len() >= 15).await;
+        assert_eq!(
+            *b.seen.lock().unwrap(),
+            second,
+            "nothing skipped, nothing repeated"
+        );
+        assert!(board_b.get("recorder").unwrap().active);
+
+        // A clean shutdown releases the lease; node-a's return takes over
+        // at once.
+        task_b.abort();
+        release_leases(&store, &board_b, "node-b").await;
+        let again = Arc::new(Recorder::default());
+        let task_a = spawn_as(&store, &again, fast(SinkStart::Head), "node-a", &board_a);
+        let third = write(&store, 5).await;
+        until("node-a again", || again.seen.lock().unwrap().len() == 5).await;
+        assert_eq!(*again.seen.lock().unwrap(), third);
+        task_a.abort();
     }
 
     #[test]

@@ -86,6 +86,30 @@ impl AuroraProcess {
     }
 }
 
+/// Runs `aurora <args>` (a one-shot command such as `sinks status`) with
+/// only `env` (plus `PATH`) in its environment and `dir` as its data and
+/// working folder; returns its exit status, stdout and stderr.
+pub(crate) fn run_aurora(
+    dir: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (std::process::ExitStatus, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_aurora"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AURORA_DATA_DIR", dir)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 impl Drop for AuroraProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,6 +1,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, btree_map};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aurora_core::cid::Cid;
@@ -10,8 +11,8 @@ use aurora_core::store::{
     Account, AccountLookup, AccountStatus, AccountStore, AppPassword, BlobRecord, CommitStage,
     CommitWrite, EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort, InviteCodeUse,
     MissingBlob, NewInviteCode, RecordEntry, RecordPage, RecordWrite, RefreshToken, RepoRoot,
-    RepoStats, RepoStore, RevBlock, SeqWatch, Sequencer, SinkCursor, SinkCursorStore, StoreError,
-    constant_time_eq, normalize_email,
+    RepoStats, RepoStore, RevBlock, SeqWatch, Sequencer, SinkCursor, SinkCursorStore, SinkLease,
+    StoreError, constant_time_eq, normalize_email,
 };
 use aurora_core::syntax::{AtUri, Did, Handle, Nsid, RecordKey, Tid};
 use bytes::Bytes;
@@ -54,6 +55,7 @@ struct State {
     blobs: BTreeMap<(Did, String), BlobRecord>,
     preferences: HashMap<Did, Vec<serde_json::Value>>,
     sink_cursors: BTreeMap<String, SinkCursor>,
+    sink_leases: BTreeMap<String, SinkLease>,
 }
 
 impl State {
@@ -631,7 +633,51 @@ impl SinkCursorStore for MemoryStore {
     }
 
     async fn delete_sink_cursor(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.lock().sink_cursors.remove(name).is_some())
+        let mut state = self.lock();
+        state.sink_leases.remove(name);
+        Ok(state.sink_cursors.remove(name).is_some())
+    }
+
+    async fn acquire_sink_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let expires_at = SinkLease::expiry(now, ttl);
+        let mut state = self.lock();
+        if let Some(lease) = state.sink_leases.get(name)
+            && lease.holder != holder
+            && lease.expires_at >= now
+        {
+            return Ok(false);
+        }
+        state.sink_leases.insert(
+            name.to_owned(),
+            SinkLease {
+                name: name.to_owned(),
+                holder: holder.to_owned(),
+                expires_at,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn release_sink_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state
+            .sink_leases
+            .get(name)
+            .is_some_and(|l| l.holder == holder)
+        {
+            state.sink_leases.remove(name);
+        }
+        Ok(())
+    }
+
+    async fn list_sink_leases(&self) -> Result<Vec<SinkLease>, StoreError> {
+        Ok(self.lock().sink_leases.values().cloned().collect())
     }
 }
 

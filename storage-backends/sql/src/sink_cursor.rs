@@ -1,12 +1,17 @@
-//! `SinkCursorStore` on SQL: the `sink_cursor` table.
+//! `SinkCursorStore` on SQL: the `sink_cursor` and `sink_lease` tables.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
-use aurora_core::store::{SinkCursor, SinkCursorStore, StoreError};
-use chrono::Utc;
+use aurora_core::store::{SinkCursor, SinkCursorStore, SinkLease, StoreError};
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, EntityTrait, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
 
-use crate::entity::sink_cursor;
+use crate::entity::{sink_cursor, sink_lease};
 use crate::{SqlStore, db_err};
 
 fn cursor_from_row(row: sink_cursor::Model) -> SinkCursor {
@@ -73,10 +78,76 @@ impl SinkCursorStore for SqlStore {
     }
 
     async fn delete_sink_cursor(&self, name: &str) -> Result<bool, StoreError> {
+        let txn = self.connection().begin().await.map_err(db_err)?;
+        sink_lease::Entity::delete_by_id(name.to_owned())
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
         let res = sink_cursor::Entity::delete_by_id(name.to_owned())
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(res.rows_affected > 0)
+    }
+
+    async fn acquire_sink_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let row = sink_lease::ActiveModel {
+            name: Set(name.to_owned()),
+            holder: Set(holder.to_owned()),
+            expires_at_ms: Set(SinkLease::expiry(now, ttl).timestamp_millis()),
+        };
+        // One upsert, atomic on both engines: insert the lease, or take the
+        // row over only where it is ours already or has lapsed. When the
+        // condition fails, no row is affected.
+        let ours_or_lapsed = Expr::col((sink_lease::Entity, sink_lease::Column::Holder))
+            .eq(holder)
+            .or(
+                Expr::col((sink_lease::Entity, sink_lease::Column::ExpiresAtMs))
+                    .lt(now.timestamp_millis()),
+            );
+        let affected = sink_lease::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(sink_lease::Column::Name)
+                    .update_columns([sink_lease::Column::Holder, sink_lease::Column::ExpiresAtMs])
+                    .action_and_where(ours_or_lapsed)
+                    .to_owned(),
+            )
+            .exec_without_returning(self.connection())
+            .await
+            .map_err(db_err)?;
+        Ok(affected > 0)
+    }
+
+    async fn release_sink_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sink_lease::Entity::delete_many()
+            .filter(sink_lease::Column::Name.eq(name))
+            .filter(sink_lease::Column::Holder.eq(holder))
             .exec(self.connection())
             .await
             .map_err(db_err)?;
-        Ok(res.rows_affected > 0)
+        Ok(())
+    }
+
+    async fn list_sink_leases(&self) -> Result<Vec<SinkLease>, StoreError> {
+        Ok(sink_lease::Entity::find()
+            .order_by_asc(sink_lease::Column::Name)
+            .all(self.connection())
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|row| SinkLease {
+                name: row.name,
+                holder: row.holder,
+                expires_at: DateTime::from_timestamp_millis(row.expires_at_ms)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            })
+            .collect())
     }
 }

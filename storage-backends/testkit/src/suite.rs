@@ -115,6 +115,8 @@ macro_rules! store_conformance_suite {
             subscribers_wake_on_new_events,
             pruning_deletes_old_events_but_keeps_the_newest,
             sink_cursors_are_stored_listed_and_deleted,
+            sink_leases_have_one_holder_until_they_lapse,
+            concurrent_sink_lease_takes_exactly_one_wins,
             pruning_keeps_the_events_a_sink_has_not_acknowledged,
             accounts_create_and_look_up,
             accounts_reject_duplicates,
@@ -841,6 +843,75 @@ pub async fn sink_cursors_are_stored_listed_and_deleted(h: StoreHarness) {
     assert!(!s.delete_sink_cursor("audit").await.unwrap());
     assert_eq!(s.sink_cursor("audit").await.unwrap(), None);
     assert_eq!(s.list_sink_cursors().await.unwrap().len(), 2);
+}
+
+#[doc(hidden)]
+pub async fn sink_leases_have_one_holder_until_they_lapse(h: StoreHarness) {
+    use std::time::Duration;
+    let s = &h.store;
+    let long = Duration::from_secs(60);
+    assert!(s.list_sink_leases().await.unwrap().is_empty());
+    let before = chrono::Utc::now();
+    assert!(s.acquire_sink_lease("audit", "node-a", long).await.unwrap());
+    // Held: others are refused and change nothing; the holder renews.
+    assert!(!s.acquire_sink_lease("audit", "node-b", long).await.unwrap());
+    assert!(s.acquire_sink_lease("audit", "node-a", long).await.unwrap());
+    // Leases are per sink.
+    assert!(s.acquire_sink_lease("kafka", "node-b", long).await.unwrap());
+    let leases = s.list_sink_leases().await.unwrap();
+    let listed: Vec<(&str, &str)> = leases
+        .iter()
+        .map(|l| (l.name.as_str(), l.holder.as_str()))
+        .collect();
+    assert_eq!(listed, [("audit", "node-a"), ("kafka", "node-b")]);
+    assert!(leases[0].expires_at >= before + chrono::Duration::seconds(59));
+    // Releasing is for the holder only.
+    s.release_sink_lease("audit", "node-b").await.unwrap();
+    assert!(!s.acquire_sink_lease("audit", "node-b", long).await.unwrap());
+    s.release_sink_lease("audit", "node-a").await.unwrap();
+    assert!(s.acquire_sink_lease("audit", "node-b", long).await.unwrap());
+    // A lapsed lease goes to the next taker.
+    assert!(
+        s.acquire_sink_lease("kafka", "node-b", Duration::from_millis(20))
+            .await
+            .unwrap()
+    );
+    assert!(!s.acquire_sink_lease("kafka", "node-a", long).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(s.acquire_sink_lease("kafka", "node-a", long).await.unwrap());
+    assert!(!s.acquire_sink_lease("kafka", "node-b", long).await.unwrap());
+    // Removing a sink's cursor removes its lease.
+    s.set_sink_cursor("kafka", 3).await.unwrap();
+    assert!(s.delete_sink_cursor("kafka").await.unwrap());
+    let names: Vec<String> = s
+        .list_sink_leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(names, ["audit"]);
+}
+
+#[doc(hidden)]
+pub async fn concurrent_sink_lease_takes_exactly_one_wins(h: StoreHarness) {
+    use std::time::Duration;
+    let store = h.store.clone();
+    let takes = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .acquire_sink_lease("audit", &format!("node-{i}"), Duration::from_secs(60))
+                .await
+                .unwrap()
+        })
+    });
+    let won = futures::future::join_all(takes)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
 }
 
 #[doc(hidden)]

@@ -19,3 +19,4 @@ pub(crate) mod repo_block;
 pub(crate) mod repo_root;
 pub(crate) mod repo_seq;
 pub(crate) mod sink_cursor;
+pub(crate) mod sink_lease;
