@@ -18,6 +18,7 @@
 //! | `aurora_firehose_events_total` | counter | (events fanned out live) |
 //! | `aurora_firehose_too_slow_total` | counter | (subscribers cut off with `ConsumerTooSlow`) |
 //! | `aurora_db_pool_connections` | gauge | `state` (`in_use`, `idle`) |
+//! | `aurora_db_commit_batch_size` | histogram | (commits written per database transaction: group commit) |
 //! | `aurora_sink_lag_events` / `aurora_sink_lag_seconds` | gauge | `sink` (events and seconds behind the head at the last measurement) |
 //! | `aurora_sink_failures` | gauge | `sink` (failed attempts in a row at the current batch) |
 //! | `aurora_sink_delivered_events` | gauge | `sink` (events acknowledged since start) |
@@ -45,6 +46,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Commits per transaction buckets (the SQL store's group commit).
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
 /// The process's recorder, installed on first use. `None` when another
 /// recorder was installed first (an embedding application's own).
 pub fn handle() -> Option<PrometheusHandle> {
@@ -53,6 +57,12 @@ pub fn handle() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let installed = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("aurora_db_commit_batch_size".to_owned()),
+                        BATCH_BUCKETS,
+                    )
+                })
                 .and_then(PrometheusBuilder::install_recorder);
             match installed {
                 Ok(handle) => {
@@ -100,6 +110,10 @@ fn describe() {
     metrics::describe_gauge!(
         "aurora_db_pool_connections",
         "database pool connections by state"
+    );
+    metrics::describe_histogram!(
+        "aurora_db_commit_batch_size",
+        "repo commits written together in one database transaction (group commit)"
     );
 }
 

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use aurora_core::cid::Cid;
 use aurora_core::event::NewEvent;
 use aurora_core::store::{
-    BlobRecord, CommitStage, CommitWrite, MissingBlob, RecordEntry, RecordPage, RecordWrite,
-    RepoRoot, RepoStats, RepoStore, RevBlock, StoreError,
+    BlobRecord, CommitWrite, MissingBlob, RecordEntry, RecordPage, RecordWrite, RepoRoot,
+    RepoStats, RepoStore, RevBlock, StoreError,
 };
 use aurora_core::syntax::{Did, Nsid, RecordKey, Tid};
 use bytes::Bytes;
@@ -49,7 +49,7 @@ fn entry_from_row(row: record::Model) -> Result<RecordEntry, StoreError> {
 }
 
 impl SqlStore {
-    async fn swap_root(
+    pub(crate) async fn swap_root(
         &self,
         txn: &DatabaseTransaction,
         c: &CommitWrite,
@@ -91,7 +91,7 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn put_blocks(
+    pub(crate) async fn put_blocks(
         &self,
         txn: &DatabaseTransaction,
         c: &CommitWrite,
@@ -123,7 +123,7 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn write_records(
+    pub(crate) async fn write_records(
         &self,
         txn: &DatabaseTransaction,
         c: &CommitWrite,
@@ -405,22 +405,9 @@ impl RepoStore for SqlStore {
     }
 
     async fn apply_commit(&self, commit: CommitWrite) -> Result<i64, StoreError> {
-        let now = Utc::now();
-        // The root swap runs first: it takes the row lock (Postgres) that
-        // makes a concurrent commit on the same repo wait and then fail the
-        // compare-and-swap, before any other work is done.
-        let txn = self.begin_write().await?;
-        self.swap_root(&txn, &commit, now).await?;
-        self.fault(CommitStage::Root)?;
-        self.put_blocks(&txn, &commit).await?;
-        self.fault(CommitStage::Blocks)?;
-        self.write_records(&txn, &commit, now).await?;
-        self.fault(CommitStage::Records)?;
-        let seq = self.insert_event(&txn, &commit.event(), now).await?;
-        self.fault(CommitStage::Event)?;
-        txn.commit().await.map_err(db_err)?;
-        self.advance_head(seq);
-        Ok(seq)
+        // Shares a transaction with the commits made at the same time
+        // (see `group_commit.rs`).
+        self.group_commit(commit).await
     }
 
     async fn sequence_event(&self, event: NewEvent) -> Result<i64, StoreError> {

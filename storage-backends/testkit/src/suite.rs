@@ -112,6 +112,7 @@ macro_rules! store_conformance_suite {
             apply_commit_is_atomic_at_every_stage,
             events_are_sequenced_in_commit_order,
             concurrent_commits_on_many_repos_get_ordered_seqs,
+            concurrent_failing_commits_write_nothing_and_spare_the_others,
             subscribers_wake_on_new_events,
             pruning_deletes_old_events_but_keeps_the_newest,
             sink_cursors_are_stored_listed_and_deleted,
@@ -731,6 +732,93 @@ pub async fn concurrent_commits_on_many_repos_get_ordered_seqs(h: StoreHarness) 
         "the log holds exactly the acknowledged commits, in order"
     );
     assert_eq!(logged.len(), writers * usize::try_from(per_writer).unwrap());
+}
+
+/// Commits made at the same time may share a transaction (group commit):
+/// the ones that fail must leave nothing behind, and cost the others
+/// nothing.
+#[doc(hidden)]
+pub async fn concurrent_failing_commits_write_nothing_and_spare_the_others(h: StoreHarness) {
+    let rounds = 6;
+    let repos = 12;
+    let mut tasks = Vec::new();
+    for r in 0..repos {
+        let s = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let me = did(&format!("mixed{r}"));
+            let mut root = None;
+            let mut ok = Vec::new();
+            for i in 0..rounds {
+                // Every other repo also sends, alongside, a commit on a
+                // stale root carrying a record and blocks of its own.
+                let stale = (r % 2 == 0).then(|| {
+                    let (stale_root, _) = block(&format!("stale-root-{r}-{i}"));
+                    let (rec, rec_b) = block(&format!("stale-rec-{r}-{i}"));
+                    let c = commit(
+                        &me,
+                        Some(stale_root),
+                        &format!("stale-{r}-{i}"),
+                        100 + i,
+                        vec![(rec, rec_b)],
+                        vec![put("com.example.stale", &format!("s{i}"), rec)],
+                    );
+                    (c, rec)
+                });
+                let (rec, rec_b) = block(&format!("rec-{r}-{i}"));
+                let good = commit(
+                    &me,
+                    root,
+                    &format!("{r}-{i}"),
+                    i + 1,
+                    vec![(rec, rec_b)],
+                    vec![put("com.example.good", &format!("g{i}"), rec)],
+                );
+                let next = good.root;
+                let (good, stale) = match stale {
+                    Some((c, stale_rec)) => {
+                        let (good, bad) = tokio::join!(s.apply_commit(good), s.apply_commit(c));
+                        assert!(
+                            matches!(bad, Err(StoreError::RootConflict { .. })),
+                            "{bad:?}"
+                        );
+                        (good, Some(stale_rec))
+                    }
+                    None => (s.apply_commit(good).await, None),
+                };
+                ok.push(good.unwrap());
+                if let Some(stale_rec) = stale {
+                    assert_eq!(s.get_block(&me, &stale_rec).await.unwrap(), None);
+                }
+                root = Some(next);
+            }
+            let stale_records = s
+                .get_record(&me, &nsid("com.example.stale"), &rkey("s0"))
+                .await
+                .unwrap();
+            assert_eq!(stale_records, None, "nothing of a failed commit stays");
+            let good = s
+                .get_record(&me, &nsid("com.example.good"), &rkey("g0"))
+                .await
+                .unwrap();
+            assert!(good.is_some());
+            ok
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        acknowledged.extend(t.await.unwrap());
+    }
+    acknowledged.sort_unstable();
+    let logged: Vec<i64> = h
+        .store
+        .events_after(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(logged, acknowledged, "one event per successful commit");
+    assert_eq!(logged.len(), repos * usize::try_from(rounds).unwrap());
 }
 
 #[doc(hidden)]

@@ -1,0 +1,228 @@
+//! Group commit: concurrent `apply_commit`s share one database transaction,
+//! so that one fsync makes many commits durable.
+//!
+//! Every commit joins a queue, then waits for its turn at the commit lock
+//! (first come, first served). Whoever gets the lock takes every commit
+//! queued so far, its own among them, and writes them all in one
+//! transaction, each inside its own savepoint: a commit that fails (its
+//! root's compare-and-swap, a bad row) is rolled back alone and gets its
+//! own error, and the others go on. The transaction's commit acknowledges
+//! them all at once; if it fails, none was written and all get the error.
+//! A waiter whose commit was taken by someone else's batch gets its result
+//! without ever holding the lock.
+//!
+//! When writes come one at a time, a batch is just the one commit and
+//! nothing waits. Under load, the commits that arrive while a batch is
+//! being written form the next one, so the number of transactions (and
+//! fsyncs, and on SQLite turns at the single write lock) grows much more
+//! slowly than the number of writes.
+//!
+//! A commit whose caller went away (a client that disconnected) before its
+//! batch was taken is dropped, not written: nobody would learn its outcome.
+//! Once taken, a batch is written by a task of its own, so a holder that
+//! goes away mid-batch cannot cut the others' commits short (or leave them
+//! not knowing whether they were written).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aurora_core::store::{CommitStage, CommitWrite, StoreError};
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+use tokio::sync::oneshot;
+
+use crate::{SqlStore, db_err};
+
+/// Most commits written in one transaction; the rest wait for the next.
+const MAX_BATCH: usize = 128;
+
+/// A commit waiting for a batch.
+struct Queued {
+    commit: CommitWrite,
+    /// Where the store view that queued it fails on purpose (tests).
+    fault_at: Option<CommitStage>,
+    done: oneshot::Sender<Result<i64, StoreError>>,
+}
+
+/// The queue of commits and the lock whose holder writes them.
+#[derive(Default)]
+pub(crate) struct CommitQueue {
+    queued: Mutex<Vec<Queued>>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl CommitQueue {
+    fn push(&self, item: Queued) {
+        self.queued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(item);
+    }
+
+    /// Up to [`MAX_BATCH`] queued commits, oldest first, leaving out those
+    /// nobody waits for any more.
+    fn take_batch(&self) -> Vec<Queued> {
+        let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
+        queued.retain(|q| !q.done.is_closed());
+        let n = queued.len().min(MAX_BATCH);
+        queued.drain(..n).collect()
+    }
+}
+
+impl SqlStore {
+    /// Stores `commit` as part of the next batch (see the module docs);
+    /// returns the `seq` of its event.
+    pub(crate) async fn group_commit(&self, commit: CommitWrite) -> Result<i64, StoreError> {
+        let (done, mut result) = oneshot::channel();
+        let queue = &self.shared.commits;
+        queue.push(Queued {
+            commit,
+            fault_at: self.fault_at,
+            done,
+        });
+        loop {
+            tokio::select! {
+                // Written (or failed) in another holder's batch.
+                outcome = &mut result => return outcome.unwrap_or_else(|_| Err(interrupted())),
+                turn = queue.turn.clone().lock_owned() => {
+                    // Ours may have been written just before we got the lock.
+                    if let Ok(outcome) = result.try_recv() {
+                        return outcome;
+                    }
+                    let batch = queue.take_batch();
+                    let store = self.clone();
+                    let writing = tokio::spawn(async move {
+                        store.write_batch(batch).await;
+                        drop(turn);
+                    });
+                    // Ours is in the batch unless more than MAX_BATCH were
+                    // queued before it: then the loop waits for a later one.
+                    let _ = writing.await;
+                }
+            }
+        }
+    }
+
+    /// Writes `batch` in one transaction, each commit in a savepoint, and
+    /// tells each commit's caller how it went.
+    async fn write_batch(&self, batch: Vec<Queued>) {
+        if batch.is_empty() {
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        metrics::histogram!("aurora_db_commit_batch_size").record(batch.len() as f64);
+        let now = Utc::now();
+        let txn = match self.begin_write().await {
+            Ok(txn) => txn,
+            Err(e) => {
+                for q in batch {
+                    let _ = q.done.send(Err(e.clone_for_batch()));
+                }
+                return;
+            }
+        };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for q in &batch {
+            match self.write_one(&txn, &q.commit, q.fault_at, now).await {
+                Ok(outcome) => outcomes.push(outcome),
+                // A savepoint that could not be released or rolled back
+                // leaves the transaction in doubt: write none of the batch.
+                Err(e) => {
+                    let _ = txn.rollback().await;
+                    for q in batch {
+                        let _ = q.done.send(Err(e.clone_for_batch()));
+                    }
+                    return;
+                }
+            }
+        }
+        match txn.commit().await {
+            Ok(()) => {
+                if let Some(head) = outcomes.iter().filter_map(|o| o.as_ref().ok()).max() {
+                    self.advance_head(*head);
+                }
+                for (q, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = q.done.send(outcome);
+                }
+            }
+            Err(e) => {
+                let e = db_err(e);
+                for (q, outcome) in batch.into_iter().zip(outcomes) {
+                    // A commit that failed on its own keeps its own error.
+                    let _ = q.done.send(outcome.and_then(|_| Err(e.clone_for_batch())));
+                }
+            }
+        }
+    }
+
+    /// One commit of a batch, inside its own savepoint: the commit's own
+    /// outcome, or (outer error) a failure of the savepoint itself.
+    async fn write_one(
+        &self,
+        txn: &DatabaseTransaction,
+        commit: &CommitWrite,
+        fault_at: Option<CommitStage>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<i64, StoreError>, StoreError> {
+        let savepoint = txn.begin().await.map_err(db_err)?;
+        match self.write_commit(&savepoint, commit, fault_at, now).await {
+            Ok(seq) => {
+                savepoint.commit().await.map_err(db_err)?;
+                Ok(Ok(seq))
+            }
+            Err(e) => {
+                savepoint.rollback().await.map_err(db_err)?;
+                Ok(Err(e))
+            }
+        }
+    }
+
+    /// The statements of one commit: the root's compare-and-swap first (on
+    /// Postgres its row lock makes a concurrent commit to the same repo
+    /// wait and then fail), then blocks, records and the event.
+    async fn write_commit(
+        &self,
+        txn: &DatabaseTransaction,
+        c: &CommitWrite,
+        fault_at: Option<CommitStage>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        // Fault injection for the atomicity tests (`with_fault_after`).
+        let fault = |stage: CommitStage| {
+            if fault_at == Some(stage) {
+                Err(StoreError::Backend(
+                    format!("injected fault after {stage:?}").into(),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        self.swap_root(txn, c, now).await?;
+        fault(CommitStage::Root)?;
+        self.put_blocks(txn, c).await?;
+        fault(CommitStage::Blocks)?;
+        self.write_records(txn, c, now).await?;
+        fault(CommitStage::Records)?;
+        let seq = self.insert_event(txn, &c.event(), now).await?;
+        fault(CommitStage::Event)?;
+        Ok(seq)
+    }
+}
+
+fn interrupted() -> StoreError {
+    StoreError::Unavailable("the commit was interrupted before it was written".to_owned())
+}
+
+/// Errors are not `Clone`; a batch-wide failure is reported to each commit
+/// by kind and message.
+trait CloneForBatch {
+    fn clone_for_batch(&self) -> StoreError;
+}
+
+impl CloneForBatch for StoreError {
+    fn clone_for_batch(&self) -> StoreError {
+        match self {
+            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            other => StoreError::Backend(other.to_string().into()),
+        }
+    }
+}
