@@ -7,6 +7,13 @@
 //! compare-and-swap in `apply_commit` decides: a writer that lost rebuilds
 //! its commit on the new root and tries again. Either way the repo never
 //! forks and no acknowledged write is lost.
+//!
+//! After each commit the writer remembers the repo's new head and its
+//! signing key, so the next write to that repo reads neither from the
+//! database. The memory may be stale (another node wrote, or the account
+//! was deleted and created again): then the root's compare-and-swap fails,
+//! nothing is written, and the writer forgets the entry and builds again
+//! from the database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,12 +40,21 @@ const MAX_BACKOFF_MS: u64 = 64;
 /// How many missing MST nodes one commit may fetch (a tree is a few levels
 /// deep; this bounds a corrupt store's damage).
 const MAX_FETCHES: usize = 256;
+/// How many repos' heads and keys the writer remembers.
+const HEADS_CACHED: u64 = 10_000;
 
 /// Waits a random time before retry `attempt` (see [`MAX_ATTEMPTS`]).
 async fn backoff(attempt: u32) {
     let bound = (1u64 << attempt.min(6)).min(MAX_BACKOFF_MS);
     let wait = rand::random_range(0..=bound);
     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+}
+
+/// What the writer remembers of a repo it committed to.
+#[derive(Clone)]
+struct KnownHead {
+    head: RepoHead,
+    key: SigningKey,
 }
 
 /// What a commit is made of.
@@ -118,6 +134,7 @@ pub struct RepoWriter {
     blobs: BlobManager,
     clock: Arc<TidClock>,
     locks: Arc<Mutex<HashMap<Did, Arc<tokio::sync::Mutex<()>>>>>,
+    heads: moka::sync::Cache<Did, KnownHead>,
 }
 
 impl std::fmt::Debug for RepoWriter {
@@ -138,6 +155,7 @@ impl RepoWriter {
             blobs,
             clock: Arc::new(TidClock::new()),
             locks: Arc::default(),
+            heads: moka::sync::Cache::new(HEADS_CACHED),
         }
     }
 
@@ -207,22 +225,56 @@ impl RepoWriter {
         did: &Did,
         job: &Job<'_>,
     ) -> Result<CommitOutcome, RepoWriteError> {
-        let key = self
-            .ctx
-            .accounts
-            .get_signing_key(did)
-            .await?
-            .ok_or_else(|| RepoWriteError::Corrupt(format!("{did} has no signing key")))?;
+        // The remembered head, for a plain write only (a swapCommit is
+        // checked against the database's head). Forgotten until this commit
+        // succeeds, so a failure leaves no stale entry behind.
+        let mut known = match job {
+            Job::Write { swap, .. } if swap.commit.is_none() => self.heads.get(did),
+            _ => None,
+        };
+        self.heads.invalidate(did);
+        let mut key = None;
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
                 backoff(attempt).await;
             }
-            let (prepared, blobs) = match job {
-                Job::Write { changes, swap } => self.build_write(did, &key, changes, swap).await?,
-                Job::Import(repo) => self.build_import(did, &key, repo).await?,
+            // After a remembered attempt failed, both head and key come from
+            // the database (the account may have been created again).
+            let remembered = known.take();
+            let from_memory = remembered.is_some();
+            let (signing, head) = match remembered {
+                Some(k) => (k.key, Some(k.head)),
+                None => match key.take() {
+                    Some(key) => (key, None),
+                    None => (self.signing_key(did).await?, None),
+                },
+            };
+            let built = match job {
+                Job::Write { changes, swap } => {
+                    self.build_write(did, &signing, head, changes, swap).await
+                }
+                Job::Import(repo) => self.build_import(did, &signing, repo).await,
+            };
+            let (prepared, blobs) = match built {
+                Ok(built) => built,
+                // Judged against a remembered head that may be stale: judge
+                // again against the database's.
+                Err(RepoWriteError::Write(_)) if from_memory => continue,
+                Err(e) => return Err(e),
             };
             match self.ctx.repos.apply_commit(prepared.write.clone()).await {
                 Ok(seq) => {
+                    self.heads.insert(
+                        did.clone(),
+                        KnownHead {
+                            head: RepoHead {
+                                commit: prepared.commit,
+                                rev: prepared.rev.clone(),
+                                data: prepared.tree.root_cid(),
+                            },
+                            key: signing,
+                        },
+                    );
                     prepared.tree.mark_stored();
                     self.cache.insert_all(prepared.write.blocks.iter().cloned());
                     // Blobs uploaded for the commit become permanent.
@@ -234,9 +286,13 @@ impl RepoWriter {
                         outcomes: prepared.outcomes,
                     });
                 }
-                // Another process committed first: rebuild on its root.
+                // Another process committed first (or the memory was
+                // stale): rebuild on the database's root.
                 Err(StoreError::RootConflict { .. }) => {
-                    metrics::counter!("aurora_commit_root_conflicts_total").increment(1);
+                    if !from_memory {
+                        metrics::counter!("aurora_commit_root_conflicts_total").increment(1);
+                        key = Some(signing);
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -250,10 +306,14 @@ impl RepoWriter {
         &self,
         did: &Did,
         key: &SigningKey,
+        head: Option<RepoHead>,
         changes: &[RecordChange],
         swap: &Swap,
     ) -> Result<(PreparedCommit, Vec<Cid>), RepoWriteError> {
-        let head = self.head(did).await?;
+        let head = match head {
+            Some(head) => head,
+            None => self.head(did).await?,
+        };
         if let Some(expected) = swap.commit
             && expected != head.commit
         {
@@ -353,6 +413,15 @@ impl RepoWriter {
                 }
             }
         });
+    }
+
+    /// The account's repo signing key.
+    async fn signing_key(&self, did: &Did) -> Result<SigningKey, RepoWriteError> {
+        self.ctx
+            .accounts
+            .get_signing_key(did)
+            .await?
+            .ok_or_else(|| RepoWriteError::Corrupt(format!("{did} has no signing key")))
     }
 
     /// The repo's current commit and tree root.
