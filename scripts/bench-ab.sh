@@ -53,10 +53,10 @@ run() {
         psql "$BENCH_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
         db_url="${BENCH_POSTGRES_URL%/*}/$name"
     fi
-    AURORA_DATA_DIR="$data" AURORA_LISTEN=127.0.0.1:0 AURORA_PLC_URL="$PLC_URL" \
+    env AURORA_DATA_DIR="$data" AURORA_LISTEN=127.0.0.1:0 AURORA_PLC_URL="$PLC_URL" \
         AURORA_PUBLIC_URL=https://pds.test AURORA_USER_DOMAINS=.test \
         AURORA_RATE_LIMITS__ENABLED=false AURORA_LOG=warn,aurora=info \
-        ${db_url:+AURORA_DATABASE_URL="$db_url"} \
+        ${db_url:+"AURORA_DATABASE_URL=$db_url"} \
         "$bin" serve >"$data.log" 2>&1 &
     local server=$!
     PIDS+=("$server")
