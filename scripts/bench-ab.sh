@@ -39,10 +39,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$LOADGEN" plc >"$WORK/plc.log" 2>&1 &
-PIDS+=($!)
-until grep -q "plc listening on" "$WORK/plc.log"; do sleep 0.1; done
-PLC_URL=$(sed -n 's/.*plc listening on //p' "$WORK/plc.log")
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+start_plc "$LOADGEN" "$WORK/plc.log"
 
 # run LABEL BINARY: one server, both loads.
 run() {
@@ -53,26 +52,16 @@ run() {
         psql "$BENCH_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
         db_url="${BENCH_POSTGRES_URL%/*}/$name"
     fi
-    env AURORA_DATA_DIR="$data" AURORA_LISTEN=127.0.0.1:0 AURORA_PLC_URL="$PLC_URL" \
-        AURORA_PUBLIC_URL=https://pds.test AURORA_USER_DOMAINS=.test \
-        AURORA_RATE_LIMITS__ENABLED=false AURORA_LOG=warn,aurora=info \
-        ${db_url:+"AURORA_DATABASE_URL=$db_url"} \
-        "$bin" serve >"$data.log" 2>&1 &
-    local server=$!
-    PIDS+=("$server")
-    until grep -q "listening on" "$data.log"; do
-        kill -0 "$server" 2>/dev/null || { cat "$data.log" >&2; exit 1; }
-        sleep 0.1
-    done
-    local url="http://$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$data.log" | head -1)"
-    "$LOADGEN" run --url "$url" --pid "$server" --label "$label-c$CLIENTS" \
+    start_aurora "$bin" "$data" "$data.log" AURORA_LOG=warn,aurora=info \
+        ${db_url:+"AURORA_DATABASE_URL=$db_url"}
+    "$LOADGEN" run --url "$URL" --pid "$SERVER" --label "$label-c$CLIENTS" \
         --clients "$CLIENTS" --seconds "$SECS" --subscribers 1 \
         --json "$OUT/$label-c$CLIENTS.json" >/dev/null
-    "$LOADGEN" run --url "$url" --pid "$server" --label "$label-c1" \
+    "$LOADGEN" run --url "$URL" --pid "$SERVER" --label "$label-c1" \
         --clients 1 --seconds "$SECS" --subscribers 1 \
         --json "$OUT/$label-c1.json" >/dev/null
-    kill "$server"
-    wait "$server" 2>/dev/null || true
+    kill "$SERVER"
+    wait "$SERVER" 2>/dev/null || true
 }
 
 for round in $(seq 1 "$ROUNDS"); do

@@ -33,30 +33,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A stand-in PLC directory for sign-ups.
-"$LOADGEN" plc >"$WORK/plc.log" 2>&1 &
-PIDS+=($!)
-until grep -q "plc listening on" "$WORK/plc.log"; do sleep 0.1; done
-# A PLC stand-in that stops answering would fail every sign-up; it is
-# checked by the first run's sign-ups.
-PLC_URL=$(sed -n 's/.*plc listening on //p' "$WORK/plc.log")
-
-AURORA_DATA_DIR="$WORK/data" AURORA_LISTEN=127.0.0.1:0 AURORA_PLC_URL="$PLC_URL" \
-    AURORA_PUBLIC_URL=https://pds.test AURORA_USER_DOMAINS=.test \
-    AURORA_RATE_LIMITS__ENABLED=false AURORA_FIREHOSE_OUTBOX_FRAMES=${OUTBOX:-500} \
-    AURORA_LOG=${AURORA_LOG:-info} \
-    "$AURORA" serve >"$WORK/aurora.log" 2>&1 &
-SERVER=$!
-PIDS+=("$SERVER")
-until grep -q "listening on" "$WORK/aurora.log"; do
-    if ! kill -0 "$SERVER" 2>/dev/null; then
-        echo "aurora did not start:" >&2
-        cat "$WORK/aurora.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-URL="http://$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$WORK/aurora.log" | head -1)"
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+start_plc "$LOADGEN" "$WORK/plc.log"
+start_aurora "$AURORA" "$WORK/data" "$WORK/aurora.log" \
+    AURORA_FIREHOSE_OUTBOX_FRAMES="${OUTBOX:-500}" AURORA_LOG="${AURORA_LOG:-info}"
 echo "aurora on $URL (pid $SERVER), PLC on $PLC_URL"
 
 echo "== 1. $SUBSCRIBERS subscribers, $RATE writes/s for $SECONDS_ s"

@@ -57,6 +57,8 @@ pub struct Aurora {
     deps: OnceLock<Arc<AccountDeps>>,
     /// The statuses of the running event sinks.
     sink_status: sinks::SinkStatusBoard,
+    /// The id this process takes event sink leases with.
+    node_id: String,
 }
 
 impl Aurora {
@@ -68,6 +70,9 @@ impl Aurora {
             message: e.to_string(),
         })?;
         Ok(Self {
+            // After the secrets, so the data directory exists and the id
+            // names it canonically.
+            node_id: sinks::node_id(&config.data_dir),
             config: Arc::new(config),
             storage,
             secrets,
@@ -234,8 +239,8 @@ impl Aurora {
 
     /// The id this process takes event sink leases with: the host and the
     /// data directory ([`sinks::node_id`]).
-    pub fn node_id(&self) -> String {
-        sinks::node_id(&self.config.data_dir)
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// Gives up the leases of the sinks this process ran, once their tasks
@@ -244,7 +249,7 @@ impl Aurora {
         sinks::release_leases(
             self.storage.sink_cursors().as_ref(),
             &self.sink_status,
-            &self.node_id(),
+            &self.node_id,
         )
         .await;
     }

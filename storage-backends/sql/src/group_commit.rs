@@ -115,7 +115,7 @@ impl SqlStore {
             Ok(txn) => txn,
             Err(e) => {
                 for q in batch {
-                    let _ = q.done.send(Err(e.clone_for_batch()));
+                    let _ = q.done.send(Err(batch_error(&e)));
                 }
                 return;
             }
@@ -129,7 +129,7 @@ impl SqlStore {
                 Err(e) => {
                     let _ = txn.rollback().await;
                     for q in batch {
-                        let _ = q.done.send(Err(e.clone_for_batch()));
+                        let _ = q.done.send(Err(batch_error(&e)));
                     }
                     return;
                 }
@@ -148,7 +148,7 @@ impl SqlStore {
                 let e = db_err(e);
                 for (q, outcome) in batch.into_iter().zip(outcomes) {
                     // A commit that failed on its own keeps its own error.
-                    let _ = q.done.send(outcome.and_then(|_| Err(e.clone_for_batch())));
+                    let _ = q.done.send(outcome.and_then(|_| Err(batch_error(&e))));
                 }
             }
         }
@@ -212,17 +212,12 @@ fn interrupted() -> StoreError {
     StoreError::Unavailable("the commit was interrupted before it was written".to_owned())
 }
 
-/// Errors are not `Clone`; a batch-wide failure is reported to each commit
-/// by kind and message.
-trait CloneForBatch {
-    fn clone_for_batch(&self) -> StoreError;
-}
-
-impl CloneForBatch for StoreError {
-    fn clone_for_batch(&self) -> StoreError {
-        match self {
-            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-            other => StoreError::Backend(other.to_string().into()),
-        }
+/// A batch-wide failure, as each of the batch's commits gets it (errors
+/// are not `Clone`): unavailability stays retryable, anything else is
+/// reported by its message.
+fn batch_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        other => StoreError::Backend(other.to_string().into()),
     }
 }
