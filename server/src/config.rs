@@ -169,6 +169,10 @@ pub struct DatabaseConfig {
     pub acquire_timeout_secs: u64,
     /// SQLite `synchronous`: `full` (default; survives power loss) or `normal`.
     pub sqlite_synchronous: SqliteSynchronous,
+    /// SQLite page cache of each connection, in MiB. Small by default: the
+    /// kernel's page cache holds the database file anyway, outside the
+    /// process, and a cache this size holds the hot index pages.
+    pub sqlite_cache_mib: u32,
 }
 
 impl Default for DatabaseConfig {
@@ -177,6 +181,7 @@ impl Default for DatabaseConfig {
             max_connections: 16,
             acquire_timeout_secs: 10,
             sqlite_synchronous: SqliteSynchronous::Full,
+            sqlite_cache_mib: 2,
         }
     }
 }
@@ -592,6 +597,9 @@ pub struct Config {
     pub firehose_outbox_frames: usize,
     /// Seconds between pings on an idle firehose connection (`AURORA_FIREHOSE_PING_SECS`).
     pub firehose_ping_secs: u64,
+    /// MiB of repo blocks (MST nodes, commits) kept in memory for writes
+    /// (`AURORA_BLOCK_CACHE_MIB`); 0 turns the cache off.
+    pub block_cache_mib: u64,
     /// The AppView's DID (`AURORA_APPVIEW_DID`): `app.bsky.*` calls without
     /// an `atproto-proxy` header go to its `#bsky_appview` service. Default
     /// Bluesky's, `did:web:api.bsky.app`; empty turns default proxying off.
@@ -646,6 +654,7 @@ impl Default for Config {
             firehose_retention: ConfigDuration(Duration::from_secs(72 * 60 * 60)),
             firehose_outbox_frames: 500,
             firehose_ping_secs: 30,
+            block_cache_mib: 4,
             appview_did: None,
             appview_url: None,
             chat_did: None,

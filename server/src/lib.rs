@@ -105,7 +105,9 @@ impl Aurora {
             max_bytes: self.config.blob_max_bytes,
             temp_grace: Duration::from_secs(self.config.blob_temp_grace_secs),
         };
-        Ok(api::PdsApi::new(self.shared_account_deps()?).with_blob_settings(blobs))
+        Ok(api::PdsApi::new(self.shared_account_deps()?)
+            .with_blob_settings(blobs)
+            .with_block_cache_bytes(self.config.block_cache_mib.saturating_mul(1024 * 1024)))
     }
 
     /// [`account_deps`](Self::account_deps), built on first use and shared.

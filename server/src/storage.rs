@@ -38,6 +38,7 @@ fn sql_options(config: &Config) -> SqlOptions {
             SqliteSynchronous::Full => SqliteSync::Full,
             SqliteSynchronous::Normal => SqliteSync::Normal,
         },
+        sqlite_cache_kib: config.database.sqlite_cache_mib.saturating_mul(1024),
     }
 }
 

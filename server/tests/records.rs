@@ -16,7 +16,7 @@ use aurora_core::event::decode_payload;
 use aurora_core::repo::commit::SignedCommit;
 use aurora_core::syntax::Did;
 use aurora_storage_testkit::plc::TestPlcDirectory;
-use common::pds::{Client, server, sign_up, two_servers_on_one_postgres};
+use common::pds::{Client, server, server_with, sign_up, two_servers_on_one_postgres};
 use common::{Db, TestServer};
 use serde_json::{Value, json};
 
@@ -551,6 +551,21 @@ async fn sixteen_concurrent_writers_on_one_repo_sqlite() {
     let server = server("concurrent_sqlite", Db::Sqlite, &plc).await.unwrap();
     let c = Client { server: &server };
     let (did, access) = sign_up(&c, "busy.test").await;
+    concurrent_writers(&[&server], &did, &access).await;
+}
+
+/// The block cache only saves reads: with it off, every write fetches its
+/// tree's nodes from the database and still lands.
+#[tokio::test]
+async fn writers_without_a_block_cache_fetch_every_node() {
+    let plc = TestPlcDirectory::start().await;
+    let server = server_with("no_block_cache", Db::Sqlite, &plc, |c| {
+        c.block_cache_mib = 0;
+    })
+    .await
+    .unwrap();
+    let c = Client { server: &server };
+    let (did, access) = sign_up(&c, "uncached.test").await;
     concurrent_writers(&[&server], &did, &access).await;
 }
 

@@ -40,6 +40,7 @@ impl Default for BlobSettings {
 pub struct PdsApi {
     deps: Arc<AccountDeps>,
     blobs: BlobSettings,
+    block_cache_bytes: u64,
 }
 
 impl PdsApi {
@@ -48,6 +49,7 @@ impl PdsApi {
         Self {
             deps,
             blobs: BlobSettings::default(),
+            block_cache_bytes: crate::repo::block_cache::DEFAULT_CAPACITY_BYTES,
         }
     }
 
@@ -55,6 +57,13 @@ impl PdsApi {
     #[must_use]
     pub fn with_blob_settings(mut self, blobs: BlobSettings) -> Self {
         self.blobs = blobs;
+        self
+    }
+
+    /// Sets the size of the writers' cache of repo blocks.
+    #[must_use]
+    pub fn with_block_cache_bytes(mut self, bytes: u64) -> Self {
+        self.block_cache_bytes = bytes;
         self
     }
 
@@ -79,7 +88,11 @@ impl Plugin for PdsApi {
         let mut routes = com_atproto_server::routes(ctx, &accounts);
         routes.extend(com_atproto_identity::routes(&accounts));
         routes.extend(com_atproto_admin::routes(&accounts));
-        let writer = RepoWriter::new(ctx.clone(), BlockCache::default(), self.blob_manager(ctx));
+        let writer = RepoWriter::new(
+            ctx.clone(),
+            BlockCache::new(self.block_cache_bytes),
+            self.blob_manager(ctx),
+        );
         routes.extend(com_atproto_repo::routes(&accounts, &writer));
         routes.extend(app_bsky_actor::routes(&accounts));
         routes

@@ -10,7 +10,7 @@ use aurora_core::repo::BlockSource;
 use bytes::Bytes;
 
 /// Default capacity, in bytes of cached blocks.
-pub const DEFAULT_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_CAPACITY_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A bounded cache of blocks by CID. Cheap to clone.
 #[derive(Clone)]

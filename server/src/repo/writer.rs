@@ -483,6 +483,10 @@ impl RepoWriter {
     }
 
     /// Builds the commit, fetching the MST nodes it needs.
+    ///
+    /// Nodes fetched here are kept for this commit in `fetched`, not only
+    /// in the shared cache: a small or busy cache may evict (or decline) a
+    /// node before the next attempt reads it.
     async fn prepare(
         &self,
         did: &Did,
@@ -490,24 +494,24 @@ impl RepoWriter {
         head: &RepoHead,
         changes: &[RecordChange],
     ) -> Result<PreparedCommit, RepoWriteError> {
+        let mut fetched = HashMap::new();
         for _ in 0..MAX_FETCHES {
-            let tree = match Mst::open(&head.data, self.cache.source()) {
-                Ok(tree) => tree,
-                Err(aurora_core::repo::MstError::MissingBlock(cid)) => {
-                    self.block(did, &cid).await?;
-                    continue;
+            let source = Arc::new(CacheOverlay {
+                fetched: fetched.clone(),
+                cache: self.cache.clone(),
+            });
+            let missing = match Mst::open(&head.data, source) {
+                Ok(tree) => {
+                    match prepare_commit(did, key, Some(head), &tree, changes, &self.clock).await {
+                        Ok(prepared) => return Ok(prepared),
+                        Err(e) => e.missing_block().ok_or(RepoWriteError::Write(e))?,
+                    }
                 }
+                Err(aurora_core::repo::MstError::MissingBlock(cid)) => cid,
                 Err(e) => return Err(RepoWriteError::Corrupt(e.to_string())),
             };
-            match prepare_commit(did, key, Some(head), &tree, changes, &self.clock).await {
-                Ok(prepared) => return Ok(prepared),
-                Err(e) => match e.missing_block() {
-                    Some(cid) => {
-                        self.block(did, &cid).await?;
-                    }
-                    None => return Err(RepoWriteError::Write(e)),
-                },
-            }
+            let block = self.block(did, &missing).await?;
+            fetched.insert(missing, block);
         }
         Err(RepoWriteError::Corrupt(
             "a commit needed more tree nodes than any valid tree has on its paths".to_owned(),
@@ -526,5 +530,20 @@ impl RepoWriter {
         if locks.get(did).is_some_and(|l| Arc::strong_count(l) == 1) {
             locks.remove(did);
         }
+    }
+}
+
+/// The nodes one commit fetched, over the shared cache.
+struct CacheOverlay {
+    fetched: HashMap<Cid, bytes::Bytes>,
+    cache: BlockCache,
+}
+
+impl aurora_core::repo::BlockSource for CacheOverlay {
+    fn get_block(&self, cid: &Cid) -> Option<bytes::Bytes> {
+        self.fetched
+            .get(cid)
+            .cloned()
+            .or_else(|| aurora_core::repo::BlockSource::get_block(&self.cache, cid))
     }
 }

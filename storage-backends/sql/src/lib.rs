@@ -82,6 +82,8 @@ pub struct SqlOptions {
     pub acquire_timeout: Duration,
     /// SQLite durability.
     pub sqlite_sync: SqliteSync,
+    /// SQLite page cache of each connection, in KiB.
+    pub sqlite_cache_kib: u32,
 }
 
 impl Default for SqlOptions {
@@ -90,6 +92,7 @@ impl Default for SqlOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
             sqlite_sync: SqliteSync::Full,
+            sqlite_cache_kib: 2 * 1024,
         }
     }
 }
@@ -167,8 +170,8 @@ impl SqlStore {
                     })
                     .busy_timeout(options.acquire_timeout)
                     .foreign_keys(true)
-                    // 64 MiB page cache per connection, temp tables in memory.
-                    .pragma("cache_size", "-65536")
+                    // A negative cache_size is in KiB. Temp tables in memory.
+                    .pragma("cache_size", format!("-{}", options.sqlite_cache_kib))
                     .pragma("temp_store", "memory");
                 let pool = SqlitePoolOptions::new()
                     .max_connections(options.max_connections)
