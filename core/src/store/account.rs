@@ -209,6 +209,21 @@ pub trait AccountStore: Send + Sync + 'static {
     /// password changed, its app password revoked, the account deleted).
     async fn get_session(&self, session_id: &str) -> Result<Option<RefreshToken>, StoreError>;
 
+    /// [`get_session`](Self::get_session) with the session's account, as
+    /// every authenticated call needs both: `None` when the session has
+    /// ended or its account is gone. Backends that can read both at once
+    /// (a join) should; this default reads one after the other.
+    async fn get_session_account(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<(RefreshToken, Account)>, StoreError> {
+        let Some(session) = self.get_session(session_id).await? else {
+            return Ok(None);
+        };
+        let account = self.get_account(AccountLookup::Did(&session.did)).await?;
+        Ok(account.map(|account| (session, account)))
+    }
+
     /// Replaces refresh token `old_id` by `new` atomically and returns the
     /// old token; `None` when `old_id` is unknown (already used, revoked or
     /// never issued), and then nothing is stored. Of two concurrent

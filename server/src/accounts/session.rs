@@ -318,20 +318,13 @@ impl AccountManager {
             .tokens()
             .verify_access(access_jwt, now)
             .map_err(token_error)?;
-        let session = self
+        let (_, account) = self
             .context()
             .accounts
-            .get_session(&claims.sid)
+            .get_session_account(&claims.sid)
             .await
             .map_err(store_error)?
-            .filter(|s| s.did == claims.sub && s.expires_at > now)
-            .ok_or_else(revoked)?;
-        let account = self
-            .context()
-            .accounts
-            .get_account(AccountLookup::Did(&session.did))
-            .await
-            .map_err(store_error)?
+            .filter(|(s, _)| s.did == claims.sub && s.expires_at > now)
             .ok_or_else(revoked)?;
         check_status(&account, policy.allow_deactivated)?;
         if policy.full && claims.scope != AccessScope::Access {

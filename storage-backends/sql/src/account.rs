@@ -9,6 +9,7 @@ use aurora_core::store::{
 };
 use aurora_core::syntax::{Did, Handle};
 use chrono::{DateTime, Utc};
+use sea_orm::JoinType;
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -317,6 +318,33 @@ impl AccountStore for SqlStore {
             .map_err(db_err)?
             .map(refresh_token_from_row)
             .transpose()
+    }
+
+    async fn get_session_account(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<(RefreshToken, Account)>, StoreError> {
+        // One query instead of two: this runs for every authenticated call.
+        let of_account = refresh_token::Entity::belongs_to(account::Entity)
+            .from(refresh_token::Column::Did)
+            .to(account::Column::Did)
+            .into();
+        let row = refresh_token::Entity::find()
+            .join(JoinType::InnerJoin, of_account)
+            .filter(refresh_token::Column::SessionId.eq(session_id))
+            .order_by_desc(refresh_token::Column::ExpiresAt)
+            .order_by_desc(refresh_token::Column::Id)
+            .select_also(account::Entity)
+            .one(self.connection())
+            .await
+            .map_err(db_err)?;
+        match row {
+            Some((token, Some(account))) => Ok(Some((
+                refresh_token_from_row(token)?,
+                account_from_row(account)?,
+            ))),
+            _ => Ok(None),
+        }
     }
 
     async fn rotate_refresh_token(

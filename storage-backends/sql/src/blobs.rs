@@ -9,8 +9,8 @@ use aurora_core::syntax::{AtUri, Did, Tid};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict, Query, SelectStatement};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use crate::entity::{blob, record, record_blob, repo_root};
@@ -67,42 +67,56 @@ fn limit(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// Replaces the blob references of the records `c` writes (inside
-/// `apply_commit`'s transaction): a put's blobs replace the record's
-/// earlier ones, a delete drops them.
+/// Replaces the blob references of the records `commits` write (inside
+/// their transaction): a put's blobs replace the record's earlier ones, a
+/// delete drops them. Each statement covers all the commits.
 pub(crate) async fn write_references(
     txn: &DatabaseTransaction,
-    c: &CommitWrite,
+    commits: &[&CommitWrite],
 ) -> Result<(), StoreError> {
-    // By record URI; the last write of a record wins.
-    let mut by_record: BTreeMap<String, &[Cid]> = BTreeMap::new();
-    for write in &c.records {
-        let (collection, rkey, blobs) = match write {
-            RecordWrite::Put {
-                collection,
-                rkey,
-                blobs,
-                ..
-            } => (collection, rkey, blobs.as_slice()),
-            RecordWrite::Delete { collection, rkey } => (collection, rkey, &[][..]),
-        };
-        let uri = AtUri::for_record(&c.did, collection, rkey);
-        by_record.insert(uri.as_str().to_owned(), blobs);
+    // By repo and record URI; the last write of a record wins.
+    let mut by_record: BTreeMap<(&str, String), &[Cid]> = BTreeMap::new();
+    for c in commits {
+        for write in &c.records {
+            let (collection, rkey, blobs) = match write {
+                RecordWrite::Put {
+                    collection,
+                    rkey,
+                    blobs,
+                    ..
+                } => (collection, rkey, blobs.as_slice()),
+                RecordWrite::Delete { collection, rkey } => (collection, rkey, &[][..]),
+            };
+            let uri = AtUri::for_record(&c.did, collection, rkey);
+            by_record.insert((c.did.as_str(), uri.as_str().to_owned()), blobs);
+        }
     }
-    let uris: Vec<&String> = by_record.keys().collect();
-    for chunk in uris.chunks(CHUNK) {
+    let records: Vec<&(&str, String)> = by_record.keys().collect();
+    for chunk in records.chunks(CHUNK) {
+        // One `did = ? AND record_uri IN (...)` term per repo (the keys are
+        // sorted by repo), matching the (did, record_uri) index.
+        let mut of_repos = Condition::any();
+        for same_repo in chunk.chunk_by(|a, b| a.0 == b.0) {
+            of_repos = of_repos.add(
+                Condition::all()
+                    .add(record_blob::Column::Did.eq(same_repo[0].0))
+                    .add(
+                        record_blob::Column::RecordUri
+                            .is_in(same_repo.iter().map(|(_, uri)| uri.as_str())),
+                    ),
+            );
+        }
         record_blob::Entity::delete_many()
-            .filter(record_blob::Column::Did.eq(c.did.as_str()))
-            .filter(record_blob::Column::RecordUri.is_in(chunk.iter().map(|u| u.as_str())))
+            .filter(of_repos)
             .exec(txn)
             .await
             .map_err(db_err)?;
     }
     let rows: Vec<record_blob::ActiveModel> = by_record
         .iter()
-        .flat_map(|(uri, blobs)| {
+        .flat_map(|((did, uri), blobs)| {
             blobs.iter().map(|cid| record_blob::ActiveModel {
-                did: Set(c.did.as_str().to_owned()),
+                did: Set((*did).to_owned()),
                 blob_cid: Set(cid.to_string()),
                 record_uri: Set(uri.clone()),
             })

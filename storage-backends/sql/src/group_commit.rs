@@ -4,10 +4,15 @@
 //! Every commit joins a queue, then waits for its turn at the commit lock
 //! (first come, first served). Whoever gets the lock takes every commit
 //! queued so far, its own among them, and writes them all in one
-//! transaction, each inside its own savepoint: a commit that fails (its
-//! root's compare-and-swap, a bad row) is rolled back alone and gets its
-//! own error, and the others go on. The transaction's commit acknowledges
-//! them all at once; if it fails, none was written and all get the error.
+//! transaction. When the commits are of different repos (the usual case)
+//! one statement per table writes them all: the roots' compare-and-swap
+//! returns which repos moved, and only those commits' blocks, records and
+//! events follow. If any statement fails, that transaction is rolled back
+//! and the batch is written again with each commit inside its own
+//! savepoint: a commit that fails (a bad row) is rolled back alone and
+//! gets its own error, and the others go on. The transaction's commit
+//! acknowledges them all at once; if it fails, none was written and all
+//! get the error.
 //! A waiter whose commit was taken by someone else's batch gets its result
 //! without ever holding the lock.
 //!
@@ -23,6 +28,7 @@
 //! goes away mid-batch cannot cut the others' commits short (or leave them
 //! not knowing whether they were written).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aurora_core::store::{CommitStage, CommitWrite, StoreError};
@@ -111,6 +117,20 @@ impl SqlStore {
         #[allow(clippy::cast_precision_loss)]
         metrics::histogram!("aurora_db_commit_batch_size").record(batch.len() as f64);
         let now = Utc::now();
+        if writable_together(&batch) {
+            match self.write_together(&batch, now).await {
+                Together::Written(outcomes) => return self.acknowledge(batch, outcomes),
+                Together::Failed(e) => {
+                    for q in batch {
+                        let _ = q.done.send(Err(batch_error(&e)));
+                    }
+                    return;
+                }
+                // Nothing was written: one savepoint per commit finds the
+                // commit(s) at fault and writes the others.
+                Together::OneByOne => {}
+            }
+        }
         let txn = match self.begin_write().await {
             Ok(txn) => txn,
             Err(e) => {
@@ -136,14 +156,7 @@ impl SqlStore {
             }
         }
         match txn.commit().await {
-            Ok(()) => {
-                if let Some(head) = outcomes.iter().filter_map(|o| o.as_ref().ok()).max() {
-                    self.advance_head(*head);
-                }
-                for (q, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = q.done.send(outcome);
-                }
-            }
+            Ok(()) => self.acknowledge(batch, outcomes),
             Err(e) => {
                 let e = db_err(e);
                 for (q, outcome) in batch.into_iter().zip(outcomes) {
@@ -152,6 +165,85 @@ impl SqlStore {
                 }
             }
         }
+    }
+
+    /// Tells a written batch's callers their outcomes, once it is durable.
+    fn acknowledge(&self, batch: Vec<Queued>, outcomes: Vec<Result<i64, StoreError>>) {
+        if let Some(head) = outcomes.iter().filter_map(|o| o.as_ref().ok()).max() {
+            self.advance_head(*head);
+        }
+        for (q, outcome) in batch.into_iter().zip(outcomes) {
+            let _ = q.done.send(outcome);
+        }
+    }
+
+    /// Writes `batch` with one statement per table for all its commits
+    /// (see [`writable_together`]). A commit whose root moved on is left
+    /// out with a conflict; any other failure rolls everything back and
+    /// asks for the batch to be written one commit at a time.
+    async fn write_together(&self, batch: &[Queued], now: DateTime<Utc>) -> Together {
+        let txn = match self.begin_write().await {
+            Ok(txn) => txn,
+            Err(e) => return Together::Failed(e),
+        };
+        let Ok(seqs) = self.write_statements_together(&txn, batch, now).await else {
+            let _ = txn.rollback().await;
+            return Together::OneByOne;
+        };
+        // A failed commit is not retried one by one: it may have been
+        // written after all (a connection lost during COMMIT).
+        if let Err(e) = txn.commit().await {
+            return Together::Failed(db_err(e));
+        }
+        let outcomes = batch
+            .iter()
+            .map(|q| {
+                seqs.get(q.commit.did.as_str())
+                    .copied()
+                    .ok_or_else(|| StoreError::RootConflict {
+                        did: q.commit.did.clone(),
+                        expected: q.commit.expected_root,
+                    })
+            })
+            .collect();
+        Together::Written(outcomes)
+    }
+
+    /// The statements of [`write_together`](Self::write_together): the
+    /// `seq` of each written commit's event, by repo.
+    async fn write_statements_together(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &[Queued],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        let commits: Vec<&CommitWrite> = batch.iter().map(|q| &q.commit).collect();
+        let swapped = self.swap_roots(txn, &commits, now).await?;
+        let written: Vec<&Queued> = batch
+            .iter()
+            .filter(|q| swapped.contains(q.commit.did.as_str()))
+            .collect();
+        // Fault injection for the atomicity tests: a commit set to fail
+        // fails the whole attempt, and then fails alone, one by one.
+        let fault = |stage: CommitStage| {
+            if written.iter().any(|q| q.fault_at == Some(stage)) {
+                Err(StoreError::Backend(
+                    format!("injected fault after {stage:?}").into(),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        fault(CommitStage::Root)?;
+        let commits: Vec<&CommitWrite> = written.iter().map(|q| &q.commit).collect();
+        self.put_blocks(txn, &commits).await?;
+        fault(CommitStage::Blocks)?;
+        self.write_records(txn, &commits, now).await?;
+        fault(CommitStage::Records)?;
+        let events: Vec<_> = commits.iter().map(|c| c.event()).collect();
+        let seqs = self.insert_events(txn, &events, now).await?;
+        fault(CommitStage::Event)?;
+        Ok(seqs.into_iter().collect())
     }
 
     /// One commit of a batch, inside its own savepoint: the commit's own
@@ -198,14 +290,36 @@ impl SqlStore {
         };
         self.swap_root(txn, c, now).await?;
         fault(CommitStage::Root)?;
-        self.put_blocks(txn, c).await?;
+        let one = std::slice::from_ref(&c);
+        self.put_blocks(txn, one).await?;
         fault(CommitStage::Blocks)?;
-        self.write_records(txn, c, now).await?;
+        self.write_records(txn, one, now).await?;
         fault(CommitStage::Records)?;
         let seq = self.insert_event(txn, &c.event(), now).await?;
         fault(CommitStage::Event)?;
         Ok(seq)
     }
+}
+
+/// How [`SqlStore::write_together`] went.
+enum Together {
+    /// Committed: each commit's `seq`, or its root conflict.
+    Written(Vec<Result<i64, StoreError>>),
+    /// The transaction could not begin or commit: every commit failed.
+    Failed(StoreError),
+    /// A statement failed and nothing was written.
+    OneByOne,
+}
+
+/// Whether `batch` can be written together: each commit is of a different
+/// repo (so a repo's row is touched once per statement, and events map back
+/// to commits by repo) and swaps an existing root (a repo's first commit
+/// inserts its root instead; such commits are rare).
+fn writable_together(batch: &[Queued]) -> bool {
+    let mut repos = HashSet::with_capacity(batch.len());
+    batch
+        .iter()
+        .all(|q| q.commit.expected_root.is_some() && repos.insert(q.commit.did.as_str()))
 }
 
 fn interrupted() -> StoreError {

@@ -1,6 +1,8 @@
 //! `RepoStore` on SQL: blocks, roots, the record index, and `apply_commit`.
 //! Blob metadata is in [`crate::blobs`].
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use aurora_core::cid::Cid;
 use aurora_core::event::NewEvent;
@@ -11,11 +13,12 @@ use aurora_core::store::{
 use aurora_core::syntax::{Did, Nsid, RecordKey, Tid};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, OnConflict, Query, SelectStatement};
+use sea_orm::sea_query::{
+    Alias, Asterisk, CaseStatement, Expr, ExprTrait, OnConflict, Query, SelectStatement,
+};
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TryInsertResult,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TryInsertResult,
 };
 
 use crate::entity::{blob, record, record_blob, repo_block, repo_root, repo_seq};
@@ -91,26 +94,77 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Swaps the roots of `commits`, each of a different repo and each with
+    /// an expected root, in one statement; returns the repos whose swap
+    /// succeeded. The others' roots moved on and are left as they are.
+    pub(crate) async fn swap_roots(
+        &self,
+        txn: &DatabaseTransaction,
+        commits: &[&CommitWrite],
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<String>, StoreError> {
+        let did = || Expr::col(repo_root::Column::Did);
+        let (mut new_cid, mut new_rev) = (CaseStatement::new(), CaseStatement::new());
+        let mut expected = Condition::any();
+        for c in commits {
+            let Some(old) = c.expected_root else {
+                return Err(StoreError::Backend(
+                    "a batched root swap needs the expected root".into(),
+                ));
+            };
+            new_cid = new_cid.case(did().eq(c.did.as_str()), c.root.to_string());
+            new_rev = new_rev.case(did().eq(c.did.as_str()), c.rev.as_str());
+            expected = expected.add(
+                Condition::all()
+                    .add(repo_root::Column::Did.eq(c.did.as_str()))
+                    .add(repo_root::Column::Cid.eq(old.to_string())),
+            );
+        }
+        let update = Query::update()
+            .table(repo_root::Entity)
+            .value(repo_root::Column::Cid, new_cid)
+            .value(repo_root::Column::Rev, new_rev)
+            .value(repo_root::Column::UpdatedAt, now)
+            .cond_where(expected)
+            .returning_col(repo_root::Column::Did)
+            .to_owned();
+        let rows = txn.query_all(&update).await.map_err(db_err)?;
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "did").map_err(db_err))
+            .collect()
+    }
+
+    /// Stores the blocks of `commits`, in as few statements as the
+    /// bind-parameter limit allows.
     pub(crate) async fn put_blocks(
         &self,
         txn: &DatabaseTransaction,
-        c: &CommitWrite,
+        commits: &[&CommitWrite],
     ) -> Result<(), StoreError> {
-        // Each block once: Postgres refuses to update one row twice in a
-        // statement (two records with equal content share a block).
-        let mut seen = std::collections::HashSet::with_capacity(c.blocks.len());
-        let blocks: Vec<&(Cid, Bytes)> = c.blocks.iter().filter(|b| seen.insert(b.0)).collect();
-        for chunk in blocks.chunks(INSERT_CHUNK) {
-            let rows = chunk.iter().map(|(cid, bytes)| repo_block::ActiveModel {
-                did: Set(c.did.as_str().to_owned()),
-                cid: Set(cid.to_string()),
-                repo_rev: Set(c.rev.as_str().to_owned()),
-                size: Set(i32::try_from(bytes.len()).unwrap_or(i32::MAX)),
-                content: Set(bytes.to_vec()),
-            });
+        let mut rows = Vec::new();
+        for c in commits {
+            // Each block once: Postgres refuses to update one row twice in
+            // a statement (two records with equal content share a block).
+            let mut seen = HashSet::with_capacity(c.blocks.len());
+            rows.extend(
+                c.blocks
+                    .iter()
+                    .filter(|b| seen.insert(b.0))
+                    .map(|(cid, bytes)| repo_block::ActiveModel {
+                        did: Set(c.did.as_str().to_owned()),
+                        cid: Set(cid.to_string()),
+                        repo_rev: Set(c.rev.as_str().to_owned()),
+                        size: Set(i32::try_from(bytes.len()).unwrap_or(i32::MAX)),
+                        content: Set(bytes.to_vec()),
+                    }),
+            );
+        }
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
             // A block stored before keeps its bytes and takes this commit's
             // rev, so that `blocks_since` has it in the diff.
-            repo_block::Entity::insert_many(rows)
+            repo_block::Entity::insert_many(chunk)
                 .on_conflict(
                     OnConflict::columns([repo_block::Column::Did, repo_block::Column::Cid])
                         .update_column(repo_block::Column::RepoRev)
@@ -123,43 +177,47 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Applies the record writes of `commits` to the record index and
+    /// their blob references.
     pub(crate) async fn write_records(
         &self,
         txn: &DatabaseTransaction,
-        c: &CommitWrite,
+        commits: &[&CommitWrite],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut puts = Vec::new();
         let mut deletes = Condition::any();
         let mut any_delete = false;
-        for write in &c.records {
-            match write {
-                RecordWrite::Put {
-                    collection,
-                    rkey,
-                    cid,
-                    ..
-                } => puts.push(record::ActiveModel {
-                    did: Set(c.did.as_str().to_owned()),
-                    collection: Set(collection.as_str().to_owned()),
-                    rkey: Set(rkey.as_str().to_owned()),
-                    cid: Set(cid.to_string()),
-                    repo_rev: Set(c.rev.as_str().to_owned()),
-                    indexed_at: Set(now),
-                }),
-                RecordWrite::Delete { collection, rkey } => {
-                    any_delete = true;
-                    deletes = deletes.add(
-                        Condition::all()
-                            .add(record::Column::Collection.eq(collection.as_str()))
-                            .add(record::Column::Rkey.eq(rkey.as_str())),
-                    );
+        for c in commits {
+            for write in &c.records {
+                match write {
+                    RecordWrite::Put {
+                        collection,
+                        rkey,
+                        cid,
+                        ..
+                    } => puts.push(record::ActiveModel {
+                        did: Set(c.did.as_str().to_owned()),
+                        collection: Set(collection.as_str().to_owned()),
+                        rkey: Set(rkey.as_str().to_owned()),
+                        cid: Set(cid.to_string()),
+                        repo_rev: Set(c.rev.as_str().to_owned()),
+                        indexed_at: Set(now),
+                    }),
+                    RecordWrite::Delete { collection, rkey } => {
+                        any_delete = true;
+                        deletes = deletes.add(
+                            Condition::all()
+                                .add(record::Column::Did.eq(c.did.as_str()))
+                                .add(record::Column::Collection.eq(collection.as_str()))
+                                .add(record::Column::Rkey.eq(rkey.as_str())),
+                        );
+                    }
                 }
             }
         }
         if any_delete {
             record::Entity::delete_many()
-                .filter(record::Column::Did.eq(c.did.as_str()))
                 .filter(deletes)
                 .exec(txn)
                 .await
@@ -186,21 +244,36 @@ impl SqlStore {
                 .await
                 .map_err(db_err)?;
         }
-        blobs::write_references(txn, c).await
+        blobs::write_references(txn, commits).await
     }
 
-    /// Inserts an event row and returns its `seq`. On Postgres the insert
-    /// happens under a transaction-scoped advisory lock held until commit, so
-    /// no transaction can commit a smaller `seq` after a larger one is
-    /// visible (the lock is released only after the commit is visible), and
-    /// a notification announces the `seq` to other processes at commit.
-    /// (SQLite's single writer gives the same for free.)
+    /// Inserts an event row and returns its `seq` (see [`insert_events`](Self::insert_events)).
     pub(crate) async fn insert_event(
         &self,
         txn: &DatabaseTransaction,
         event: &NewEvent,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
+        self.insert_events(txn, std::slice::from_ref(event), now)
+            .await?
+            .first()
+            .map(|(_, seq)| *seq)
+            .ok_or_else(|| StoreError::Backend("the event insert returned no seq".into()))
+    }
+
+    /// Inserts event rows and returns each one's repo and `seq`. On
+    /// Postgres the inserts happen under a transaction-scoped advisory lock
+    /// held until commit, so no transaction can commit a smaller `seq`
+    /// after a larger one is visible (the lock is released only after the
+    /// commit is visible), and a notification announces the highest `seq`
+    /// to other processes at commit. (SQLite's single writer gives the same
+    /// for free.)
+    pub(crate) async fn insert_events(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[NewEvent],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         if self.engine() == Engine::Postgres {
             txn.execute_raw(Statement::from_sql_and_values(
                 txn.get_database_backend(),
@@ -210,32 +283,55 @@ impl SqlStore {
             .await
             .map_err(db_err)?;
         }
-        let row = repo_seq::ActiveModel {
-            seq: NotSet,
-            did: Set(event.did.as_str().to_owned()),
-            event_type: Set(event.event_type.as_str().to_owned()),
-            event: Set(event.payload.to_vec()),
-            invalidated: Set(false),
-            sequenced_at: Set(now),
-        };
-        let res = repo_seq::Entity::insert(row)
-            .exec(txn)
-            .await
-            .map_err(db_err)?;
-        let seq = res.last_insert_id;
-        if self.engine() == Engine::Postgres {
+        let mut seqs = Vec::with_capacity(events.len());
+        for chunk in events.chunks(INSERT_CHUNK) {
+            let mut insert = Query::insert();
+            insert
+                .into_table(repo_seq::Entity)
+                .columns([
+                    repo_seq::Column::Did,
+                    repo_seq::Column::EventType,
+                    repo_seq::Column::Event,
+                    repo_seq::Column::Invalidated,
+                    repo_seq::Column::SequencedAt,
+                ])
+                .returning(
+                    Query::returning().columns([repo_seq::Column::Did, repo_seq::Column::Seq]),
+                );
+            for event in chunk {
+                insert
+                    .values([
+                        event.did.as_str().into(),
+                        event.event_type.as_str().into(),
+                        event.payload.to_vec().into(),
+                        false.into(),
+                        now.into(),
+                    ])
+                    .map_err(|e| StoreError::Backend(e.to_string().into()))?;
+            }
+            let rows = txn.query_all(&insert).await.map_err(db_err)?;
+            for row in rows {
+                seqs.push((
+                    row.try_get::<String>("", "did").map_err(db_err)?,
+                    row.try_get::<i64>("", "seq").map_err(db_err)?,
+                ));
+            }
+        }
+        if self.engine() == Engine::Postgres
+            && let Some(head) = seqs.iter().map(|(_, seq)| *seq).max()
+        {
             // Delivered when (and only if) the transaction commits, to every
             // process listening on this database: their subscribers wake
             // for events other nodes wrote (see `sequencer.rs`).
             txn.execute_raw(Statement::from_sql_and_values(
                 txn.get_database_backend(),
                 "SELECT pg_notify($1, $2)",
-                [SEQ_CHANNEL.into(), seq.to_string().into()],
+                [SEQ_CHANNEL.into(), head.to_string().into()],
             ))
             .await
             .map_err(db_err)?;
         }
-        Ok(seq)
+        Ok(seqs)
     }
 }
 

@@ -113,6 +113,7 @@ macro_rules! store_conformance_suite {
             events_are_sequenced_in_commit_order,
             concurrent_commits_on_many_repos_get_ordered_seqs,
             concurrent_failing_commits_write_nothing_and_spare_the_others,
+            stale_commits_among_other_repos_fail_alone,
             subscribers_wake_on_new_events,
             pruning_deletes_old_events_but_keeps_the_newest,
             sink_cursors_are_stored_listed_and_deleted,
@@ -807,6 +808,71 @@ pub async fn concurrent_failing_commits_write_nothing_and_spare_the_others(h: St
     assert_eq!(logged.len(), repos * usize::try_from(rounds).unwrap());
 }
 
+/// Commits to many repos at once, some of them on stale roots: a backend
+/// that writes concurrent commits of different repos together must turn
+/// away exactly the stale ones, keep nothing of them, and give each good
+/// one its own event.
+#[doc(hidden)]
+pub async fn stale_commits_among_other_repos_fail_alone(h: StoreHarness) {
+    let rounds = 6;
+    let repos = 10;
+    let mut tasks = Vec::new();
+    for r in 0..repos {
+        let s = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let me = did(&format!("among{r}"));
+            let first = commit(&me, None, &format!("{r}-genesis"), 1, vec![], vec![]);
+            let mut root = first.root;
+            let mut ok = vec![s.apply_commit(first).await.unwrap()];
+            for i in 0..rounds {
+                let (rec, rec_b) = block(&format!("among-rec-{r}-{i}"));
+                if (r + i) % 3 == 0 {
+                    let (stale_root, _) = block(&format!("among-stale-{r}-{i}"));
+                    let stale = commit(
+                        &me,
+                        Some(stale_root),
+                        &format!("stale-{r}-{i}"),
+                        100 + i,
+                        vec![(rec, rec_b.clone())],
+                        vec![put("com.example.stale", &format!("s{i}"), rec)],
+                    );
+                    let bad = s.apply_commit(stale).await;
+                    assert!(
+                        matches!(&bad, Err(StoreError::RootConflict { did, .. }) if *did == me),
+                        "{bad:?}"
+                    );
+                    assert_eq!(s.get_block(&me, &rec).await.unwrap(), None);
+                    let stale_record = s
+                        .get_record(&me, &nsid("com.example.stale"), &rkey(&format!("s{i}")))
+                        .await
+                        .unwrap();
+                    assert_eq!(stale_record, None, "nothing of a stale commit stays");
+                }
+                let good = commit(
+                    &me,
+                    Some(root),
+                    &format!("{r}-{i}"),
+                    i + 2,
+                    vec![(rec, rec_b)],
+                    vec![put("com.example.good", &format!("g{i}"), rec)],
+                );
+                root = good.root;
+                ok.push(s.apply_commit(good).await.unwrap());
+            }
+            assert_eq!(s.get_root(&me).await.unwrap().map(|h| h.cid), Some(root));
+            ok
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        acknowledged.extend(t.await.unwrap());
+    }
+    acknowledged.sort_unstable();
+    let logged = served_seqs(&h.store, 0, i64::MAX).await;
+    assert_eq!(logged, acknowledged, "one event per successful commit");
+    assert_eq!(u64::try_from(logged.len()).unwrap(), repos * (1 + rounds));
+}
+
 #[doc(hidden)]
 pub async fn subscribers_wake_on_new_events(h: StoreHarness) {
     let s = h.store.clone();
@@ -1236,6 +1302,11 @@ pub async fn sessions_rotate_once_and_end_with_the_password(h: StoreHarness) {
         Some(session("a2", &alice, Some("phone")))
     );
     assert_eq!(s.get_refresh_token("nope").await.unwrap(), None);
+    // The session with its account, as authentication reads them.
+    let (token, account) = s.get_session_account("b1").await.unwrap().unwrap();
+    assert_eq!(token, session("b1", &bob, None));
+    assert_eq!(account.did, bob);
+    assert_eq!(s.get_session_account("nope").await.unwrap(), None);
 
     // Rotation replaces the token once; the old one cannot be used again.
     let old = s
@@ -1289,6 +1360,7 @@ pub async fn sessions_rotate_once_and_end_with_the_password(h: StoreHarness) {
     s.update_password(&alice, "$argon2id$new").await.unwrap();
     for id in ["x1", "x2", "a5"] {
         assert_eq!(s.get_refresh_token(id).await.unwrap(), None, "{id}");
+        assert_eq!(s.get_session_account(id).await.unwrap(), None, "{id}");
     }
     assert_eq!(
         s.get_account(AccountLookup::Did(&alice))
