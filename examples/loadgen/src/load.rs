@@ -274,6 +274,7 @@ fn spawn_clients(
         .filter(|r| *r > 0.0)
         .map(|rate| Duration::from_secs_f64(args.clients as f64 / rate));
     let mut clients = Vec::with_capacity(args.clients);
+    let clients_n = args.clients;
     for i in 0..args.clients {
         let mut client = LoadClient {
             http: http.clone(),
@@ -286,8 +287,11 @@ fn spawn_clients(
         };
         let budget = budget.clone();
         clients.push(tokio::spawn(async move {
+            // Spread over the period, so that a rate cap makes a steady
+            // stream of requests instead of all clients at once.
             let mut ticks = pace.map(|p| {
-                let mut t = tokio::time::interval(p);
+                let offset = p.mul_f64(i as f64 / clients_n as f64);
+                let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, p);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 t
             });
