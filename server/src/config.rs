@@ -163,8 +163,10 @@ impl<'de> Deserialize<'de> for ConfigDuration {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// Maximum pooled connections.
-    pub max_connections: u32,
+    /// Maximum pooled connections. Unset: 16 on Postgres; on SQLite 4
+    /// reading connections (plus the one that writes), as more readers
+    /// than cores only add threads and memory.
+    pub max_connections: Option<u32>,
     /// Seconds to wait for a connection or the SQLite write lock.
     pub acquire_timeout_secs: u64,
     /// SQLite `synchronous`: `full` (default; survives power loss) or `normal`.
@@ -178,7 +180,7 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
-            max_connections: 16,
+            max_connections: None,
             acquire_timeout_secs: 10,
             sqlite_synchronous: SqliteSynchronous::Full,
             sqlite_cache_mib: 2,
@@ -837,7 +839,7 @@ impl Config {
             ("request_timeout_secs", self.request_timeout_secs),
             (
                 "database.max_connections",
-                u64::from(self.database.max_connections),
+                self.database.max_connections.map_or(1, u64::from),
             ),
             ("proxy.timeout_secs", self.proxy.timeout_secs),
             ("proxy.max_request_bytes", self.proxy.max_request_bytes),

