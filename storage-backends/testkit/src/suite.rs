@@ -692,6 +692,29 @@ pub async fn events_are_sequenced_in_commit_order(h: StoreHarness) {
     );
 }
 
+/// Awaits writer tasks, each returning the `seq`s its commits got, and
+/// checks that each writer's increase and that the log holds exactly the
+/// acknowledged ones (one event per successful commit), in order; returns
+/// the log's `seq`s.
+async fn log_holds_exactly_the_acknowledged(
+    h: &StoreHarness,
+    tasks: Vec<tokio::task::JoinHandle<Vec<i64>>>,
+) -> Vec<i64> {
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        let seqs = t.await.unwrap();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        acknowledged.extend(seqs);
+    }
+    acknowledged.sort_unstable();
+    let logged = served_seqs(&h.store, 0, i64::MAX).await;
+    assert_eq!(
+        logged, acknowledged,
+        "the log holds exactly the acknowledged commits, in order"
+    );
+    logged
+}
+
 #[doc(hidden)]
 pub async fn concurrent_commits_on_many_repos_get_ordered_seqs(h: StoreHarness) {
     let writers = 8;
@@ -712,19 +735,7 @@ pub async fn concurrent_commits_on_many_repos_get_ordered_seqs(h: StoreHarness) 
             seqs
         }));
     }
-    let mut acknowledged = Vec::new();
-    for t in tasks {
-        let seqs = t.await.unwrap();
-        // Each writer sees its own seqs increase.
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
-        acknowledged.extend(seqs);
-    }
-    acknowledged.sort_unstable();
-    let logged = served_seqs(&h.store, 0, i64::MAX).await;
-    assert_eq!(
-        logged, acknowledged,
-        "the log holds exactly the acknowledged commits, in order"
-    );
+    let logged = log_holds_exactly_the_acknowledged(&h, tasks).await;
     assert_eq!(logged.len(), writers * usize::try_from(per_writer).unwrap());
 }
 
@@ -798,13 +809,7 @@ pub async fn concurrent_failing_commits_write_nothing_and_spare_the_others(h: St
             ok
         }));
     }
-    let mut acknowledged = Vec::new();
-    for t in tasks {
-        acknowledged.extend(t.await.unwrap());
-    }
-    acknowledged.sort_unstable();
-    let logged = served_seqs(&h.store, 0, i64::MAX).await;
-    assert_eq!(logged, acknowledged, "one event per successful commit");
+    let logged = log_holds_exactly_the_acknowledged(&h, tasks).await;
     assert_eq!(logged.len(), repos * usize::try_from(rounds).unwrap());
 }
 
@@ -863,13 +868,7 @@ pub async fn stale_commits_among_other_repos_fail_alone(h: StoreHarness) {
             ok
         }));
     }
-    let mut acknowledged = Vec::new();
-    for t in tasks {
-        acknowledged.extend(t.await.unwrap());
-    }
-    acknowledged.sort_unstable();
-    let logged = served_seqs(&h.store, 0, i64::MAX).await;
-    assert_eq!(logged, acknowledged, "one event per successful commit");
+    let logged = log_holds_exactly_the_acknowledged(&h, tasks).await;
     assert_eq!(u64::try_from(logged.len()).unwrap(), repos * (1 + rounds));
 }
 
