@@ -4,10 +4,13 @@
 //! - [`dpop`] verifies DPoP proofs (RFC 9449) as the ATProto OAuth profile
 //!   requires them, with server nonces and replay detection;
 //! - [`client`] identifies clients by their `client_id` (a metadata URL, or
-//!   a loopback development client) and validates their metadata.
+//!   a loopback development client) and validates their metadata;
+//! - [`scope`] parses scope strings (`atproto`, the transitional scopes,
+//!   granular permissions) and answers what a token may do.
 //!
 //! The authorization server itself (metadata, PAR, the sign-in page, the
 //! token endpoint) builds on them and is not served yet.
 
 pub mod client;
 pub mod dpop;
+pub mod scope;
