@@ -5,6 +5,7 @@
 //!   requires them, with server nonces and replay detection;
 //! - [`client`] identifies clients by their `client_id` (a metadata URL, or
 //!   a loopback development client) and validates their metadata;
+//! - [`pkce`] checks `S256` code challenges and verifiers;
 //! - [`scope`] parses scope strings (`atproto`, the transitional scopes,
 //!   granular permissions) and answers what a token may do.
 //!
@@ -13,4 +14,5 @@
 
 pub mod client;
 pub mod dpop;
+pub mod pkce;
 pub mod scope;
