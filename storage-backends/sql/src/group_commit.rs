@@ -108,8 +108,9 @@ impl SqlStore {
         }
     }
 
-    /// Writes `batch` in one transaction, each commit in a savepoint, and
-    /// tells each commit's caller how it went.
+    /// Writes `batch` in one transaction (all together when its commits
+    /// allow, else or after a failed statement one savepoint per commit),
+    /// and tells each commit's caller how it went.
     async fn write_batch(&self, batch: Vec<Queued>) {
         if batch.is_empty() {
             return;
