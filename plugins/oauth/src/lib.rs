@@ -5,6 +5,8 @@
 //!   requires them, with server nonces and replay detection;
 //! - [`client`] identifies clients by their `client_id` (a metadata URL, or
 //!   a loopback development client) and validates their metadata;
+//! - [`metadata`] writes the authorization server's and the protected
+//!   resource's discovery documents;
 //! - [`pkce`] checks `S256` code challenges and verifiers;
 //! - [`scope`] parses scope strings (`atproto`, the transitional scopes,
 //!   granular permissions) and answers what a token may do.
@@ -14,5 +16,6 @@
 
 pub mod client;
 pub mod dpop;
+pub mod metadata;
 pub mod pkce;
 pub mod scope;
