@@ -5,6 +5,8 @@
 //!   requires them, with server nonces and replay detection;
 //! - [`client`] identifies clients by their `client_id` (a metadata URL, or
 //!   a loopback development client) and validates their metadata;
+//! - [`client_auth`] verifies confidential clients' `private_key_jwt`
+//!   assertions;
 //! - [`metadata`] writes the authorization server's and the protected
 //!   resource's discovery documents;
 //! - [`pkce`] checks `S256` code challenges and verifiers;
@@ -15,6 +17,7 @@
 //! token endpoint) builds on them and is not served yet.
 
 pub mod client;
+pub mod client_auth;
 pub mod dpop;
 pub mod metadata;
 pub mod pkce;
