@@ -182,10 +182,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use p256::ecdsa::signature::Signer;
-    use p256::ecdsa::{Signature, SigningKey};
+    use crate::test_jws::{new_key, public_jwk, sign};
+    use p256::ecdsa::SigningKey;
     use serde_json::{Value, json};
 
     const CLIENT: &str = "https://app.example.com/client-metadata.json";
@@ -200,22 +198,11 @@ mod tests {
     }
 
     fn jwk(key: &SigningKey, kid: &str) -> Value {
-        let point = key.verifying_key().to_encoded_point(false);
-        json!({
-            "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
-            "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
-            "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
-        })
-    }
-
-    fn sign(key: &SigningKey, header: &Value, claims: &Value) -> String {
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap()),
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
-        );
-        let signature: Signature = key.sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+        let mut jwk = public_jwk(key);
+        jwk["kid"] = json!(kid);
+        jwk["alg"] = json!("ES256");
+        jwk["use"] = json!("sig");
+        jwk
     }
 
     fn claims(jti: &str) -> Value {
@@ -229,8 +216,7 @@ mod tests {
     }
 
     fn setup() -> Setup {
-        let key = SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
-        let other = SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+        let (key, other) = (new_key(), new_key());
         let jwks = json!({"keys": [jwk(&other, "old"), jwk(&key, "k1")]});
         Setup {
             key,

@@ -361,8 +361,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use p256::ecdsa::signature::Signer;
-    use p256::ecdsa::{Signature, SigningKey};
+    use crate::test_jws::{new_key, public_jwk, sign};
+    use p256::ecdsa::SigningKey;
     use serde_json::{Value, json};
 
     const SECRET: [u8; 32] = [7; 32];
@@ -375,37 +375,13 @@ mod tests {
         i64::try_from(t.duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
     }
 
-    fn public_jwk(key: &SigningKey) -> Value {
-        let point = key.verifying_key().to_encoded_point(false);
-        json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
-            "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
-        })
-    }
-
-    /// A compact JWS signed by `key` (written here, independently of the
-    /// verifier's JOSE library).
-    fn sign(key: &SigningKey, header: &Value, claims: &Value) -> String {
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap()),
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
-        );
-        let signature: Signature = key.sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
-    }
-
     struct Client {
         key: SigningKey,
     }
 
     impl Client {
         fn new() -> Self {
-            Self {
-                key: SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng),
-            }
+            Self { key: new_key() }
         }
 
         fn header(&self) -> Value {

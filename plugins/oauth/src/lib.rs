@@ -22,3 +22,43 @@ pub mod dpop;
 pub mod metadata;
 pub mod pkce;
 pub mod scope;
+
+/// Test helpers: JWS signed here with `p256`, independently of the JOSE
+/// library the verifiers use.
+#[cfg(test)]
+pub(crate) mod test_jws {
+    #![allow(clippy::unwrap_used)]
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use p256::ecdsa::signature::Signer;
+    use p256::ecdsa::{Signature, SigningKey};
+    use serde_json::{Value, json};
+
+    /// A fresh P-256 key.
+    pub(crate) fn new_key() -> SigningKey {
+        SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng)
+    }
+
+    /// `key`'s public JWK.
+    pub(crate) fn public_jwk(key: &SigningKey) -> Value {
+        let point = key.verifying_key().to_encoded_point(false);
+        json!({
+            "kty": "EC",
+            "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+            "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
+        })
+    }
+
+    /// A compact JWS of `header` and `claims` signed by `key` (ES256).
+    pub(crate) fn sign(key: &SigningKey, header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap()),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
+        );
+        let signature: Signature = key.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    }
+}
