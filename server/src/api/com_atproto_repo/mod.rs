@@ -566,9 +566,16 @@ async fn record_json(s: &RepoApi, did: &Did, cid: &Cid) -> Result<Value, XrpcErr
         .repos
         .get_block(did, cid)
         .await
-        .map_err(store_error)?
+        .map_err(store_error)?;
+    block_json(cid, bytes.as_deref())
+}
+
+/// The JSON form of the record block `cid` (`None`: missing, which the
+/// record index says cannot be).
+fn block_json(cid: &Cid, bytes: Option<&[u8]>) -> Result<Value, XrpcError> {
+    let bytes = bytes
         .ok_or_else(|| crate::accounts::internal("an indexed record's block is missing", cid))?;
-    let value: Ipld = decode(&bytes)
+    let value: Ipld = decode(bytes)
         .map_err(|e| crate::accounts::internal("a stored record does not decode", &e))?;
     ipld_to_json(&value)
         .map_err(|e| crate::accounts::internal("a stored record has no JSON form", &e))
@@ -647,12 +654,22 @@ async fn list_records(
         .repos
         .list_records(&account.did, &collection, &page)
         .await?;
+    // The page's record blocks in one read, not one each.
+    let cids: Vec<Cid> = entries.iter().map(|e| e.cid).collect();
+    let blocks: std::collections::HashMap<Cid, bytes::Bytes> = s
+        .accounts
+        .context()
+        .repos
+        .get_blocks(&account.did, &cids)
+        .await?
+        .into_iter()
+        .collect();
     let mut records = Vec::with_capacity(entries.len());
     for e in &entries {
         records.push(json!({
             "uri": record_uri(&account.did, &collection, &e.rkey),
             "cid": e.cid.to_string(),
-            "value": record_json(&s, &account.did, &e.cid).await?,
+            "value": block_json(&e.cid, blocks.get(&e.cid).map(|b| &b[..]))?,
         }));
     }
     let mut out = json!({ "records": records });
