@@ -14,11 +14,13 @@
 //! (later requests must come with the same key). Every failure is
 //! `invalid_client`, except a reused `jti`: `invalid_grant`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+
+use crate::replay::{SeenOnce, secs, unix_secs};
 
 /// The only `client_assertion_type` of the profile.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -81,7 +83,7 @@ impl Audience {
 #[derive(Clone)]
 pub struct ClientAssertions {
     issuer: String,
-    seen: moka::sync::Cache<String, ()>,
+    seen: SeenOnce,
 }
 
 impl std::fmt::Debug for ClientAssertions {
@@ -100,9 +102,7 @@ impl ClientAssertions {
             // Long enough for any assertion this accepts: `iat` at most a
             // minute old, plus skew. (An `exp` further out does not help:
             // `iat` has already aged out by then.)
-            seen: moka::sync::Cache::builder()
-                .time_to_live(MAX_AGE + 2 * SKEW)
-                .build(),
+            seen: SeenOnce::new(MAX_AGE + 2 * SKEW),
         }
     }
 
@@ -151,9 +151,7 @@ impl ClientAssertions {
         if claims.jti.is_empty() {
             return Err(invalid("jti is required"));
         }
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let now = unix_secs(now);
         let (max_age, skew) = (secs(MAX_AGE), secs(SKEW));
         if now - claims.iat > max_age || claims.iat - now > skew {
             return Err(invalid("iat must be within the last minute"));
@@ -161,20 +159,11 @@ impl ClientAssertions {
         if claims.exp.is_some_and(|exp| exp + skew < now) {
             return Err(invalid("the assertion has expired"));
         }
-        let first_use = self
-            .seen
-            .entry(format!("{client_id} {}", claims.jti))
-            .or_insert(())
-            .is_fresh();
-        if !first_use {
+        if !self.seen.first_use(format!("{client_id} {}", claims.jti)) {
             return Err(ClientAuthError::Replayed);
         }
         Ok(jwk.thumbprint(ThumbprintHash::SHA256))
     }
-}
-
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -185,6 +174,7 @@ mod tests {
     use crate::test_jws::{new_key, public_jwk, sign};
     use p256::ecdsa::SigningKey;
     use serde_json::{Value, json};
+    use std::time::UNIX_EPOCH;
 
     const CLIENT: &str = "https://app.example.com/client-metadata.json";
     const ISSUER: &str = "https://pds.example.com";

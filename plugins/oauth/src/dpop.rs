@@ -35,6 +35,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::replay::{SeenOnce, secs, unix_secs};
+use aurora_core::store::constant_time_eq;
+
 /// The `alg` values accepted for proofs, as the metadata advertises them.
 pub const SIGNING_ALGS: &[&str] = &["ES256"];
 
@@ -131,10 +134,6 @@ fn period(now: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs() / NONCE_PERIOD.as_secs())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The request a proof must match.
 #[derive(Debug, Clone, Copy)]
 pub struct ProofTarget<'a> {
@@ -173,13 +172,13 @@ struct ProofClaims {
 #[derive(Clone)]
 pub struct DpopVerifier {
     nonces: Nonces,
-    seen: moka::sync::Cache<String, ()>,
+    seen: SeenOnce,
 }
 
 impl std::fmt::Debug for DpopVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DpopVerifier")
-            .field("remembered_jtis", &self.seen.entry_count())
+            .field("remembered_jtis", &self.seen.len())
             .finish_non_exhaustive()
     }
 }
@@ -191,9 +190,7 @@ impl DpopVerifier {
             nonces,
             // A `jti` is remembered until a proof carrying it is too old
             // to be accepted anyway.
-            seen: moka::sync::Cache::builder()
-                .time_to_live(MAX_AGE + MAX_SKEW)
-                .build(),
+            seen: SeenOnce::new(MAX_AGE + MAX_SKEW),
         }
     }
 
@@ -219,12 +216,7 @@ impl DpopVerifier {
         }
         let jkt = jwk.thumbprint(ThumbprintHash::SHA256);
         // Keyed by key and jti: one client cannot spend another's jti.
-        let first_use = self
-            .seen
-            .entry(format!("{jkt}:{}", claims.jti))
-            .or_insert(())
-            .is_fresh();
-        if !first_use {
+        if !self.seen.first_use(format!("{jkt}:{}", claims.jti)) {
             return Err(DpopError::Replayed);
         }
         Ok(VerifiedProof {
@@ -315,10 +307,7 @@ fn check_claims(
             claims.htu, target.url
         )));
     }
-    let now_secs = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let age = now_secs.saturating_sub(claims.iat);
+    let age = unix_secs(now).saturating_sub(claims.iat);
     if age > secs(MAX_AGE) {
         return Err(mismatch("the proof is too old (iat)".to_owned()));
     }
@@ -341,10 +330,6 @@ fn check_claims(
         (None, None) => {}
     }
     Ok(())
-}
-
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Whether two URLs name the same resource: scheme, host, port and path

@@ -21,6 +21,7 @@ pub mod client_auth;
 pub mod dpop;
 pub mod metadata;
 pub mod pkce;
+mod replay;
 pub mod scope;
 
 /// Test helpers: JWS signed here with `p256`, independently of the JOSE

@@ -3,6 +3,7 @@
 //! (base64url of the SHA-256 of a secret `code_verifier`); the token
 //! request that redeems the code must carry the verifier itself.
 
+use aurora_core::store::constant_time_eq;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
@@ -61,14 +62,7 @@ pub fn verify(challenge: &str, verifier: &str) -> Result<(), PkceError> {
         return Err(PkceError::Verifier);
     }
     let expected = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    // Both are public once the code is redeemed; a plain comparison leaks
-    // nothing worth a constant-time one, but it costs nothing either.
-    let same = expected.len() == challenge.len()
-        && expected
-            .bytes()
-            .zip(challenge.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
+    let same = constant_time_eq(expected.as_bytes(), challenge.as_bytes());
     if same {
         Ok(())
     } else {
