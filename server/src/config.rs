@@ -183,7 +183,7 @@ impl Default for DatabaseConfig {
             max_connections: None,
             acquire_timeout_secs: 10,
             sqlite_synchronous: SqliteSynchronous::Full,
-            sqlite_cache_mib: 2,
+            sqlite_cache_mib: aurora_storage_sql::SQLITE_CACHE_KIB / 1024,
         }
     }
 }
@@ -656,7 +656,7 @@ impl Default for Config {
             firehose_retention: ConfigDuration(Duration::from_secs(72 * 60 * 60)),
             firehose_outbox_frames: 500,
             firehose_ping_secs: 30,
-            block_cache_mib: 4,
+            block_cache_mib: crate::repo::block_cache::DEFAULT_CAPACITY_BYTES / (1024 * 1024),
             appview_did: None,
             appview_url: None,
             chat_did: None,

@@ -93,7 +93,7 @@ impl Default for SqlOptions {
             max_connections: None,
             acquire_timeout: Duration::from_secs(10),
             sqlite_sync: SqliteSync::Full,
-            sqlite_cache_kib: 2 * 1024,
+            sqlite_cache_kib: SQLITE_CACHE_KIB,
         }
     }
 }
@@ -106,6 +106,11 @@ pub const SQLITE_READERS: u32 = 4;
 
 /// Default pool size on Postgres.
 pub const POSTGRES_CONNECTIONS: u32 = 16;
+
+/// Default SQLite page cache of each connection, in KiB. Small: the
+/// kernel's page cache holds the database file anyway, outside the
+/// process, and this holds the hot index pages.
+pub const SQLITE_CACHE_KIB: u32 = 2 * 1024;
 
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
