@@ -13,7 +13,7 @@ use crate::http::HttpService;
 use crate::mail::Mailer;
 use crate::plugin::{BackgroundTask, Plugin, XrpcRoute};
 use crate::sink::EventSink;
-use crate::store::{AccountStore, BlobStore, RepoStore, Sequencer};
+use crate::store::{AccountStore, BlobStore, OAuthStore, RepoStore, Sequencer};
 use crate::syntax::Did;
 
 /// Public facts about this service, as `describeServer` reports them.
@@ -46,6 +46,8 @@ pub struct PdsContext {
     pub sequencer: Arc<dyn Sequencer>,
     /// Accounts.
     pub accounts: Arc<dyn AccountStore>,
+    /// The OAuth authorization server's requests, sessions and devices.
+    pub oauth: Arc<dyn OAuthStore>,
     /// Blobs.
     pub blobs: Arc<dyn BlobStore>,
     /// Configured event sinks.
@@ -95,7 +97,7 @@ pub enum BuildError {
 ///
 /// ```ignore
 /// let pds = PdsBuilder::new(service_info)
-///     .storage(Arc::new(sql_store)) // RepoStore + Sequencer + AccountStore
+///     .storage(Arc::new(sql_store)) // RepoStore + Sequencer + AccountStore + OAuthStore
 ///     .blob_store(Arc::new(fs_blobs))
 ///     .plugin(MyPlugin)
 ///     .build()?;
@@ -108,6 +110,7 @@ pub struct PdsBuilder {
     repos: Option<Arc<dyn RepoStore>>,
     sequencer: Option<Arc<dyn Sequencer>>,
     accounts: Option<Arc<dyn AccountStore>>,
+    oauth: Option<Arc<dyn OAuthStore>>,
     blobs: Option<Arc<dyn BlobStore>>,
     sinks: Vec<Arc<dyn EventSink>>,
     mailer: Option<Arc<dyn Mailer>>,
@@ -139,16 +142,17 @@ impl PdsBuilder {
         }
     }
 
-    /// Uses `store` as repo store, sequencer and account store at once, the
-    /// usual case for a database backend.
+    /// Uses `store` as repo store, sequencer, account store and OAuth store
+    /// at once, the usual case for a database backend.
     #[must_use]
     pub fn storage<S>(self, store: Arc<S>) -> Self
     where
-        S: RepoStore + Sequencer + AccountStore,
+        S: RepoStore + Sequencer + AccountStore + OAuthStore,
     {
         self.repo_store(store.clone())
             .sequencer(store.clone())
-            .account_store(store)
+            .account_store(store.clone())
+            .oauth_store(store)
     }
 
     /// Sets the repo store.
@@ -169,6 +173,13 @@ impl PdsBuilder {
     #[must_use]
     pub fn account_store(mut self, store: Arc<dyn AccountStore>) -> Self {
         self.accounts = Some(store);
+        self
+    }
+
+    /// Sets the OAuth store.
+    #[must_use]
+    pub fn oauth_store(mut self, store: Arc<dyn OAuthStore>) -> Self {
+        self.oauth = Some(store);
         self
     }
 
@@ -221,6 +232,7 @@ impl PdsBuilder {
             repos: self.repos.ok_or(BuildError::Missing("repo store"))?,
             sequencer: self.sequencer.ok_or(BuildError::Missing("sequencer"))?,
             accounts: self.accounts.ok_or(BuildError::Missing("account store"))?,
+            oauth: self.oauth.ok_or(BuildError::Missing("OAuth store"))?,
             blobs: self.blobs.ok_or(BuildError::Missing("blob store"))?,
             sinks: self.sinks,
             mailer: self.mailer.ok_or(BuildError::Missing("mailer"))?,

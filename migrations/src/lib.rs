@@ -15,6 +15,7 @@ mod m20261125_000005_email_token_lookup;
 mod m20261206_000006_preferences;
 mod m20261210_000007_sink_cursor;
 mod m20261211_000008_sink_lease;
+mod m20261212_000009_oauth;
 
 /// Applies the schema, in order.
 #[derive(Debug)]
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000006_preferences::Migration),
             Box::new(m20261210_000007_sink_cursor::Migration),
             Box::new(m20261211_000008_sink_lease::Migration),
+            Box::new(m20261212_000009_oauth::Migration),
         ]
     }
 }

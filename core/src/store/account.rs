@@ -182,14 +182,16 @@ pub trait AccountStore: Send + Sync + 'static {
         takedown_ref: Option<&str>,
     ) -> Result<(), StoreError>;
 
-    /// Removes an account with its signing key, sessions, app passwords and email tokens,
-    /// in one transaction. (Repo data is removed through
+    /// Removes an account with its signing key, sessions (OAuth sessions,
+    /// remembered devices and granted scopes too), app passwords and email
+    /// tokens, in one transaction. (Repo data is removed through
     /// [`RepoStore`](super::RepoStore).) Invite codes created for or used by
     /// the account are kept, for audit.
     async fn delete_account(&self, did: &Did) -> Result<(), StoreError>;
 
     /// Sets a new password hash and, in the same transaction, ends every
-    /// session of the account (all its refresh tokens).
+    /// session of the account: all its refresh tokens, its OAuth sessions
+    /// (see [`OAuthStore::end_oauth_sessions`](super::OAuthStore::end_oauth_sessions)).
     async fn update_password(&self, did: &Did, password_hash: &str) -> Result<(), StoreError>;
 
     /// Sets (or clears) the email; it becomes unconfirmed.

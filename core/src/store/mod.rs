@@ -1,11 +1,13 @@
 //! The storage plugin traits: [`RepoStore`], [`Sequencer`], [`AccountStore`],
-//! [`BlobStore`] and [`SinkCursorStore`], and the errors they share.
+//! [`OAuthStore`], [`BlobStore`] and [`SinkCursorStore`], and the errors
+//! they share.
 //!
 //! Backends live in `storage-backends/`; every one of them passes the same
 //! conformance suite (`aurora-storage-testkit`).
 
 mod account;
 mod blob;
+mod oauth;
 mod repo;
 mod sequencer;
 mod sink_cursor;
@@ -16,6 +18,9 @@ pub use account::{
     RefreshToken, constant_time_eq, normalize_email,
 };
 pub use blob::{BlobError, BlobStore, ByteStream, StoredBlob, TempBlob};
+pub use oauth::{
+    OAuthDeviceAccount, OAuthRequest, OAuthRotation, OAuthSession, OAuthStore, RefreshTokenState,
+};
 pub use repo::{
     BlobRecord, CommitStage, CommitWrite, MissingBlob, RecordEntry, RecordPage, RecordWrite,
     RepoRoot, RepoStats, RepoStore, RevBlock,

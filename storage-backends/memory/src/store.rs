@@ -39,7 +39,7 @@ impl Repo {
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     repos: HashMap<Did, Repo>,
     events: BTreeMap<i64, SeqEvent>,
     /// Events that are kept but no longer served (their repo was deleted).
@@ -56,6 +56,7 @@ struct State {
     preferences: HashMap<Did, Vec<serde_json::Value>>,
     sink_cursors: BTreeMap<String, SinkCursor>,
     sink_leases: BTreeMap<String, SinkLease>,
+    pub(crate) oauth: crate::oauth::OAuthState,
 }
 
 impl State {
@@ -191,7 +192,7 @@ impl MemoryStore {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave state half-changed
         // (mutations happen after all checks), so poisoning is ignored.
         self.state
@@ -866,6 +867,7 @@ impl AccountStore for MemoryStore {
             .ok_or(StoreError::NotFound("account"))?;
         state.signing_keys.remove(did);
         state.end_sessions(did, None);
+        state.oauth.forget_account(did);
         state.app_passwords.retain(|(owner, _), _| owner != did);
         state.email_tokens.retain(|(owner, _), _| owner != did);
         state.preferences.remove(did);
@@ -876,6 +878,7 @@ impl AccountStore for MemoryStore {
         let mut state = self.lock();
         state.account_mut(did)?.password_hash = Some(password_hash.to_owned());
         state.end_sessions(did, None);
+        state.oauth.end_sessions(did);
         Ok(())
     }
 

@@ -232,6 +232,7 @@ impl AccountStore for SqlStore {
             return Err(StoreError::NotFound("account"));
         }
         delete_sessions(&txn, did, None).await?;
+        crate::oauth::forget_account(&txn, did).await?;
         account_signing_key::Entity::delete_by_id(did.as_str().to_owned())
             .exec(&txn)
             .await
@@ -265,6 +266,7 @@ impl AccountStore for SqlStore {
             return Err(StoreError::NotFound("account"));
         }
         delete_sessions(&txn, did, None).await?;
+        crate::oauth::end_sessions(&txn, did).await?;
         txn.commit().await.map_err(db_err)
     }
 

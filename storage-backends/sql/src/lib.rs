@@ -1,6 +1,7 @@
 //! # aurora-storage-sql
 //!
-//! [`SqlStore`]: the [`RepoStore`], [`Sequencer`] and [`AccountStore`] of
+//! [`SqlStore`]: the [`RepoStore`], [`Sequencer`], [`AccountStore`],
+//! [`OAuthStore`](aurora_core::store::OAuthStore) and sink cursors of
 //! Aurora Locus on SQLite or Postgres, through one sea-orm code path. The URL
 //! scheme picks the engine: `sqlite://path/to/db.sqlite` (created when
 //! missing) or `postgres://...`.
@@ -22,6 +23,7 @@ mod convert;
 mod entity;
 mod group_commit;
 mod invite;
+mod oauth;
 mod repo;
 mod sequencer;
 mod sink_cursor;

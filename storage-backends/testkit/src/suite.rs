@@ -11,10 +11,12 @@ use aurora_core::event::EventType;
 use aurora_core::store::{
     AccountLookup, AccountStatus, AccountStore, AppPassword, BlobError, BlobRecord, BlobStore,
     ByteStream, CommitStage, EmailToken, EmailTokenPurpose, InviteCode, InviteCodeSort,
-    MissingBlob, NewAccount, NewInviteCode, RecordPage, RefreshToken, RepoStats, RepoStore,
+    MissingBlob, NewAccount, NewInviteCode, OAuthDeviceAccount, OAuthRequest, OAuthRotation,
+    OAuthSession, OAuthStore, RecordPage, RefreshToken, RefreshTokenState, RepoStats, RepoStore,
     Sequencer, SinkCursorStore, StoreError,
 };
 use bytes::Bytes;
+use chrono::SubsecRound as _;
 use futures::StreamExt;
 
 use crate::fixtures::{
@@ -22,10 +24,10 @@ use crate::fixtures::{
     temp_blob, tid,
 };
 
-/// Repo store + sequencer + account store + sink cursors in one object,
-/// as database backends provide them.
-pub trait FullStore: RepoStore + Sequencer + AccountStore + SinkCursorStore {}
-impl<T: RepoStore + Sequencer + AccountStore + SinkCursorStore> FullStore for T {}
+/// Repo store + sequencer + account store + OAuth store + sink cursors in
+/// one object, as database backends provide them.
+pub trait FullStore: RepoStore + Sequencer + AccountStore + OAuthStore + SinkCursorStore {}
+impl<T: RepoStore + Sequencer + AccountStore + OAuthStore + SinkCursorStore> FullStore for T {}
 
 type FaultyFactory = Box<dyn Fn(CommitStage) -> Arc<dyn FullStore> + Send + Sync>;
 
@@ -155,6 +157,11 @@ macro_rules! store_conformance_suite {
             preferences_round_trip_and_go_with_the_account,
             blocks_since_pages_a_repos_blocks_by_rev,
             record_blobs_are_listed_by_cid_since_a_rev,
+            oauth_requests_are_bound_approved_and_exchanged_once,
+            concurrent_oauth_code_exchanges_exactly_one_wins,
+            oauth_refresh_tokens_rotate_once_and_remember_used_ones,
+            oauth_devices_remember_accounts_and_granted_scopes,
+            oauth_sessions_end_with_the_password_and_the_account,
         );
     };
 }
@@ -3568,4 +3575,384 @@ pub async fn blob_large_upload_streams(h: BlobHarness) {
     assert_eq!(check.finish(), (cid, size));
     // dag-cbor and raw CIDs of the same bytes differ: blobs use raw.
     assert_ne!(cid, cid_for(DAG_CBOR, b""));
+}
+
+// ---------------------------------------------------------------------------
+// OAuthStore
+
+fn oauth_request(id: &str) -> OAuthRequest {
+    OAuthRequest {
+        id: id.to_owned(),
+        client_id: "https://app.example/client-metadata.json".to_owned(),
+        client_auth: r#"{"method":"none"}"#.to_owned(),
+        dpop_jkt: "jkt-1".to_owned(),
+        parameters: r#"{"scope":"atproto transition:generic"}"#.to_owned(),
+        device_id: None,
+        did: None,
+        code: None,
+        expires_at: chrono::Utc::now().trunc_subsecs(3) + chrono::TimeDelta::minutes(5),
+    }
+}
+
+fn oauth_session(id: &str, did: &aurora_core::syntax::Did) -> OAuthSession {
+    let now = chrono::Utc::now().trunc_subsecs(3);
+    OAuthSession {
+        id: id.to_owned(),
+        did: did.clone(),
+        client_id: "https://app.example/client-metadata.json".to_owned(),
+        client_auth: r#"{"method":"none"}"#.to_owned(),
+        dpop_jkt: "jkt-1".to_owned(),
+        scope: "atproto transition:generic".to_owned(),
+        device_id: Some("dev-1".to_owned()),
+        code: format!("cod-{id}"),
+        token_id: format!("tok-{id}-1"),
+        refresh_hash: format!("ref-{id}-1"),
+        created_at: now,
+        updated_at: now,
+        expires_at: now + chrono::TimeDelta::minutes(15),
+    }
+}
+
+fn rotation(token_id: &str, refresh_hash: &str) -> OAuthRotation {
+    let now = chrono::Utc::now().trunc_subsecs(3);
+    OAuthRotation {
+        token_id: token_id.to_owned(),
+        refresh_hash: refresh_hash.to_owned(),
+        scope: "atproto".to_owned(),
+        updated_at: now,
+        expires_at: now + chrono::TimeDelta::minutes(15),
+    }
+}
+
+#[doc(hidden)]
+pub async fn oauth_requests_are_bound_approved_and_exchanged_once(h: StoreHarness) {
+    let s = &h.store;
+    let request = oauth_request("req-1");
+    s.create_oauth_request(&request).await.unwrap();
+    assert!(matches!(
+        s.create_oauth_request(&request).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(
+        s.oauth_request("req-1").await.unwrap(),
+        Some(request.clone())
+    );
+    assert_eq!(s.oauth_request("req-404").await.unwrap(), None);
+
+    // The sign-in page binds it to the browser that opened it first.
+    let later = request.expires_at + chrono::TimeDelta::minutes(1);
+    assert!(s.bind_oauth_request("req-1", "dev-a", later).await.unwrap());
+    assert!(s.bind_oauth_request("req-1", "dev-a", later).await.unwrap());
+    assert!(!s.bind_oauth_request("req-1", "dev-b", later).await.unwrap());
+    assert!(
+        !s.bind_oauth_request("req-404", "dev-a", later)
+            .await
+            .unwrap()
+    );
+    let bound = s.oauth_request("req-1").await.unwrap().unwrap();
+    assert_eq!(
+        (bound.device_id.as_deref(), bound.expires_at),
+        (Some("dev-a"), later)
+    );
+
+    // Approval stores the code once.
+    let alice = did("alice");
+    let narrowed = r#"{"scope":"atproto"}"#;
+    assert!(
+        s.approve_oauth_request("req-1", &alice, "cod-1", narrowed, later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.approve_oauth_request("req-1", &alice, "cod-2", narrowed, later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.bind_oauth_request("req-1", "dev-a", later).await.unwrap(),
+        "approved"
+    );
+    let approved = s.oauth_request("req-1").await.unwrap().unwrap();
+    assert_eq!(approved.did.as_ref(), Some(&alice));
+    assert_eq!(approved.code.as_deref(), Some("cod-1"));
+    assert_eq!(approved.parameters, narrowed);
+
+    // The code is exchanged once.
+    assert_eq!(s.take_oauth_request_by_code("cod-2").await.unwrap(), None);
+    assert_eq!(
+        s.take_oauth_request_by_code("cod-1").await.unwrap(),
+        Some(approved)
+    );
+    assert_eq!(s.take_oauth_request_by_code("cod-1").await.unwrap(), None);
+    assert_eq!(s.oauth_request("req-1").await.unwrap(), None);
+
+    // Denied and expired requests go.
+    s.create_oauth_request(&oauth_request("req-2"))
+        .await
+        .unwrap();
+    assert!(s.delete_oauth_request("req-2").await.unwrap());
+    assert!(!s.delete_oauth_request("req-2").await.unwrap());
+    let mut stale = oauth_request("req-3");
+    stale.expires_at = chrono::Utc::now().trunc_subsecs(3) - chrono::TimeDelta::seconds(1);
+    s.create_oauth_request(&stale).await.unwrap();
+    s.create_oauth_request(&oauth_request("req-4"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.delete_expired_oauth_requests(chrono::Utc::now())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.oauth_request("req-3").await.unwrap(), None);
+    assert!(s.oauth_request("req-4").await.unwrap().is_some());
+}
+
+#[doc(hidden)]
+pub async fn concurrent_oauth_code_exchanges_exactly_one_wins(h: StoreHarness) {
+    let s = &h.store;
+    s.create_oauth_request(&oauth_request("req-1"))
+        .await
+        .unwrap();
+    let later = chrono::Utc::now() + chrono::TimeDelta::minutes(5);
+    assert!(
+        s.approve_oauth_request("req-1", &did("alice"), "cod-1", "{}", later)
+            .await
+            .unwrap()
+    );
+    let takes = (0..8).map(|_| {
+        let s = s.clone();
+        tokio::spawn(async move { s.take_oauth_request_by_code("cod-1").await.unwrap() })
+    });
+    let won = futures::future::join_all(takes)
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().unwrap().is_some())
+        .count();
+    assert_eq!(won, 1);
+}
+
+#[doc(hidden)]
+pub async fn oauth_refresh_tokens_rotate_once_and_remember_used_ones(h: StoreHarness) {
+    let s = &h.store;
+    let alice = did("alice");
+    let session = oauth_session("s1", &alice);
+    s.create_oauth_session(&session).await.unwrap();
+    let mut clash = oauth_session("s2", &alice);
+    clash.code = session.code.clone();
+    assert!(matches!(
+        s.create_oauth_session(&clash).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(
+        s.oauth_session_by_token("tok-s1-1").await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        s.oauth_session_by_code("cod-s1").await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        s.oauth_session_by_refresh("ref-s1-1").await.unwrap(),
+        Some((session.clone(), RefreshTokenState::Current))
+    );
+
+    let next = rotation("tok-s1-2", "ref-s1-2");
+    let rotated = s
+        .rotate_oauth_session("s1", "ref-s1-1", &next)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            rotated.id.as_str(),
+            rotated.token_id.as_str(),
+            rotated.refresh_hash.as_str()
+        ),
+        ("s1", "tok-s1-2", "ref-s1-2")
+    );
+    assert_eq!(
+        (rotated.scope.as_str(), rotated.updated_at),
+        ("atproto", next.updated_at)
+    );
+    assert_eq!(rotated.created_at, session.created_at);
+    // The old token rotates no more, and is known as used.
+    assert_eq!(
+        s.rotate_oauth_session("s1", "ref-s1-1", &rotation("tok-x", "ref-x"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.oauth_session_by_refresh("ref-s1-1").await.unwrap(),
+        Some((rotated.clone(), RefreshTokenState::Used))
+    );
+    assert_eq!(s.oauth_session_by_token("tok-s1-1").await.unwrap(), None);
+    assert_eq!(
+        s.oauth_session_by_token("tok-s1-2").await.unwrap(),
+        Some(rotated)
+    );
+
+    // Of concurrent rotations of one token, one wins.
+    let tries = (0..6).map(|i| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.rotate_oauth_session(
+                "s1",
+                "ref-s1-2",
+                &rotation(&format!("tok-r{i}"), &format!("ref-r{i}")),
+            )
+            .await
+            .unwrap()
+        })
+    });
+    let won = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().unwrap().is_some())
+        .count();
+    assert_eq!(won, 1);
+
+    // Ending the session forgets its tokens, used ones included.
+    s.create_oauth_session(&oauth_session("s3", &alice))
+        .await
+        .unwrap();
+    let listed: Vec<String> = s
+        .list_oauth_sessions(&alice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(listed, ["s1", "s3"]);
+    assert!(s.delete_oauth_session("s1").await.unwrap());
+    assert!(!s.delete_oauth_session("s1").await.unwrap());
+    assert_eq!(s.oauth_session_by_refresh("ref-s1-1").await.unwrap(), None);
+    assert_eq!(s.list_oauth_sessions(&alice).await.unwrap().len(), 1);
+}
+
+#[doc(hidden)]
+pub async fn oauth_devices_remember_accounts_and_granted_scopes(h: StoreHarness) {
+    let s = &h.store;
+    let (alice, bob) = (did("alice"), did("bob"));
+    let t0 = chrono::Utc::now().trunc_subsecs(3);
+    let seen = |device: &str, who: &aurora_core::syntax::Did, minutes: i64| OAuthDeviceAccount {
+        device_id: device.to_owned(),
+        did: who.clone(),
+        authenticated_at: t0,
+        user_agent: Some("Firefox".to_owned()),
+        last_seen_at: t0 + chrono::TimeDelta::minutes(minutes),
+    };
+    s.upsert_oauth_device_account(&seen("dev-1", &alice, 1))
+        .await
+        .unwrap();
+    s.upsert_oauth_device_account(&seen("dev-1", &bob, 2))
+        .await
+        .unwrap();
+    s.upsert_oauth_device_account(&seen("dev-2", &alice, 3))
+        .await
+        .unwrap();
+    let on_device: Vec<_> = s
+        .oauth_device_accounts("dev-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.did)
+        .collect();
+    assert_eq!(on_device, [bob.clone(), alice.clone()], "most recent first");
+    // Seen again: updated in place.
+    s.upsert_oauth_device_account(&seen("dev-1", &alice, 5))
+        .await
+        .unwrap();
+    let devices = s.oauth_devices_of(&alice).await.unwrap();
+    assert_eq!(devices.len(), 2);
+    assert_eq!(devices[0], seen("dev-1", &alice, 5));
+    assert!(
+        s.delete_oauth_device_account("dev-2", &alice)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_oauth_device_account("dev-2", &alice)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.oauth_devices_of(&alice).await.unwrap().len(), 1);
+
+    let client = "https://app.example/client-metadata.json";
+    assert_eq!(
+        s.oauth_authorized_scope(&alice, client).await.unwrap(),
+        None
+    );
+    s.set_oauth_authorized_scope(&alice, client, "atproto")
+        .await
+        .unwrap();
+    s.set_oauth_authorized_scope(&alice, client, "atproto transition:generic")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.oauth_authorized_scope(&alice, client)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("atproto transition:generic")
+    );
+    assert_eq!(s.oauth_authorized_scope(&bob, client).await.unwrap(), None);
+}
+
+#[doc(hidden)]
+pub async fn oauth_sessions_end_with_the_password_and_the_account(h: StoreHarness) {
+    let s = &h.store;
+    for name in ["alice", "bob"] {
+        s.create_account(new_account(name, None)).await.unwrap();
+    }
+    let (alice, bob) = (did("alice"), did("bob"));
+    let now = chrono::Utc::now().trunc_subsecs(3);
+    for (id, who) in [("a1", &alice), ("a2", &alice), ("b1", &bob)] {
+        s.create_oauth_session(&oauth_session(id, who))
+            .await
+            .unwrap();
+        s.upsert_oauth_device_account(&OAuthDeviceAccount {
+            device_id: format!("dev-{id}"),
+            did: who.clone(),
+            authenticated_at: now,
+            user_agent: None,
+            last_seen_at: now,
+        })
+        .await
+        .unwrap();
+    }
+    s.set_oauth_authorized_scope(&bob, "https://app.example/c.json", "atproto")
+        .await
+        .unwrap();
+    s.rotate_oauth_session("a1", "ref-a1-1", &rotation("tok-a1-2", "ref-a1-2"))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // A takedown ends them through end_oauth_sessions.
+    assert_eq!(s.end_oauth_sessions(&alice).await.unwrap(), 2);
+    assert!(s.list_oauth_sessions(&alice).await.unwrap().is_empty());
+    assert_eq!(s.oauth_session_by_refresh("ref-a1-1").await.unwrap(), None);
+    assert!(s.oauth_devices_of(&alice).await.unwrap().is_empty());
+    assert_eq!(s.list_oauth_sessions(&bob).await.unwrap().len(), 1);
+
+    // A password change ends them in the same step.
+    s.create_oauth_session(&oauth_session("a3", &alice))
+        .await
+        .unwrap();
+    s.update_password(&alice, "$argon2id$new").await.unwrap();
+    assert_eq!(s.oauth_session_by_token("tok-a3-1").await.unwrap(), None);
+    assert_eq!(s.list_oauth_sessions(&bob).await.unwrap().len(), 1);
+
+    // Deleting the account forgets all of it.
+    s.delete_account(&bob).await.unwrap();
+    assert!(s.list_oauth_sessions(&bob).await.unwrap().is_empty());
+    assert!(s.oauth_devices_of(&bob).await.unwrap().is_empty());
+    assert_eq!(
+        s.oauth_authorized_scope(&bob, "https://app.example/c.json")
+            .await
+            .unwrap(),
+        None
+    );
 }
