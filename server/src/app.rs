@@ -49,6 +49,9 @@ pub struct HttpSettings {
     /// The service proxy, which takes the XRPC methods no plugin serves;
     /// `None`: they are `501 MethodNotImplemented`.
     pub proxy: Option<Proxy>,
+    /// The OAuth authorization server, and DPoP-bound tokens on XRPC
+    /// calls; `None`: OAuth is not offered.
+    pub oauth: Option<crate::oauth::OAuthProvider>,
     /// `/metrics`; `None`: not served (no recorder).
     pub metrics: Option<MetricsSettings>,
 }
@@ -87,9 +90,18 @@ pub fn router(pds: &Pds, settings: &HttpSettings) -> Router {
         Some(proxy) => proxy.route(pds.context()),
         None => any(unknown_method),
     };
-    let routes = routes
-        .route("/xrpc/{*method}", unserved)
-        .fallback(not_found);
+    let mut routes = routes.route("/xrpc/{*method}", unserved);
+    if let Some(oauth) = &settings.oauth {
+        // DPoP proofs are checked before any XRPC handler runs; the OAuth
+        // endpoints (outside /xrpc) check their own.
+        routes = routes
+            .layer(axum::middleware::from_fn_with_state(
+                oauth.clone(),
+                crate::oauth::resource::check_dpop,
+            ))
+            .merge(oauth.routes(pds.context().clone()));
+    }
+    let routes = routes.fallback(not_found);
 
     let layered = pds.apply_layers(into_http_service(routes));
 
@@ -152,6 +164,10 @@ fn cors() -> CorsLayer {
             Method::DELETE,
         ])
         .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([
+            http::HeaderName::from_static("dpop-nonce"),
+            http::header::WWW_AUTHENTICATE,
+        ])
         .max_age(Duration::from_secs(24 * 60 * 60))
 }
 
@@ -160,12 +176,14 @@ fn cors() -> CorsLayer {
 /// 405, 404, ...), which come with an empty or plain-text body.
 async fn ensure_xrpc_error_body(res: Response) -> Response {
     let status = res.status();
-    let is_json = res
+    // JSON is already an error body; HTML is the OAuth sign-in page's own
+    // error page, for people.
+    let has_body = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || has_body {
         return res;
     }
     let (mut parts, _) = res.into_parts();

@@ -17,6 +17,7 @@ pub mod config;
 pub mod identity;
 pub mod mail;
 pub mod metrics;
+pub mod oauth;
 pub mod proxy;
 pub mod rate_limit;
 pub mod repo;
@@ -256,6 +257,24 @@ impl Aurora {
         .await;
     }
 
+    /// The OAuth authorization server for this PDS's public URL.
+    pub fn oauth(&self) -> Result<oauth::OAuthProvider, ConfigError> {
+        let fetch = oauth::ClientFetchSettings {
+            allow_private_addresses: self.config.allows_test_hosts(),
+            ..oauth::ClientFetchSettings::default()
+        };
+        oauth::OAuthProvider::new(
+            &self.config.effective_public_url(),
+            self.secrets.jwt_secret.expose().as_bytes(),
+            self.shared_account_deps()?,
+            &fetch,
+        )
+        .map_err(|e| ConfigError {
+            key: "AURORA_PUBLIC_URL".to_owned(),
+            message: e.to_string(),
+        })
+    }
+
     /// HTTP limits and the service proxy from the configuration.
     pub fn http_settings(&self) -> Result<app::HttpSettings, ConfigError> {
         Ok(app::HttpSettings {
@@ -263,6 +282,7 @@ impl Aurora {
             request_timeout: Duration::from_secs(self.config.request_timeout_secs),
             rate_limits: self.config.rate_limits.settings(),
             proxy: Some(self.proxy()?),
+            oauth: Some(self.oauth()?),
             metrics: metrics::handle().map(|handle| metrics::MetricsSettings {
                 handle,
                 public: self.config.metrics_public,

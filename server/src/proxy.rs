@@ -732,7 +732,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 /// addresses, so that a DID document cannot point the PDS at its own
 /// network through a name.
 #[derive(Debug)]
-struct PublicAddressesOnly;
+pub(crate) struct PublicAddressesOnly;
 
 impl reqwest::dns::Resolve for PublicAddressesOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {

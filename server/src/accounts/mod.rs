@@ -37,7 +37,7 @@ use crate::config::Secret;
 use crate::identity::IdentityResolver;
 use crate::identity::plc_client::PlcClient;
 
-pub use session::{AccessPolicy, Authed};
+pub use session::{AccessPolicy, Authed, OAuthRule};
 
 /// Sign-up and identity settings.
 #[derive(Debug, Clone)]

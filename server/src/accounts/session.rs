@@ -17,6 +17,7 @@ use http::HeaderMap;
 use super::{AccountManager, bad_request, internal, store_error, unauthorized};
 use crate::auth::password::{hash_password_blocking, verify_password_blocking};
 use crate::auth::tokens::{AccessScope, IssuedSession, TokenError, new_session_id};
+use aurora_oauth::scope::{RepoAction, Scopes, Transition};
 
 /// What a call requires of its access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,21 @@ pub struct AccessPolicy {
     /// Whether a deactivated account may make the call (reading its own
     /// session, reactivating, deleting).
     pub allow_deactivated: bool,
+    /// What an OAuth session needs to make the call.
+    pub oauth: OAuthRule,
+}
+
+/// What a call requires of an OAuth session's scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthRule {
+    /// `transition:generic` (about what an app password may do).
+    Generic,
+    /// Any OAuth session: the handler checks the granular permission it
+    /// needs itself ([`Authed::require_repo`], [`Authed::require_blob`]),
+    /// or the call needs none (reading one's own session).
+    Scoped,
+    /// Not with OAuth (managing credentials: the account manager's job).
+    Refused,
 }
 
 impl AccessPolicy {
@@ -34,21 +50,38 @@ impl AccessPolicy {
     pub const STANDARD: Self = Self {
         full: false,
         allow_deactivated: false,
+        oauth: OAuthRule::Generic,
+    };
+    /// Any session of an active account; an OAuth session's permissions
+    /// are checked by the handler.
+    pub const SCOPED: Self = Self {
+        full: false,
+        allow_deactivated: false,
+        oauth: OAuthRule::Scoped,
+    };
+    /// [`SCOPED`](Self::SCOPED), also for a deactivated account.
+    pub const SCOPED_DEACTIVATED_OK: Self = Self {
+        full: false,
+        allow_deactivated: true,
+        oauth: OAuthRule::Scoped,
     };
     /// A password session of an active account.
     pub const FULL: Self = Self {
         full: true,
         allow_deactivated: false,
+        oauth: OAuthRule::Refused,
     };
     /// Any session, also of a deactivated account.
     pub const DEACTIVATED_OK: Self = Self {
         full: false,
         allow_deactivated: true,
+        oauth: OAuthRule::Generic,
     };
     /// A password session, also of a deactivated account.
     pub const FULL_DEACTIVATED_OK: Self = Self {
         full: true,
         allow_deactivated: true,
+        oauth: OAuthRule::Refused,
     };
 }
 
@@ -61,9 +94,36 @@ pub struct Authed {
     pub scope: AccessScope,
     /// The session id.
     pub session_id: String,
+    /// An OAuth session's granted scope; `None` for password and app
+    /// password sessions.
+    pub oauth: Option<Scopes>,
 }
 
 impl Authed {
+    /// Fails with 403 unless the session may write records of
+    /// `collection` with `action` (always, outside OAuth).
+    pub fn require_repo(&self, collection: &str, action: RepoAction) -> Result<(), XrpcError> {
+        match &self.oauth {
+            Some(scopes) if !scopes.allows_repo(collection, action) => {
+                Err(missing_scope(&format!(
+                    "repo:{collection}?action={}",
+                    format!("{action:?}").to_lowercase()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails with 403 unless the session may upload blobs of `mime`.
+    pub fn require_blob(&self, mime: &str) -> Result<(), XrpcError> {
+        match &self.oauth {
+            Some(scopes) if !scopes.allows_blob(mime) => {
+                Err(missing_scope(&format!("blob:{mime}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The caller's DID.
     pub fn did(&self) -> &Did {
         &self.account.did
@@ -130,6 +190,33 @@ impl AccountManager {
             account,
             scope,
         })
+    }
+
+    /// Checks an account password (app passwords are not accepted) for the
+    /// OAuth sign-in page, and returns the account. Unknown identifiers and
+    /// wrong passwords fail alike, taken-down and deleted accounts too.
+    pub async fn verify_sign_in(
+        &self,
+        identifier: &str,
+        password: &str,
+    ) -> Result<Account, XrpcError> {
+        let Some(account) = self.find_for_sign_in(identifier).await? else {
+            if let Some(hash) = DUMMY_HASH.clone() {
+                verify_password_blocking(hash, password.to_owned()).await;
+            }
+            return Err(unauthorized("AuthenticationRequired", INVALID_CREDENTIALS));
+        };
+        self.verify_account_password(&account, password).await?;
+        match account.status {
+            AccountStatus::Takendown | AccountStatus::Suspended => Err(unauthorized(
+                "AccountTakedown",
+                "Account has been taken down",
+            )),
+            AccountStatus::Deleted => {
+                Err(unauthorized("AuthenticationRequired", INVALID_CREDENTIALS))
+            }
+            _ => Ok(account),
+        }
     }
 
     /// The account an identifier names, if any. Malformed identifiers are
@@ -303,8 +390,84 @@ impl AccountManager {
         headers: &HeaderMap,
         policy: AccessPolicy,
     ) -> Result<Authed, XrpcError> {
+        if let Some(token) = crate::oauth::resource::dpop_token(headers) {
+            let jkt = headers
+                .get(crate::oauth::resource::VERIFIED_JKT_HEADER)
+                .and_then(|v| v.to_str().ok());
+            return self.authenticate_oauth(token, jkt, policy).await;
+        }
         let token = bearer_token(headers)?;
         self.authenticate_token(token, policy).await
+    }
+
+    /// Authenticates an OAuth access token whose DPoP proof (by the key
+    /// `jkt`) the resource layer verified: the token, its key binding, its
+    /// session (so revocation is immediate), the account, and what the
+    /// session's scope allows for `policy`.
+    async fn authenticate_oauth(
+        &self,
+        token: &str,
+        jkt: Option<&str>,
+        policy: AccessPolicy,
+    ) -> Result<Authed, XrpcError> {
+        let invalid = |why: &str| unauthorized("invalid_token", why.to_owned());
+        let jkt = jkt.ok_or_else(|| invalid("a DPoP proof is required with a DPoP token"))?;
+        let now = Utc::now();
+        let claims = self
+            .tokens()
+            .verify_oauth_access(token, now)
+            .map_err(|e| match e {
+                TokenError::Expired => invalid("Token expired"),
+                other => invalid(&format!("Token could not be verified: {other}")),
+            })?;
+        if claims.jkt != jkt {
+            return Err(invalid("Invalid DPoP key binding"));
+        }
+        let session = self
+            .context()
+            .oauth
+            .oauth_session_by_token(&claims.jti)
+            .await
+            .map_err(store_error)?
+            .filter(|s| s.did == claims.sub && s.dpop_jkt == claims.jkt && s.expires_at > now)
+            .ok_or_else(|| invalid("Token has been revoked"))?;
+        let account = self
+            .context()
+            .accounts
+            .get_account(AccountLookup::Did(&session.did))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| invalid("Token has been revoked"))?;
+        check_status(&account, policy.allow_deactivated)?;
+        let scopes = Scopes::parse(&session.scope);
+        if !scopes.atproto {
+            return Err(invalid("the session lacks the atproto scope"));
+        }
+        let allowed = match policy.oauth {
+            OAuthRule::Scoped => true,
+            OAuthRule::Generic => scopes.has(Transition::Generic),
+            OAuthRule::Refused => {
+                return Err(XrpcError::new(
+                    http::StatusCode::FORBIDDEN,
+                    "InvalidToken",
+                    "OAuth credentials are not supported for this endpoint",
+                ));
+            }
+        };
+        if !allowed {
+            return Err(missing_scope("transition:generic"));
+        }
+        let scope = if scopes.has(Transition::ChatBsky) && scopes.has(Transition::Generic) {
+            AccessScope::AppPassPrivileged
+        } else {
+            AccessScope::AppPass
+        };
+        Ok(Authed {
+            account,
+            scope,
+            session_id: session.id,
+            oauth: Some(scopes),
+        })
     }
 
     /// Authenticates an access token (see [`authenticate`](Self::authenticate)).
@@ -337,6 +500,7 @@ impl AccountManager {
             account,
             scope: claims.scope,
             session_id: claims.sid,
+            oauth: None,
         })
     }
 
@@ -429,6 +593,15 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, XrpcError> {
         ));
     }
     Ok(token.trim())
+}
+
+/// 403 for an OAuth session whose scope lacks `needed`.
+fn missing_scope(needed: &str) -> XrpcError {
+    XrpcError::new(
+        http::StatusCode::FORBIDDEN,
+        "InsufficientScope",
+        format!("Missing required scope \"{needed}\""),
+    )
 }
 
 /// 400 `ExpiredToken`: what clients see for a session that ended, so that

@@ -49,7 +49,8 @@ impl AccountManager {
     }
 
     /// Takes an account down (`takedown_ref` set: it cannot sign in, write
-    /// or be served, and its sessions end) or restores it (`None`).
+    /// or be served, and its sessions end, OAuth sessions too) or restores
+    /// it (`None`).
     pub async fn set_takedown(
         &self,
         did: &Did,
@@ -75,6 +76,11 @@ impl AccountManager {
         if takedown_ref.is_some() {
             accounts
                 .delete_refresh_tokens(did, None)
+                .await
+                .map_err(store_error)?;
+            self.context()
+                .oauth
+                .end_oauth_sessions(did)
                 .await
                 .map_err(store_error)?;
         }

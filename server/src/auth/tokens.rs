@@ -187,6 +187,41 @@ pub struct AccessClaims {
     pub exp: DateTime<Utc>,
 }
 
+/// What an OAuth access token says: see [`SessionTokens::issue_oauth_access`].
+#[derive(Debug, Clone, Copy)]
+pub struct OAuthAccessGrant<'a> {
+    /// The authorization server (`iss`).
+    pub issuer: &'a str,
+    /// The account (`sub`).
+    pub did: &'a Did,
+    /// The token id (`jti`).
+    pub token_id: &'a str,
+    /// The client (`client_id`).
+    pub client_id: &'a str,
+    /// The DPoP key's thumbprint (`cnf.jkt`).
+    pub jkt: &'a str,
+    /// When it is issued (`iat`).
+    pub issued_at: DateTime<Utc>,
+    /// When it expires (`exp`).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The verified claims of an OAuth access token (see
+/// [`SessionTokens::issue_oauth_access`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthAccessClaims {
+    /// The account (`sub`).
+    pub sub: Did,
+    /// The token id (`jti`): which session, and which of its refreshes.
+    pub jti: String,
+    /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`).
+    pub jkt: String,
+    /// The client the token was issued to (`client_id`).
+    pub client_id: String,
+    /// When the token expires (`exp`).
+    pub exp: DateTime<Utc>,
+}
+
 /// The verified claims of a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshClaims {
@@ -383,6 +418,70 @@ impl SessionTokens {
             sid,
             aud,
             iat,
+            exp,
+        })
+    }
+
+    /// Issues an OAuth access token (an `at+jwt`) for `grant`. Its scope
+    /// is not in the token: the resource server reads the session on every
+    /// call, so that revocation takes effect at once.
+    pub fn issue_oauth_access(&self, grant: &OAuthAccessGrant<'_>) -> String {
+        self.sign(
+            ACCESS_TOKEN_TYPE,
+            &json_object([
+                ("iss", Value::from(grant.issuer)),
+                ("sub", Value::from(grant.did.as_str())),
+                ("aud", Value::from(self.service_did.as_str())),
+                ("jti", Value::from(grant.token_id)),
+                ("client_id", Value::from(grant.client_id)),
+                ("cnf", json_object([("jkt", Value::from(grant.jkt))])),
+                (
+                    "iat",
+                    Value::from(whole_seconds(grant.issued_at).timestamp()),
+                ),
+                (
+                    "exp",
+                    Value::from(whole_seconds(grant.expires_at).timestamp()),
+                ),
+            ]),
+        )
+    }
+
+    /// Verifies an OAuth access token at `now`: `alg`, signature, `typ`,
+    /// `aud` this service, times, and the presence of `jti`, `cnf.jkt` and
+    /// `client_id`. A session access token (which has none of those) is
+    /// refused, and [`verify_access`](Self::verify_access) refuses OAuth
+    /// tokens (which have no `scope`).
+    pub fn verify_oauth_access(
+        &self,
+        jwt: &str,
+        now: DateTime<Utc>,
+    ) -> Result<OAuthAccessClaims, TokenError> {
+        #[derive(Deserialize)]
+        struct Cnf {
+            jkt: String,
+        }
+        #[derive(Deserialize)]
+        struct Raw {
+            sub: Did,
+            aud: String,
+            jti: String,
+            client_id: String,
+            cnf: Cnf,
+            iat: i64,
+            exp: i64,
+        }
+        let raw: Raw = self.verified_claims(jwt, ACCESS_TOKEN_TYPE)?;
+        if raw.jti.is_empty() || raw.cnf.jkt.is_empty() {
+            return Err(TokenError::Malformed("empty jti or cnf.jkt"));
+        }
+        self.check_audience(&raw.aud)?;
+        let (_, exp) = self.check_times(raw.iat, raw.exp, now)?;
+        Ok(OAuthAccessClaims {
+            sub: raw.sub,
+            jti: raw.jti,
+            jkt: raw.cnf.jkt,
+            client_id: raw.client_id,
             exp,
         })
     }

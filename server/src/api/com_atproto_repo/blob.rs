@@ -49,8 +49,14 @@ pub(super) async fn upload_blob(
     // blobs before it is activated.
     let auth = s
         .accounts
-        .authenticate(&headers, AccessPolicy::DEACTIVATED_OK)
+        .authenticate(&headers, AccessPolicy::SCOPED_DEACTIVATED_OK)
         .await?;
+    auth.require_blob(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream"),
+    )?;
     let blobs = s.writer.blobs();
     let declared_len = headers
         .get(header::CONTENT_LENGTH)

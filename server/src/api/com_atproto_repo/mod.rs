@@ -11,6 +11,7 @@ use aurora_core::repo::{RecordChange, WriteAction, WriteError, WriteOutcome};
 use aurora_core::store::{Account, AccountLookup, AccountStatus, RecordPage};
 use aurora_core::syntax::{AtIdentifier, Did, Nsid, RecordKey};
 use aurora_core::{XrpcError, XrpcRoute};
+use aurora_oauth::scope::RepoAction;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -153,7 +154,7 @@ async fn served_repo(m: &AccountManager, repo: &str) -> Result<Account, XrpcErro
 async fn writer_for(s: &RepoApi, headers: &HeaderMap, repo: &str) -> Result<Authed, XrpcError> {
     let auth = s
         .accounts
-        .authenticate(headers, AccessPolicy::STANDARD)
+        .authenticate(headers, AccessPolicy::SCOPED)
         .await?;
     let target = AtIdentifier::parse(repo.trim())
         .map_err(|e| XrpcError::invalid_request(format!("invalid repo: {e}")))?;
@@ -283,6 +284,7 @@ async fn create_record(
 ) -> Result<Json<Value>, ApiError> {
     let auth = writer_for(&s, &headers, &input.repo).await?;
     let collection = parse_nsid(&input.collection)?;
+    auth.require_repo(collection.as_str(), RepoAction::Create)?;
     let rkey = match &input.rkey {
         Some(rkey) => parse_rkey(rkey)?,
         None => parse_rkey(s.writer.clock().next().as_str())?,
@@ -338,6 +340,9 @@ async fn put_record(
 ) -> Result<Json<Value>, ApiError> {
     let auth = writer_for(&s, &headers, &input.repo).await?;
     let collection = parse_nsid(&input.collection)?;
+    // putRecord creates or updates: it needs both.
+    auth.require_repo(collection.as_str(), RepoAction::Create)?;
+    auth.require_repo(collection.as_str(), RepoAction::Update)?;
     let rkey = parse_rkey(&input.rkey)?;
     let status = check_record(&collection, &rkey, &input.record, input.validate)?;
     let record = record_value(&collection, &input.record)?;
@@ -392,6 +397,7 @@ async fn delete_record(
 ) -> Result<Json<Value>, ApiError> {
     let auth = writer_for(&s, &headers, &input.repo).await?;
     let collection = parse_nsid(&input.collection)?;
+    auth.require_repo(collection.as_str(), RepoAction::Delete)?;
     let rkey = parse_rkey(&input.rkey)?;
     let mut swap = Swap {
         commit: swap_commit(input.swap_commit.as_deref())?,
@@ -509,6 +515,14 @@ async fn apply_writes(
                 None,
             ),
         };
+        auth.require_repo(
+            collection.as_str(),
+            match action {
+                WriteAction::Create => RepoAction::Create,
+                WriteAction::Update => RepoAction::Update,
+                WriteAction::Delete => RepoAction::Delete,
+            },
+        )?;
         let (status, record) = match value {
             Some(v) => (
                 Some(check_record(&collection, &rkey, v, input.validate)?),

@@ -1,5 +1,6 @@
 //! `createSession`, `getSession`, `refreshSession`, `deleteSession`.
 
+use aurora_oauth::scope::AccountAttr;
 use axum::Json;
 use axum::extract::State;
 use http::HeaderMap;
@@ -69,10 +70,23 @@ pub(super) async fn get_session(
     State(m): State<AccountManager>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let Authed { account, scope, .. } = m
-        .authenticate(&headers, AccessPolicy::DEACTIVATED_OK)
+    // Every OAuth session may read its own session; the email only with
+    // `transition:email` or `account:email`.
+    let Authed {
+        account,
+        scope,
+        oauth,
+        ..
+    } = m
+        .authenticate(&headers, AccessPolicy::SCOPED_DEACTIVATED_OK)
         .await?;
-    Ok(Json(Value::Object(account_fields(&account, scope))))
+    let mut fields = account_fields(&account, scope);
+    if oauth.is_some_and(|s| !s.allows_account(AccountAttr::Email, false)) {
+        for private in ["email", "emailConfirmed", "emailAuthFactor"] {
+            fields.remove(private);
+        }
+    }
+    Ok(Json(Value::Object(fields)))
 }
 
 pub(super) async fn refresh_session(

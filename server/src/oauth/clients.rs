@@ -1,0 +1,163 @@
+//! Client metadata: loopback development clients from their `client_id`,
+//! the others fetched from their `client_id` URL (and a confidential
+//! client's `jwks_uri`), with the limits a server fetching URLs chosen by
+//! strangers needs: public addresses only, no redirects, a time limit and
+//! a size limit. Validated documents are cached for ten minutes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_oauth::client::{ClientId, ClientKeys, ClientMetadata};
+use http::StatusCode;
+use url::Url;
+
+use super::{OAuthError, OAuthSetupError};
+
+/// How client metadata is fetched.
+#[derive(Debug, Clone)]
+pub struct ClientFetchSettings {
+    /// Time limit of one fetch.
+    pub timeout: Duration,
+    /// Largest document accepted, in bytes.
+    pub max_bytes: usize,
+    /// How long a validated document is reused.
+    pub cache_ttl: Duration,
+    /// Whether fetches may reach loopback and private addresses (tests and
+    /// local development only).
+    pub allow_private_addresses: bool,
+}
+
+impl Default for ClientFetchSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            max_bytes: 512 * 1024,
+            cache_ttl: Duration::from_secs(600),
+            allow_private_addresses: false,
+        }
+    }
+}
+
+pub(crate) struct ClientRegistry {
+    http: reqwest::Client,
+    max_bytes: usize,
+    metadata: moka::sync::Cache<String, Arc<ClientMetadata>>,
+    jwks: moka::sync::Cache<String, Arc<serde_json::Value>>,
+}
+
+fn invalid_client(why: impl Into<String>) -> OAuthError {
+    OAuthError::bad("invalid_client", why)
+}
+
+impl ClientRegistry {
+    pub(crate) fn new(settings: &ClientFetchSettings) -> Result<Self, OAuthSetupError> {
+        let mut builder = crate::identity::client_builder()
+            .map_err(|e| OAuthSetupError::Http(e.to_string()))?
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout);
+        if !settings.allow_private_addresses {
+            builder = builder.dns_resolver(Arc::new(crate::proxy::PublicAddressesOnly));
+        }
+        let http = builder
+            .build()
+            .map_err(|e| OAuthSetupError::Http(e.to_string()))?;
+        Ok(Self {
+            http,
+            max_bytes: settings.max_bytes,
+            metadata: cache(settings.cache_ttl),
+            jwks: cache(settings.cache_ttl),
+        })
+    }
+
+    /// The validated metadata of `client_id`.
+    pub(crate) async fn metadata(
+        &self,
+        client_id: &str,
+    ) -> Result<Arc<ClientMetadata>, OAuthError> {
+        if let Some(found) = self.metadata.get(client_id) {
+            return Ok(found);
+        }
+        let parsed = ClientId::parse(client_id)
+            .map_err(|e| OAuthError::bad(e.oauth_error(), e.to_string()))?;
+        let metadata = match parsed {
+            ClientId::Loopback {
+                id,
+                redirect_uris,
+                scope,
+            } => ClientMetadata::loopback(&id, &redirect_uris, &scope),
+            ClientId::Discoverable(url) => {
+                let document = self.fetch(&url).await.map_err(|why| {
+                    invalid_client(format!("cannot fetch the client metadata: {why}"))
+                })?;
+                ClientMetadata::from_document(&url, &document)
+                    .map_err(|e| OAuthError::bad(e.oauth_error(), e.to_string()))?
+            }
+        };
+        let metadata = Arc::new(metadata);
+        self.metadata.insert(client_id.to_owned(), metadata.clone());
+        Ok(metadata)
+    }
+
+    /// The keys of a confidential client.
+    pub(crate) async fn jwks(
+        &self,
+        metadata: &ClientMetadata,
+    ) -> Result<Arc<serde_json::Value>, OAuthError> {
+        match &metadata.keys {
+            None => Err(invalid_client("the client publishes no keys")),
+            Some(ClientKeys::Inline(jwks)) => Ok(Arc::new(jwks.clone())),
+            Some(ClientKeys::Uri(url)) => {
+                if let Some(found) = self.jwks.get(url.as_str()) {
+                    return Ok(found);
+                }
+                let document = self.fetch(url).await.map_err(|why| {
+                    invalid_client(format!("cannot fetch the client's jwks_uri: {why}"))
+                })?;
+                let jwks: serde_json::Value = serde_json::from_slice(&document)
+                    .map_err(|e| invalid_client(format!("the client's JWKS is not JSON: {e}")))?;
+                let jwks = Arc::new(jwks);
+                self.jwks.insert(url.as_str().to_owned(), jwks.clone());
+                Ok(jwks)
+            }
+        }
+    }
+
+    /// GETs a JSON document of at most `max_bytes`.
+    async fn fetch(&self, url: &Url) -> Result<Vec<u8>, String> {
+        let mut res = self
+            .http
+            .get(url.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| crate::identity::error_chain(&e))?;
+        if res.status() != StatusCode::OK {
+            return Err(format!("{url} answered {}", res.status()));
+        }
+        if res
+            .content_length()
+            .is_some_and(|n| n > self.max_bytes as u64)
+        {
+            return Err(format!("{url} is larger than {} bytes", self.max_bytes));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res
+            .chunk()
+            .await
+            .map_err(|e| crate::identity::error_chain(&e))?
+        {
+            if body.len() + chunk.len() > self.max_bytes {
+                return Err(format!("{url} is larger than {} bytes", self.max_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+fn cache<V: Clone + Send + Sync + 'static>(ttl: Duration) -> moka::sync::Cache<String, V> {
+    moka::sync::Cache::builder()
+        .max_capacity(1000)
+        .time_to_live(ttl)
+        .build()
+}
