@@ -367,49 +367,42 @@ async fn authorization_code_flow(test: &str, db: Db) {
     .await;
     assert!(dpop.nonce.is_some(), "every answer carries a DPoP nonce");
     oauth_error(first, 400, "use_dpop_nonce").await;
-    let no_pkce = post_form(
-        &server,
-        &mut dpop,
-        "/oauth/par",
-        &[
-            ("client_id", &client_id),
-            ("response_type", "code"),
-            ("state", "s"),
-            ("scope", SCOPE),
-        ],
-    )
-    .await;
-    oauth_error(no_pkce, 400, "invalid_request").await;
-    let plain = post_form(
-        &server,
-        &mut dpop,
-        "/oauth/par",
-        &[
-            ("client_id", &client_id),
-            ("response_type", "code"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "plain"),
-            ("state", "s"),
-            ("scope", SCOPE),
-        ],
-    )
-    .await;
-    oauth_error(plain, 400, "invalid_request").await;
-    let undeclared = post_form(
-        &server,
-        &mut dpop,
-        "/oauth/par",
-        &[
-            ("client_id", &client_id),
-            ("response_type", "code"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-            ("state", "s"),
-            ("scope", "atproto transition:chat.bsky"),
-        ],
-    )
-    .await;
-    oauth_error(undeclared, 400, "invalid_scope").await;
+    // Each bad request: what it lacks or breaks, and the error it gets.
+    let bad_requests: [(&[(&str, &str)], &str); 4] = [
+        (&[("state", "s"), ("scope", SCOPE)], "invalid_request"),
+        (
+            &[
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "plain"),
+                ("state", "s"),
+                ("scope", SCOPE),
+            ],
+            "invalid_request",
+        ),
+        (
+            &[
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("scope", SCOPE),
+            ],
+            "invalid_request",
+        ),
+        (
+            &[
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("state", "s"),
+                ("scope", "atproto transition:chat.bsky"),
+            ],
+            "invalid_scope",
+        ),
+    ];
+    for (fields, error) in bad_requests {
+        let mut form = vec![("client_id", client_id.as_str()), ("response_type", "code")];
+        form.extend_from_slice(fields);
+        let res = post_form(&server, &mut dpop, "/oauth/par", &form).await;
+        oauth_error(res, 400, error).await;
+    }
     let proofless = server
         .http
         .post(server.url("/oauth/par"))

@@ -247,29 +247,50 @@ fn check_optional_parameters(params: &Params) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// `POST /oauth/par`: a pushed authorization request.
-async fn par(
-    State(state): State<OAuthState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Response, OAuthError> {
+/// The common start of PAR and token requests: the DPoP proof for `path`,
+/// the form, the client's metadata, and its authentication.
+async fn client_request(
+    state: &OAuthState,
+    headers: &HeaderMap,
+    body: &[u8],
+    path: &str,
+) -> Result<
+    (
+        VerifiedProof,
+        Params,
+        std::sync::Arc<ClientMetadata>,
+        String,
+    ),
+    OAuthError,
+> {
     let proof = state
         .provider
-        .verify_dpop(&headers, "POST", "/oauth/par", None)
+        .verify_dpop(headers, "POST", path, None)
         .map_err(|e| OAuthError::dpop(&e))?;
-    let params = form(&headers, &body)?;
-    if params.get("request").is_some() || params.get("request_uri").is_some() {
-        return Err(OAuthError::invalid_request(
-            "request objects and request_uri are not accepted at the PAR endpoint",
-        ));
-    }
+    let params = form(headers, body)?;
     let client = state
         .provider
         .inner
         .clients
         .metadata(params.require("client_id")?)
         .await?;
-    let client_auth = authenticate_client(&state, &client, &params, Some(&proof)).await?;
+    let client_auth = authenticate_client(state, &client, &params, Some(&proof)).await?;
+    Ok((proof, params, client, client_auth))
+}
+
+/// `POST /oauth/par`: a pushed authorization request.
+async fn par(
+    State(state): State<OAuthState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, OAuthError> {
+    let (proof, params, client, client_auth) =
+        client_request(&state, &headers, &body, "/oauth/par").await?;
+    if params.get("request").is_some() || params.get("request_uri").is_some() {
+        return Err(OAuthError::invalid_request(
+            "request objects and request_uri are not accepted at the PAR endpoint",
+        ));
+    }
     if params.require("response_type")? != "code" {
         return Err(OAuthError::bad(
             "unsupported_response_type",
@@ -351,18 +372,8 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, OAuthError> {
-    let proof = state
-        .provider
-        .verify_dpop(&headers, "POST", "/oauth/token", None)
-        .map_err(|e| OAuthError::dpop(&e))?;
-    let params = form(&headers, &body)?;
-    let client = state
-        .provider
-        .inner
-        .clients
-        .metadata(params.require("client_id")?)
-        .await?;
-    let client_auth = authenticate_client(&state, &client, &params, Some(&proof)).await?;
+    let (proof, params, client, client_auth) =
+        client_request(&state, &headers, &body, "/oauth/token").await?;
     let session = match params.require("grant_type")? {
         "authorization_code" => {
             exchange_code(&state, &client, &client_auth, &proof, &params).await?
