@@ -40,17 +40,24 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A DPoP key and the last nonce the server gave.
+/// A DPoP key, the last nonce the server gave, and the server's public
+/// URL (the issuer), which proofs name.
 struct Dpop {
     key: SigningKey,
     nonce: Option<String>,
+    issuer: String,
 }
 
 impl Dpop {
     fn new() -> Self {
+        Self::for_issuer(PUBLIC_URL)
+    }
+
+    fn for_issuer(issuer: &str) -> Self {
         Self {
             key: SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng),
             nonce: None,
+            issuer: issuer.to_owned(),
         }
     }
 
@@ -98,7 +105,7 @@ async fn post_form(
     path: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
-    let proof = dpop.proof("POST", &format!("{PUBLIC_URL}{path}"), None);
+    let proof = dpop.proof("POST", &format!("{}{path}", dpop.issuer), None);
     let res = server
         .http
         .post(server.url(path))
@@ -269,7 +276,7 @@ async fn xrpc(
     body: Option<Value>,
 ) -> reqwest::Response {
     let path = format!("/xrpc/{nsid}");
-    let proof = dpop.proof(method, &format!("{PUBLIC_URL}{path}"), Some(token));
+    let proof = dpop.proof(method, &format!("{}{path}", dpop.issuer), Some(token));
     let req = if method == "POST" {
         server
             .http
@@ -593,8 +600,8 @@ async fn authorization_code_flow(test: &str, db: Db) {
     assert_eq!(send(Some(wrong_ath), "DPoP").await.unwrap().status(), 401);
     assert_eq!(send(None, "DPoP").await.unwrap().status(), 401);
     let other_key = Dpop {
-        key: Dpop::new().key,
         nonce: dpop.nonce.clone(),
+        ..Dpop::new()
     };
     let stolen_token = other_key.proof("GET", &format!("{PUBLIC_URL}{path}"), Some(&access));
     assert_eq!(
@@ -605,6 +612,7 @@ async fn authorization_code_flow(test: &str, db: Db) {
     let stale_nonce = Dpop {
         key: dpop.key.clone(),
         nonce: Some("not-a-nonce".to_owned()),
+        issuer: PUBLIC_URL.to_owned(),
     };
     let res = send(
         Some(stale_nonce.proof("GET", &format!("{PUBLIC_URL}{path}"), Some(&access))),
@@ -849,4 +857,184 @@ async fn authorization_code_flow_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_code_flow_postgres() {
     authorization_code_flow("oauth_flow_postgres", Db::Postgres).await;
+}
+
+/// The sign-in page in a real browser: headless Chromium on a phone-sized
+/// window, driven with the keyboard through sign-in and consent, then
+/// again with the remembered account, then a denial. Screenshots are saved
+/// under the test's output folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_page_in_a_browser() {
+    let name = "sign_in_page_in_a_browser";
+    if let Some(why) = common::webdriver::missing() {
+        aurora_storage_testkit::skip(name, &why);
+        return;
+    }
+    // The browser must see the server at its public URL (the issuer), so
+    // that the form's origin is the issuer's.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let plc = TestPlcDirectory::start().await;
+    let server = common::pds::server_with(name, Db::Sqlite, &plc, |c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.public_url = Some(issuer.clone());
+    })
+    .await
+    .unwrap();
+    let c = Client { server: &server };
+    let (did, _) = sign_up(&c, "carol.test").await;
+    let browser = common::webdriver::Browser::start(390, 844).await;
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("oauth-browser");
+    let mut dpop = Dpop::for_issuer(&issuer);
+    let _ = post_form(
+        &server,
+        &mut dpop,
+        "/oauth/par",
+        &[("client_id", &client_id())],
+    )
+    .await;
+    let page_url = |request_uri: &str| {
+        format!(
+            "{issuer}/oauth/authorize?client_id={}&request_uri={}",
+            urlencode(&client_id()),
+            urlencode(request_uri)
+        )
+    };
+    let wait_for_redirect = async |browser: &common::webdriver::Browser| {
+        for _ in 0..100 {
+            let url = browser.url().await;
+            if url.starts_with(REDIRECT_URI) {
+                return url::Url::parse(&url)
+                    .unwrap()
+                    .query_pairs()
+                    .into_owned()
+                    .collect::<Vec<(String, String)>>();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "no redirect to the app: at {}, showing {}",
+            browser.url().await,
+            browser.text().await
+        );
+    };
+
+    // --- sign in with the keyboard alone ---------------------------------
+    let (verifier, challenge) = pkce();
+    let request_uri = push(&server, &mut dpop, &challenge, "b-1").await;
+    browser.goto(&page_url(&request_uri)).await;
+    let text = browser.text().await;
+    assert!(text.contains("Sign in to"), "{text}");
+    assert!(
+        text.contains("http://localhost"),
+        "the app is named: {text}"
+    );
+    assert!(
+        text.contains("Create, change and delete your posts"),
+        "{text}"
+    );
+    // Readable on a phone: nothing wider than the screen.
+    let fits = browser
+        .eval("return document.documentElement.scrollWidth <= window.innerWidth")
+        .await;
+    assert_eq!(fits, json!(true));
+    // Every field has a label.
+    let unlabelled = browser
+        .eval(
+            "return [...document.querySelectorAll('input:not([type=hidden])')]\
+             .filter(i => !i.labels || i.labels.length === 0).length",
+        )
+        .await;
+    assert_eq!(unlabelled, json!(0));
+    let shot = browser.screenshot(&shots.join("sign-in.png")).await;
+    println!("screenshot of the sign-in page: {}", shot.display());
+
+    let identifier = browser.find("#identifier").await;
+    browser.type_into(&identifier, "carol.test").await;
+    browser.keys("\u{E004}").await; // Tab
+    assert_eq!(browser.focused_id().await, "password");
+    browser.keys("a long password").await;
+    browser.keys("\u{E004}").await;
+    assert_eq!(browser.focused_id().await, "remember");
+    browser.keys(" ").await; // tick "Remember this device"
+    // On through the permission details to Allow, then Enter.
+    for _ in 0..5 {
+        browser.keys("\u{E004}").await;
+        if browser.focused_id().await == "allow" {
+            break;
+        }
+    }
+    assert_eq!(browser.focused_id().await, "allow");
+    browser.keys("\u{E007}").await;
+    let params = wait_for_redirect(&browser).await;
+    assert_eq!(param(&params, "state"), Some("b-1"));
+    assert_eq!(param(&params, "iss"), Some(issuer.as_str()));
+    let code = param(&params, "code").unwrap().to_owned();
+    let res = exchange(&server, &mut dpop, &code, &verifier).await;
+    assert_eq!(res.status(), 200);
+    let tokens: Value = res.json().await.unwrap();
+    assert_eq!(tokens["sub"], did.as_str());
+    let access = tokens["access_token"].as_str().unwrap();
+    let res = xrpc(
+        &server,
+        &mut dpop,
+        "GET",
+        "com.atproto.server.getSession",
+        access,
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+
+    // --- the remembered account approves without its password ------------
+    let (verifier, challenge) = pkce();
+    let request_uri = push(&server, &mut dpop, &challenge, "b-2").await;
+    browser.goto(&page_url(&request_uri)).await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("carol.test (signed in on this device)"),
+        "{text}"
+    );
+    let shot = browser
+        .screenshot(&shots.join("remembered-account.png"))
+        .await;
+    println!("screenshot with a remembered account: {}", shot.display());
+    let allow = browser.find("#allow").await;
+    browser.type_into(&allow, "\u{E007}").await;
+    let params = wait_for_redirect(&browser).await;
+    let code = param(&params, "code").unwrap().to_owned();
+    assert_eq!(
+        exchange(&server, &mut dpop, &code, &verifier)
+            .await
+            .status(),
+        200
+    );
+
+    // --- a denial goes back to the app as access_denied ------------------
+    let (_, challenge) = pkce();
+    let request_uri = push(&server, &mut dpop, &challenge, "b-3").await;
+    browser.goto(&page_url(&request_uri)).await;
+    let deny = browser.find("#deny").await;
+    browser.type_into(&deny, "\u{E007}").await;
+    let params = wait_for_redirect(&browser).await;
+    assert_eq!(param(&params, "error"), Some("access_denied"));
+    assert_eq!(param(&params, "state"), Some("b-3"));
+    assert_eq!(param(&params, "code"), None);
+
+    // The two approvals made two sessions.
+    assert_eq!(
+        server
+            .ctx
+            .oauth
+            .list_oauth_sessions(&did.parse().unwrap())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    browser.close().await;
 }

@@ -486,10 +486,12 @@ async fn render(
     );
     body.push_str(&account_fields(&accounts, hint));
     body.push_str(&scope_list(scope));
+    // Allow comes first: pressing Enter in a field submits with the first
+    // button, and that should be what the user came to do.
     body.push_str(
         "<div class=\"buttons\">\n\
-         <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button>\n\
-         <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button>\n\
+         <button type=\"submit\" id=\"allow\" name=\"decision\" value=\"approve\">Allow</button>\n\
+         <button type=\"submit\" id=\"deny\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button>\n\
          </div>\n</form>\n",
     );
     Ok(Html(page("Sign in", &body)))
@@ -636,7 +638,7 @@ fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"referrer\" content=\"no-referrer\">\n<title>{}</title>\n<style>{STYLE}</style>\n\
+         <meta name=\"referrer\" content=\"same-origin\">\n<title>{}</title>\n<style>{STYLE}</style>\n\
          </head>\n<body>\n<main>\n{body}</main>\n</body>\n</html>\n",
         escape(title)
     )

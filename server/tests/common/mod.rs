@@ -4,6 +4,7 @@
 
 pub(crate) mod pds;
 pub(crate) mod process;
+pub(crate) mod webdriver;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
