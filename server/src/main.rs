@@ -125,6 +125,21 @@ enum AccountCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List the account's OAuth sessions (the apps it allowed) and the
+    /// browsers it is signed in on.
+    OauthSessions {
+        /// DID or handle.
+        account: String,
+    },
+    /// End one OAuth session of the account (--session), or all of them
+    /// and its browser sign-ins.
+    RevokeOauth {
+        /// DID or handle.
+        account: String,
+        /// The session id (as `oauth-sessions` lists it); all when absent.
+        #[arg(long)]
+        session: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -223,6 +238,75 @@ mod account {
             .ok_or_else(|| error(format!("no account {who}")))
     }
 
+    /// `aurora account oauth-sessions`.
+    async fn oauth_sessions(manager: &AccountManager, account: &str) -> Result<(), ConfigError> {
+        let account = find(manager, account).await?;
+        let oauth = &manager.context().oauth;
+        let time =
+            |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        println!("session\tclient\tcreated\trefreshed\tscope");
+        for s in oauth
+            .list_oauth_sessions(&account.did)
+            .await
+            .map_err(error)?
+        {
+            println!(
+                "{}\t{}\t{}\t{}\t{}",
+                s.id,
+                s.client_id,
+                time(s.created_at),
+                time(s.updated_at),
+                s.scope
+            );
+        }
+        println!("browser\tsigned in\tlast seen\tuser agent");
+        for d in oauth.oauth_devices_of(&account.did).await.map_err(error)? {
+            println!(
+                "{}\t{}\t{}\t{}",
+                d.device_id.get(..12).unwrap_or(&d.device_id),
+                time(d.authenticated_at),
+                time(d.last_seen_at),
+                d.user_agent.as_deref().unwrap_or("-")
+            );
+        }
+        Ok(())
+    }
+
+    /// `aurora account revoke-oauth`.
+    async fn revoke_oauth(
+        manager: &AccountManager,
+        account: &str,
+        session: Option<String>,
+    ) -> Result<(), ConfigError> {
+        let account = find(manager, account).await?;
+        let oauth = &manager.context().oauth;
+        if let Some(id) = session {
+            let owned = oauth
+                .list_oauth_sessions(&account.did)
+                .await
+                .map_err(error)?
+                .iter()
+                .any(|s| s.id == id);
+            if !owned || !oauth.delete_oauth_session(&id).await.map_err(error)? {
+                return Err(error(format!(
+                    "{} has no OAuth session {id}",
+                    account.handle
+                )));
+            }
+            println!("OAuth session {id} of {} ended", account.handle);
+        } else {
+            let ended = oauth
+                .end_oauth_sessions(&account.did)
+                .await
+                .map_err(error)?;
+            println!(
+                "{ended} OAuth sessions of {} ended; signed out of every browser",
+                account.handle
+            );
+        }
+        Ok(())
+    }
+
     async fn dispatch(
         manager: &AccountManager,
         command: AccountCommand,
@@ -302,6 +386,10 @@ mod account {
                 if generated {
                     println!("password\t{password}");
                 }
+            }
+            AccountCommand::OauthSessions { account } => oauth_sessions(manager, &account).await?,
+            AccountCommand::RevokeOauth { account, session } => {
+                revoke_oauth(manager, &account, session).await?;
             }
         }
         Ok(())

@@ -509,6 +509,99 @@ fn account_commands_manage_accounts() {
     );
     assert!(out.status.success(), "{out:?}");
 
+    // OAuth sessions: listed, one revoked, then all.
+    let store = runtime
+        .block_on(aurora_server::storage::open_database(
+            &aurora_server::config::Config {
+                // The commands run in `dir`, with the default `./data`.
+                data_dir: dir.path().join("data"),
+                ..aurora_server::config::Config::default()
+            },
+        ))
+        .unwrap();
+    let now = chrono::Utc::now();
+    for id in ["ses-one", "ses-two"] {
+        let session = aurora_core::store::OAuthSession {
+            id: id.to_owned(),
+            did: parsed.clone(),
+            client_id: "https://app.example/client-metadata.json".to_owned(),
+            client_auth: "{}".to_owned(),
+            dpop_jkt: "jkt".to_owned(),
+            scope: "atproto transition:generic".to_owned(),
+            device_id: None,
+            code: format!("cod-{id}"),
+            token_id: format!("tok-{id}"),
+            refresh_hash: format!("ref-{id}"),
+            created_at: now,
+            updated_at: now,
+            expires_at: now,
+        };
+        runtime
+            .block_on(aurora_core::store::OAuthStore::create_oauth_session(
+                &store, &session,
+            ))
+            .unwrap();
+    }
+    let out = run(
+        dir.path(),
+        &["account", "oauth-sessions", "oper.test"],
+        &env,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listed.contains("ses-one\thttps://app.example/client-metadata.json")
+            && listed.contains("ses-two"),
+        "{listed}"
+    );
+    let out = run(
+        dir.path(),
+        &[
+            "account",
+            "revoke-oauth",
+            "oper.test",
+            "--session",
+            "ses-one",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8(
+        run(
+            dir.path(),
+            &["account", "oauth-sessions", did.as_str()],
+            &env,
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        !listed.contains("ses-one") && listed.contains("ses-two"),
+        "{listed}"
+    );
+    let out = run(
+        dir.path(),
+        &[
+            "account",
+            "revoke-oauth",
+            "oper2.test",
+            "--session",
+            "ses-two",
+        ],
+        &env,
+    );
+    assert!(
+        !out.status.success(),
+        "another account's session is not revoked"
+    );
+    let out = run(dir.path(), &["account", "revoke-oauth", "oper.test"], &env);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 OAuth sessions"),
+        "{out:?}"
+    );
+    runtime.block_on(store.close());
+
     let out = run(
         dir.path(),
         &["account", "reset-password", "oper2.test"],

@@ -1025,16 +1025,54 @@ async fn sign_in_page_in_a_browser() {
     assert_eq!(param(&params, "state"), Some("b-3"));
     assert_eq!(param(&params, "code"), None);
 
-    // The two approvals made two sessions.
-    assert_eq!(
-        server
+    // The two approvals made two sessions: the account page lists them,
+    // and revoking one there ends it.
+    let did_key: aurora_core::syntax::Did = did.parse().unwrap();
+    let sessions = server
+        .ctx
+        .oauth
+        .list_oauth_sessions(&did_key)
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 2);
+    browser.goto(&format!("{issuer}/oauth/account")).await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("Apps and devices") && text.contains("carol.test"),
+        "{text}"
+    );
+    assert_eq!(text.matches("Revoke").count(), 2, "{text}");
+    assert!(text.contains("(this browser)"), "{text}");
+    let fits = browser
+        .eval("return document.documentElement.scrollWidth <= window.innerWidth")
+        .await;
+    assert_eq!(fits, json!(true), "the account page fits a phone");
+    let shot = browser.screenshot(&shots.join("account-page.png")).await;
+    println!("screenshot of the account page: {}", shot.display());
+    let revoke = browser.find("form button[aria-label^=Revoke]").await;
+    browser.type_into(&revoke, "\u{E007}").await;
+    for _ in 0..50 {
+        if server
             .ctx
             .oauth
-            .list_oauth_sessions(&did.parse().unwrap())
+            .list_oauth_sessions(&did_key)
             .await
             .unwrap()
-            .len(),
-        2
-    );
+            .len()
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let left = server
+        .ctx
+        .oauth
+        .list_oauth_sessions(&did_key)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, sessions[1].id, "the first listed was revoked");
+    assert_eq!(browser.text().await.matches("Revoke").count(), 1);
     browser.close().await;
 }

@@ -36,6 +36,10 @@ pub(super) fn routes(state: OAuthState) -> Router {
             "/oauth/authorize",
             get(super::page::authorize).post(super::page::decide),
         )
+        .route(
+            "/oauth/account",
+            get(super::account_page::show).post(super::account_page::act),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             no_store_with_nonce,

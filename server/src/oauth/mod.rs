@@ -6,6 +6,8 @@
 //!   refresh with rotation) and revocation (`/oauth/revoke`);
 //! - [`page`]: the server-rendered sign-in and consent page
 //!   (`/oauth/authorize`);
+//! - [`account_page`]: `/oauth/account`, where users see and revoke the
+//!   OAuth sessions of their accounts and the browsers they are signed in on;
 //! - [`clients`]: client metadata, fetched from the `client_id` URL through
 //!   a fetch that only reaches public addresses, and cached;
 //! - [`resource`]: `Authorization: DPoP` on XRPC calls.
@@ -14,6 +16,7 @@
 //! client assertions, PKCE, scopes) are in the `aurora-oauth` crate; the
 //! state is in the core [`OAuthStore`](aurora_core::store::OAuthStore).
 
+mod account_page;
 mod clients;
 mod endpoints;
 mod page;

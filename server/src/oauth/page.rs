@@ -81,7 +81,7 @@ impl Pending {
 }
 
 /// The device cookie's value, if the browser sent one.
-fn device_cookie(headers: &HeaderMap) -> Option<String> {
+pub(super) fn device_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -95,11 +95,11 @@ fn device_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// What the store knows a device by: the hash of its cookie.
-fn device_id(cookie: &str) -> String {
+pub(super) fn device_id(cookie: &str) -> String {
     hex::encode(Sha256::digest(cookie.as_bytes()))
 }
 
-fn csrf_token(state: &OAuthState, cookie: &str, request_id: &str) -> String {
+pub(super) fn csrf_token(state: &OAuthState, cookie: &str, request_id: &str) -> String {
     let mut block = [0u8; 64];
     block[..32].copy_from_slice(&state.provider.inner.page_secret);
     let mut mac = <Hmac<Sha256> as KeyInit>::new(&block.into());
@@ -109,7 +109,7 @@ fn csrf_token(state: &OAuthState, cookie: &str, request_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
-fn set_device_cookie(state: &OAuthState, res: &mut Response, cookie: &str) {
+pub(super) fn set_device_cookie(state: &OAuthState, res: &mut Response, cookie: &str) {
     let secure = if state.provider.inner.secure_cookies {
         "; Secure"
     } else {
@@ -423,7 +423,10 @@ async fn approve(
 }
 
 /// The remembered accounts of a device that may still approve requests.
-async fn remembered_accounts(state: &OAuthState, device: &str) -> Result<Vec<Account>, OAuthError> {
+pub(super) async fn remembered_accounts(
+    state: &OAuthState,
+    device: &str,
+) -> Result<Vec<Account>, OAuthError> {
     let now = Utc::now();
     let mut out = Vec::new();
     for entry in state.ctx.oauth.oauth_device_accounts(device).await? {
@@ -621,11 +624,11 @@ fn capitalise(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn error_page_for(e: &OAuthError) -> Response {
+pub(super) fn error_page_for(e: &OAuthError) -> Response {
     error_page(StatusCode::BAD_REQUEST, e.description())
 }
 
-fn error_page(status: StatusCode, message: &str) -> Response {
+pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
     let body = format!(
         "<h1>Sign-in cannot continue</h1>\n<p role=\"alert\">{}</p>\n",
         escape(message)
@@ -634,7 +637,7 @@ fn error_page(status: StatusCode, message: &str) -> Response {
 }
 
 /// A whole page around `body`.
-fn page(title: &str, body: &str) -> String {
+pub(super) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -647,8 +650,9 @@ fn page(title: &str, body: &str) -> String {
 const STYLE: &str = "\
 body{margin:0;font:16px/1.5 system-ui,sans-serif;color:#1a1a1a;background:#f4f5f7}\
 main{max-width:28rem;margin:0 auto;padding:1.25rem;background:#fff;min-height:100vh;box-sizing:border-box}\
-h1{font-size:1.4rem;margin:.2rem 0 1rem}h2{font-size:1rem;margin:1.2rem 0 .4rem}\
-.client-id code{word-break:break-all;font-size:.95rem}\
+h1{font-size:1.4rem;margin:.2rem 0 1rem}h2{font-size:1.15rem;margin:1.2rem 0 .4rem}\
+h3{font-size:1rem;margin:1rem 0 .3rem}code{word-break:break-all;font-size:.95rem}\
+li{margin:.5rem 0}li form{margin:.3rem 0}li button{flex:none;padding:.4rem .9rem}\
 fieldset{border:1px solid #c5c9d0;border-radius:.5rem;padding:.75rem;margin:1rem 0}\
 legend{font-weight:600;padding:0 .25rem}\
 label{display:block;margin:.6rem 0 .2rem}.choice{display:flex;gap:.5rem;align-items:center;margin:.4rem 0}\
@@ -664,7 +668,7 @@ button.secondary{background:#fff;color:#1d5fd1}\
 .hint,small{color:#555}ul{padding-left:1.2rem}";
 
 /// HTML-escapes text for element content and attribute values.
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
