@@ -366,9 +366,15 @@ impl Bound {
         }
         let auth = self
             .accounts
-            .authenticate(&parts.headers, AccessPolicy::DEACTIVATED_OK)
+            .authenticate(&parts.headers, AccessPolicy::SCOPED_DEACTIVATED_OK)
             .await?;
-        if auth.scope == AccessScope::AppPass && is_privileged(&nsid) {
+        // OAuth sessions are governed by their rpc permissions alone;
+        // app passwords need the privileged flag for privileged methods.
+        auth.require_rpc(
+            nsid.as_str(),
+            &format!("{}#{}", target.did, target.service_id),
+        )?;
+        if auth.oauth.is_none() && auth.scope == AccessScope::AppPass && is_privileged(&nsid) {
             return Err(bad_token_method());
         }
         let (origin, client) = self.endpoint(&target).await?;

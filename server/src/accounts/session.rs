@@ -17,7 +17,7 @@ use http::HeaderMap;
 use super::{AccountManager, bad_request, internal, store_error, unauthorized};
 use crate::auth::password::{hash_password_blocking, verify_password_blocking};
 use crate::auth::tokens::{AccessScope, IssuedSession, TokenError, new_session_id};
-use aurora_oauth::scope::{RepoAction, Scopes, Transition};
+use aurora_oauth::scope::{AccountAttr, RepoAction, Scopes, Transition};
 
 /// What a call requires of its access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +83,20 @@ impl AccessPolicy {
         allow_deactivated: true,
         oauth: OAuthRule::Refused,
     };
+    /// A password session of an active account, or an OAuth session whose
+    /// granular permission the handler checks.
+    pub const FULL_OR_SCOPED: Self = Self {
+        full: true,
+        allow_deactivated: false,
+        oauth: OAuthRule::Scoped,
+    };
+    /// [`FULL_OR_SCOPED`](Self::FULL_OR_SCOPED), also for a deactivated
+    /// account.
+    pub const FULL_OR_SCOPED_DEACTIVATED_OK: Self = Self {
+        full: true,
+        allow_deactivated: true,
+        oauth: OAuthRule::Scoped,
+    };
 }
 
 /// An authenticated caller.
@@ -120,6 +134,43 @@ impl Authed {
             Some(scopes) if !scopes.allows_blob(mime) => {
                 Err(missing_scope(&format!("blob:{mime}")))
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails with 403 unless the session may call `lxm` at the service
+    /// `aud` (`did#service_id`) through this PDS.
+    pub fn require_rpc(&self, lxm: &str, aud: &str) -> Result<(), XrpcError> {
+        match &self.oauth {
+            Some(scopes) if !scopes.allows_rpc(lxm, aud) => {
+                Err(missing_scope(&format!("rpc:{lxm}?aud={aud}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails with 403 unless the session may change the handle (`full`
+    /// false) or the whole identity (PLC operations).
+    pub fn require_identity(&self, full: bool) -> Result<(), XrpcError> {
+        match &self.oauth {
+            Some(scopes) if !scopes.allows_identity(full) => Err(missing_scope(if full {
+                "identity:*"
+            } else {
+                "identity:handle"
+            })),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails with 403 unless the session may read (or, with `manage`,
+    /// change) the account attribute `attr`.
+    pub fn require_account(&self, attr: AccountAttr, manage: bool) -> Result<(), XrpcError> {
+        match &self.oauth {
+            Some(scopes) if !scopes.allows_account(attr, manage) => Err(missing_scope(&format!(
+                "account:{}?action={}",
+                format!("{attr:?}").to_lowercase(),
+                if manage { "manage" } else { "read" }
+            ))),
             _ => Ok(()),
         }
     }

@@ -225,7 +225,8 @@ async fn update_handle(
     headers: HeaderMap,
     Input(input): Input<UpdateHandleInput>,
 ) -> Result<Json<Value>, ApiError> {
-    let auth = m.authenticate(&headers, AccessPolicy::STANDARD).await?;
+    let auth = m.authenticate(&headers, AccessPolicy::SCOPED).await?;
+    auth.require_identity(false)?;
     m.update_handle(&auth.account, &input.handle).await?;
     Ok(Json(json!({})))
 }
@@ -235,7 +236,7 @@ async fn get_recommended_did_credentials(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let auth = m
-        .authenticate(&headers, AccessPolicy::DEACTIVATED_OK)
+        .authenticate(&headers, AccessPolicy::SCOPED_DEACTIVATED_OK)
         .await?;
     let c = m.recommended_did_credentials(&auth.account).await?;
     Ok(Json(json!({
@@ -251,8 +252,9 @@ async fn request_plc_operation_signature(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let auth = m
-        .authenticate(&headers, AccessPolicy::FULL_DEACTIVATED_OK)
+        .authenticate(&headers, AccessPolicy::FULL_OR_SCOPED_DEACTIVATED_OK)
         .await?;
+    auth.require_identity(true)?;
     m.request_plc_operation_signature(&auth.account).await?;
     Ok(Json(json!({})))
 }
@@ -285,8 +287,9 @@ async fn sign_plc_operation(
     Input(input): Input<SignInput>,
 ) -> Result<Json<Value>, ApiError> {
     let auth = m
-        .authenticate(&headers, AccessPolicy::FULL_DEACTIVATED_OK)
+        .authenticate(&headers, AccessPolicy::FULL_OR_SCOPED_DEACTIVATED_OK)
         .await?;
+    auth.require_identity(true)?;
     let token = input.token.ok_or_else(|| {
         XrpcError::invalid_request("email confirmation token required to sign PLC operations")
     })?;
@@ -325,8 +328,9 @@ async fn submit_plc_operation(
     Input(input): Input<SubmitInput>,
 ) -> Result<Json<Value>, ApiError> {
     let auth = m
-        .authenticate(&headers, AccessPolicy::FULL_DEACTIVATED_OK)
+        .authenticate(&headers, AccessPolicy::FULL_OR_SCOPED_DEACTIVATED_OK)
         .await?;
+    auth.require_identity(true)?;
     let op = SignedOperation::from_json(&input.operation.to_string())
         .map_err(|e| XrpcError::invalid_request(format!("invalid PLC operation: {e}")))?;
     m.submit_plc_operation(&auth.account, &op).await?;

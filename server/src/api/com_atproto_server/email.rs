@@ -1,6 +1,7 @@
 //! Email confirmation, email change and password reset.
 
 use aurora_core::store::EmailTokenPurpose;
+use aurora_oauth::scope::AccountAttr;
 use axum::Json;
 use axum::extract::State;
 use http::HeaderMap;
@@ -14,7 +15,10 @@ pub(super) async fn request_email_confirmation(
     State(m): State<AccountManager>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let auth = m.authenticate(&headers, AccessPolicy::FULL).await?;
+    let auth = m
+        .authenticate(&headers, AccessPolicy::FULL_OR_SCOPED)
+        .await?;
+    auth.require_account(AccountAttr::Email, true)?;
     m.send_email_token(&auth.account, EmailTokenPurpose::ConfirmEmail)
         .await?;
     Ok(Json(json!({})))
@@ -31,7 +35,10 @@ pub(super) async fn confirm_email(
     headers: HeaderMap,
     Input(input): Input<ConfirmInput>,
 ) -> Result<Json<Value>, ApiError> {
-    let auth = m.authenticate(&headers, AccessPolicy::FULL).await?;
+    let auth = m
+        .authenticate(&headers, AccessPolicy::FULL_OR_SCOPED)
+        .await?;
+    auth.require_account(AccountAttr::Email, true)?;
     m.confirm_email(&auth.account, &input.email, &input.token)
         .await?;
     Ok(Json(json!({})))

@@ -49,8 +49,9 @@ pub(super) async fn get_service_auth(
     Params(params): Params<ServiceAuthParams>,
 ) -> Result<Json<Value>, ApiError> {
     let auth = m
-        .authenticate(&headers, AccessPolicy::DEACTIVATED_OK)
+        .authenticate(&headers, AccessPolicy::SCOPED_DEACTIVATED_OK)
         .await?;
+    auth.require_rpc(params.lxm.as_deref().unwrap_or("*"), &params.aud)?;
     // `aud` is a DID, optionally with a service `#fragment`.
     let aud_did = params.aud.split('#').next().unwrap_or_default();
     Did::parse(aud_did)
