@@ -336,6 +336,16 @@ impl Default for ProxyConfig {
     }
 }
 
+/// The OAuth authorization server (`[oauth]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// Client metadata documents (JSON files) of clients the operator
+    /// registers ahead: their `client_id` is served from these instead of
+    /// being fetched (first-party apps, clients on private networks).
+    pub client_metadata_files: Vec<PathBuf>,
+}
+
 /// Where a sink without a stored cursor starts (`[[sinks]] start`).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -620,6 +630,8 @@ pub struct Config {
     pub chat_url: Option<String>,
     /// Limits of service proxying.
     pub proxy: ProxyConfig,
+    /// The OAuth authorization server.
+    pub oauth: OAuthConfig,
     /// Event sinks (`[[sinks]]`), each run from its own durable cursor.
     pub sinks: Vec<SinkEntry>,
 }
@@ -662,6 +674,7 @@ impl Default for Config {
             chat_did: None,
             chat_url: None,
             proxy: ProxyConfig::default(),
+            oauth: OAuthConfig::default(),
             sinks: Vec::new(),
         }
     }

@@ -259,8 +259,16 @@ impl Aurora {
 
     /// The OAuth authorization server for this PDS's public URL.
     pub fn oauth(&self) -> Result<oauth::OAuthProvider, ConfigError> {
+        let mut registered = Vec::new();
+        for path in &self.config.oauth.client_metadata_files {
+            registered.push(std::fs::read(path).map_err(|e| ConfigError {
+                key: "oauth.client_metadata_files".to_owned(),
+                message: format!("{}: {e}", path.display()),
+            })?);
+        }
         let fetch = oauth::ClientFetchSettings {
             allow_private_addresses: self.config.allows_test_hosts(),
+            registered,
             ..oauth::ClientFetchSettings::default()
         };
         oauth::OAuthProvider::new(
@@ -270,7 +278,11 @@ impl Aurora {
             &fetch,
         )
         .map_err(|e| ConfigError {
-            key: "AURORA_PUBLIC_URL".to_owned(),
+            key: match e {
+                oauth::OAuthSetupError::Client(_) => "oauth.client_metadata_files",
+                _ => "AURORA_PUBLIC_URL",
+            }
+            .to_owned(),
             message: e.to_string(),
         })
     }

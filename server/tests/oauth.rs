@@ -22,6 +22,19 @@ use sha2::{Digest as _, Sha256};
 
 const REDIRECT_URI: &str = "http://127.0.0.1/callback";
 const SCOPE: &str = "atproto transition:generic";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// `form` with a `private_key_jwt` client assertion, if there is one.
+fn with_assertion(
+    mut form: Vec<(&'static str, String)>,
+    assertion: Option<String>,
+) -> Vec<(&'static str, String)> {
+    if let Some(a) = assertion {
+        form.push(("client_assertion_type", JWT_BEARER.to_owned()));
+        form.push(("client_assertion", a));
+    }
+    form
+}
 
 /// The loopback development client: its metadata is its `client_id`.
 fn client_id() -> String {
@@ -218,7 +231,10 @@ async fn sign_in_and_approve_for(
             "scopes in plain words"
         );
     }
-    assert!(page.contains("http://localhost"), "the client is named");
+    assert!(
+        page.contains(&client_id.replace('&', "&amp;")),
+        "the client is named in full"
+    );
     let csrf = form_value(&page, "csrf");
     let form_uri = form_value(&page, "request_uri");
 
@@ -276,7 +292,8 @@ async fn sign_in_and_approve_for(
     assert_eq!(res.status(), 303);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     assert!(
-        location.starts_with("http://127.0.0.1/callback?"),
+        location.starts_with("http://127.0.0.1/callback?")
+            || location.starts_with("https://app.example/callback?"),
         "{location}"
     );
     let url = url::Url::parse(&location).unwrap();
@@ -1257,6 +1274,162 @@ async fn granular_scopes_limit_what_a_session_can_do() {
     assert_eq!(res.status(), 403);
 
     // getSession is for every session.
+    let res = xrpc(
+        &server,
+        &mut dpop,
+        "GET",
+        "com.atproto.server.getSession",
+        &access,
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+}
+
+/// A confidential client (registered ahead with `[oauth]
+/// client_metadata_files`) authenticates with `private_key_jwt` at PAR,
+/// token and refresh; missing, replayed or foreign assertions grant
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_clients_authenticate_with_private_key_jwt() {
+    const CLIENT: &str = "https://app.example/client-metadata.json";
+    const CALLBACK: &str = "https://app.example/callback";
+    let client_key = SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let point = client_key.verifying_key().to_encoded_point(false);
+    let metadata = json!({
+        "client_id": CLIENT,
+        "client_name": "Example App",
+        "redirect_uris": [CALLBACK],
+        "scope": SCOPE,
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "dpop_bound_access_tokens": true,
+        "application_type": "web",
+        "token_endpoint_auth_method": "private_key_jwt",
+        "token_endpoint_auth_signing_alg": "ES256",
+        "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
+                           "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}]},
+    });
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("client.json");
+    std::fs::write(&path, metadata.to_string()).unwrap();
+    let plc = TestPlcDirectory::start().await;
+    let Some(server) = common::pds::server_with("oauth_confidential", Db::Sqlite, &plc, |c| {
+        c.oauth.client_metadata_files = vec![path.clone()];
+    })
+    .await
+    else {
+        return;
+    };
+    let c = Client { server: &server };
+    let (did, _) = sign_up(&c, "erin.test").await;
+    let assertion = |key: &SigningKey, kid: &str| {
+        let now = chrono::Utc::now().timestamp();
+        let header = json!({"alg": "ES256", "kid": kid, "typ": "JWT"});
+        let claims = json!({"iss": CLIENT, "sub": CLIENT, "aud": PUBLIC_URL,
+                            "jti": b64(&rand::random::<[u8; 16]>()), "iat": now, "exp": now + 60});
+        let input = format!(
+            "{}.{}",
+            b64(&serde_json::to_vec(&header).unwrap()),
+            b64(&serde_json::to_vec(&claims).unwrap())
+        );
+        let signature: Signature = key.sign(input.as_bytes());
+        format!("{input}.{}", b64(&signature.to_bytes()))
+    };
+    let mut dpop = Dpop::new();
+    let (verifier, challenge) = pkce();
+    let par = |assertion: Option<String>| {
+        let form = vec![
+            ("client_id", CLIENT.to_owned()),
+            ("response_type", "code".to_owned()),
+            ("code_challenge", challenge.clone()),
+            ("code_challenge_method", "S256".to_owned()),
+            ("state", "c-1".to_owned()),
+            ("redirect_uri", CALLBACK.to_owned()),
+            ("scope", SCOPE.to_owned()),
+        ];
+        with_assertion(form, assertion)
+    };
+    let send = async |dpop: &mut Dpop, path: &str, form: Vec<(&'static str, String)>| {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        post_form(&server, dpop, path, &form).await
+    };
+    let _ = send(&mut dpop, "/oauth/par", par(None)).await; // a nonce
+    oauth_error(
+        send(&mut dpop, "/oauth/par", par(None)).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    let stranger = SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let res = send(
+        &mut dpop,
+        "/oauth/par",
+        par(Some(assertion(&stranger, "k1"))),
+    )
+    .await;
+    oauth_error(res, 400, "invalid_client").await;
+    let used = assertion(&client_key, "k1");
+    let res = send(&mut dpop, "/oauth/par", par(Some(used.clone()))).await;
+    assert_eq!(res.status(), 201);
+    let request_uri = res.json::<Value>().await.unwrap()["request_uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = send(&mut dpop, "/oauth/par", par(Some(used))).await;
+    oauth_error(res, 400, "invalid_grant").await; // a replayed assertion
+
+    let params = sign_in_and_approve_for(
+        &server,
+        CLIENT,
+        &request_uri,
+        "erin.test",
+        "a long password",
+    )
+    .await;
+    let code = param(&params, "code").unwrap().to_owned();
+    let token_form = |assertion: Option<String>| {
+        let form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("client_id", CLIENT.to_owned()),
+            ("code", code.clone()),
+            ("redirect_uri", CALLBACK.to_owned()),
+            ("code_verifier", verifier.clone()),
+        ];
+        with_assertion(form, assertion)
+    };
+    let res = send(
+        &mut dpop,
+        "/oauth/token",
+        token_form(Some(assertion(&client_key, "k1"))),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let tokens: Value = res.json().await.unwrap();
+    assert_eq!(tokens["sub"], did.as_str());
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    let refresh_form = |token: &str, assertion: Option<String>| {
+        let form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("client_id", CLIENT.to_owned()),
+            ("refresh_token", token.to_owned()),
+        ];
+        with_assertion(form, assertion)
+    };
+    // A refresh without the client's authentication is refused and
+    // changes nothing.
+    let res = send(&mut dpop, "/oauth/token", refresh_form(&refresh, None)).await;
+    oauth_error(res, 400, "invalid_request").await;
+    let res = send(
+        &mut dpop,
+        "/oauth/token",
+        refresh_form(&refresh, Some(assertion(&client_key, "k1"))),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let rotated: Value = res.json().await.unwrap();
+    let access = rotated["access_token"].as_str().unwrap().to_owned();
     let res = xrpc(
         &server,
         &mut dpop,

@@ -25,6 +25,9 @@ pub struct ClientFetchSettings {
     /// Whether fetches may reach loopback and private addresses (tests and
     /// local development only).
     pub allow_private_addresses: bool,
+    /// Metadata documents of clients registered ahead, served instead of
+    /// fetched (see `[oauth] client_metadata_files`).
+    pub registered: Vec<Vec<u8>>,
 }
 
 impl Default for ClientFetchSettings {
@@ -34,11 +37,14 @@ impl Default for ClientFetchSettings {
             max_bytes: 512 * 1024,
             cache_ttl: Duration::from_secs(600),
             allow_private_addresses: false,
+            registered: Vec::new(),
         }
     }
 }
 
 pub(crate) struct ClientRegistry {
+    /// Clients registered ahead, by `client_id`.
+    registered: std::collections::HashMap<String, Arc<ClientMetadata>>,
     http: reqwest::Client,
     max_bytes: usize,
     metadata: moka::sync::Cache<String, Arc<ClientMetadata>>,
@@ -61,7 +67,13 @@ impl ClientRegistry {
         let http = builder
             .build()
             .map_err(|e| OAuthSetupError::Http(e.to_string()))?;
+        let mut registered = std::collections::HashMap::new();
+        for document in &settings.registered {
+            let metadata = registered_client(document).map_err(OAuthSetupError::Client)?;
+            registered.insert(metadata.client_id.clone(), Arc::new(metadata));
+        }
         Ok(Self {
+            registered,
             http,
             max_bytes: settings.max_bytes,
             metadata: cache(settings.cache_ttl),
@@ -74,6 +86,9 @@ impl ClientRegistry {
         &self,
         client_id: &str,
     ) -> Result<Arc<ClientMetadata>, OAuthError> {
+        if let Some(found) = self.registered.get(client_id) {
+            return Ok(found.clone());
+        }
         if let Some(found) = self.metadata.get(client_id) {
             return Ok(found);
         }
@@ -153,6 +168,23 @@ impl ClientRegistry {
         }
         Ok(body)
     }
+}
+
+/// Validates a registered client's document, by the same rules as a
+/// fetched one (its `client_id` must be a metadata URL).
+fn registered_client(document: &[u8]) -> Result<ClientMetadata, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(document).map_err(|e| format!("not JSON: {e}"))?;
+    let client_id = value
+        .get("client_id")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("no client_id")?;
+    let ClientId::Discoverable(url) = ClientId::parse(client_id).map_err(|e| e.to_string())? else {
+        return Err(format!(
+            "{client_id} is a loopback client, which needs no registration"
+        ));
+    };
+    ClientMetadata::from_document(&url, document).map_err(|e| format!("{client_id}: {e}"))
 }
 
 fn cache<V: Clone + Send + Sync + 'static>(ttl: Duration) -> moka::sync::Cache<String, V> {

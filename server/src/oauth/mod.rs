@@ -192,6 +192,9 @@ pub enum OAuthSetupError {
     /// The HTTP client for client metadata could not be built.
     #[error("cannot build the client metadata fetcher: {0}")]
     Http(String),
+    /// A registered client's metadata document is invalid.
+    #[error("invalid registered client metadata: {0}")]
+    Client(String),
 }
 
 /// An OAuth error answer: `{"error", "error_description"}` with its status
