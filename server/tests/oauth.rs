@@ -213,6 +213,13 @@ async fn sign_in_and_approve_for(
     );
     let res = server.get(&page_url).await;
     assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),

@@ -71,6 +71,29 @@ async fn no_store_with_nonce(
     if let Ok(nonce) = HeaderValue::from_str(&state.provider.dpop_nonce()) {
         headers.insert("dpop-nonce", nonce);
     }
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if html {
+        // The sign-in pages load nothing, run no script, and may not be
+        // framed (a framed consent page invites clickjacking). No
+        // form-action: the approval's redirect goes to the app.
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        );
+    }
     res
 }
 
