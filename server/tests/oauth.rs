@@ -314,6 +314,19 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// `getSession` with a DPoP-bound token.
+async fn get_session(server: &TestServer, dpop: &mut Dpop, token: &str) -> reqwest::Response {
+    xrpc(
+        server,
+        dpop,
+        "GET",
+        "com.atproto.server.getSession",
+        token,
+        None,
+    )
+    .await
+}
+
 /// An XRPC call with a DPoP-bound token.
 async fn xrpc(
     server: &TestServer,
@@ -543,15 +556,7 @@ async fn authorization_code_flow(test: &str, db: Db) {
     )
     .await;
     oauth_error(replay, 400, "invalid_grant").await;
-    let revoked = xrpc(
-        &server,
-        &mut dpop,
-        "GET",
-        "com.atproto.server.getSession",
-        &access,
-        None,
-    )
-    .await;
+    let revoked = get_session(&server, &mut dpop, &access).await;
     assert_eq!(revoked.status(), 401);
     assert!(
         revoked.headers()["www-authenticate"]
@@ -571,15 +576,7 @@ async fn authorization_code_flow(test: &str, db: Db) {
     let refresh2 = tokens["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(refresh, refresh2);
 
-    let res = xrpc(
-        &server,
-        &mut dpop,
-        "GET",
-        "com.atproto.server.getSession",
-        &access,
-        None,
-    )
-    .await;
+    let res = get_session(&server, &mut dpop, &access).await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("dpop-nonce"));
     let session: Value = res.json().await.unwrap();
@@ -693,41 +690,17 @@ async fn authorization_code_flow(test: &str, db: Db) {
     let access3 = rotated["access_token"].as_str().unwrap().to_owned();
     let refresh3 = rotated["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(refresh3, refresh2);
-    let old_access = xrpc(
-        &server,
-        &mut dpop,
-        "GET",
-        "com.atproto.server.getSession",
-        &access,
-        None,
-    )
-    .await;
+    let old_access = get_session(&server, &mut dpop, &access).await;
     assert_eq!(
         old_access.status(),
         401,
         "the previous access token ends with the rotation"
     );
-    let res = xrpc(
-        &server,
-        &mut dpop,
-        "GET",
-        "com.atproto.server.getSession",
-        &access3,
-        None,
-    )
-    .await;
+    let res = get_session(&server, &mut dpop, &access3).await;
     assert_eq!(res.status(), 200);
     let replay = refresh_with(&server, &mut dpop, &refresh2).await;
     oauth_error(replay, 400, "invalid_grant").await;
-    let res = xrpc(
-        &server,
-        &mut dpop,
-        "GET",
-        "com.atproto.server.getSession",
-        &access3,
-        None,
-    )
-    .await;
+    let res = get_session(&server, &mut dpop, &access3).await;
     assert_eq!(
         res.status(),
         401,
@@ -816,15 +789,7 @@ async fn authorization_code_flow(test: &str, db: Db) {
     )
     .await;
     assert_eq!(res.status(), 200);
-    let res = xrpc(
-        &server,
-        &mut d,
-        "GET",
-        "com.atproto.server.getSession",
-        &access,
-        None,
-    )
-    .await;
+    let res = get_session(&server, &mut d, &access).await;
     assert_eq!(
         res.status(),
         401,
@@ -864,15 +829,7 @@ async fn authorization_code_flow(test: &str, db: Db) {
             .unwrap()
             .is_empty()
     );
-    let res = xrpc(
-        &server,
-        &mut d,
-        "GET",
-        "com.atproto.server.getSession",
-        &access,
-        None,
-    )
-    .await;
+    let res = get_session(&server, &mut d, &access).await;
     assert_eq!(res.status(), 401, "a takedown ends OAuth sessions");
 
     let (mut d, access, _) = new_session("state-8", "alice.test").await;
@@ -895,15 +852,7 @@ async fn authorization_code_flow(test: &str, db: Db) {
         )
         .await
         .unwrap();
-    let res = xrpc(
-        &server,
-        &mut d,
-        "GET",
-        "com.atproto.server.getSession",
-        &access,
-        None,
-    )
-    .await;
+    let res = get_session(&server, &mut d, &access).await;
     assert_eq!(res.status(), 401, "a password change ends OAuth sessions");
 }
 
@@ -1037,15 +986,7 @@ async fn sign_in_page_in_a_browser() {
     let tokens: Value = res.json().await.unwrap();
     assert_eq!(tokens["sub"], did.as_str());
     let access = tokens["access_token"].as_str().unwrap();
-    let res = xrpc(
-        &server,
-        &mut dpop,
-        "GET",
-        "com.atproto.server.getSession",
-        access,
-        None,
-    )
-    .await;
+    let res = get_session(&server, &mut dpop, access).await;
     assert_eq!(res.status(), 200);
 
     // --- the remembered account approves without its password ------------
@@ -1281,15 +1222,7 @@ async fn granular_scopes_limit_what_a_session_can_do() {
     assert_eq!(res.status(), 403);
 
     // getSession is for every session.
-    let res = xrpc(
-        &server,
-        &mut dpop,
-        "GET",
-        "com.atproto.server.getSession",
-        &access,
-        None,
-    )
-    .await;
+    let res = get_session(&server, &mut dpop, &access).await;
     assert_eq!(res.status(), 200);
 }
 
@@ -1437,14 +1370,6 @@ async fn confidential_clients_authenticate_with_private_key_jwt() {
     assert_eq!(res.status(), 200);
     let rotated: Value = res.json().await.unwrap();
     let access = rotated["access_token"].as_str().unwrap().to_owned();
-    let res = xrpc(
-        &server,
-        &mut dpop,
-        "GET",
-        "com.atproto.server.getSession",
-        &access,
-        None,
-    )
-    .await;
+    let res = get_session(&server, &mut dpop, &access).await;
     assert_eq!(res.status(), 200);
 }

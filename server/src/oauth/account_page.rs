@@ -14,8 +14,8 @@ use http::{HeaderMap, StatusCode, header};
 
 use super::endpoints::Params;
 use super::page::{
-    csrf_token, device_cookie, device_id, error_page, error_page_for, escape, page,
-    remembered_accounts, set_device_cookie,
+    csrf_ok, csrf_token, device_cookie, device_id, error_page, error_page_for, escape, page,
+    posted_form, remembered_accounts, set_device_cookie,
 };
 use super::{OAuthError, OAuthState, random_id};
 use crate::accounts::AccountManager;
@@ -46,33 +46,11 @@ pub(super) async fn act(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let issuer = state.provider.issuer().as_str();
-    if headers
-        .get(header::ORIGIN)
-        .is_some_and(|o| o.as_bytes() != issuer.as_bytes())
-    {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "This form was sent from another site.",
-        );
-    }
-    let Some(cookie) = device_cookie(&headers) else {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Your browser did not send this page's cookie. Allow cookies for this site and reload.",
-        );
+    let (cookie, params) = match posted_form(&state, &headers, &body) {
+        Ok(posted) => posted,
+        Err(res) => return *res,
     };
-    let params = match Params::parse(&body) {
-        Ok(p) => p,
-        Err(e) => return error_page_for(&e),
-    };
-    let token_ok = params.get("csrf").is_some_and(|t| {
-        aurora_core::store::constant_time_eq(
-            t.as_bytes(),
-            csrf_token(&state, &cookie, CSRF_PURPOSE).as_bytes(),
-        )
-    });
-    if !token_ok {
+    if !csrf_ok(&state, &params, &cookie, CSRF_PURPOSE) {
         return error_page(
             StatusCode::FORBIDDEN,
             "This form does not belong to this browser. Reload the page.",

@@ -109,6 +109,44 @@ pub(super) fn csrf_token(state: &OAuthState, cookie: &str, request_id: &str) -> 
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
+/// A form posted to one of the pages, refused (with the page to show)
+/// unless it comes from this site (`Origin`) with the device cookie:
+/// the cookie and the form.
+pub(super) fn posted_form(
+    state: &OAuthState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, Params), Box<Response>> {
+    let issuer = state.provider.issuer().as_str();
+    if headers
+        .get(header::ORIGIN)
+        .is_some_and(|o| o.as_bytes() != issuer.as_bytes())
+    {
+        return Err(Box::new(error_page(
+            StatusCode::FORBIDDEN,
+            "This form was sent from another site.",
+        )));
+    }
+    let cookie = device_cookie(headers).ok_or_else(|| {
+        Box::new(error_page(
+            StatusCode::FORBIDDEN,
+            "Your browser did not send this page's cookie. Allow cookies for this site and start again.",
+        ))
+    })?;
+    let params = Params::parse(body).map_err(|e| Box::new(error_page_for(&e)))?;
+    Ok((cookie, params))
+}
+
+/// Whether the form carries the CSRF token of `cookie` for `purpose`.
+pub(super) fn csrf_ok(state: &OAuthState, params: &Params, cookie: &str, purpose: &str) -> bool {
+    params.get("csrf").is_some_and(|t| {
+        aurora_core::store::constant_time_eq(
+            t.as_bytes(),
+            csrf_token(state, cookie, purpose).as_bytes(),
+        )
+    })
+}
+
 pub(super) fn set_device_cookie(state: &OAuthState, res: &mut Response, cookie: &str) {
     let secure = if state.provider.inner.secure_cookies {
         "; Secure"
@@ -233,38 +271,18 @@ pub(super) async fn decide(
     body: axum::body::Bytes,
 ) -> Response {
     let issuer = state.provider.issuer().as_str().to_owned();
-    // A form posted from another site is refused before anything else.
-    if headers
-        .get(header::ORIGIN)
-        .is_some_and(|o| o.as_bytes() != issuer.as_bytes())
-    {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "This form was sent from another site.",
-        );
-    }
-    let params = match Params::parse(&body) {
-        Ok(p) => p,
-        Err(e) => return error_page_for(&e),
+    let (cookie, params) = match posted_form(&state, &headers, &body) {
+        Ok(posted) => posted,
+        Err(res) => return *res,
     };
     let pending = match pending(&state, params.get("request_uri"), None).await {
         Ok(p) => p,
         Err(res) => return res,
     };
-    let Some(cookie) = device_cookie(&headers) else {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Your browser did not send this page's cookie. Allow cookies for this site and start again.",
-        );
-    };
     let device = device_id(&cookie);
-    let token_ok = params.get("csrf").is_some_and(|t| {
-        aurora_core::store::constant_time_eq(
-            t.as_bytes(),
-            csrf_token(&state, &cookie, &pending.request.id).as_bytes(),
-        )
-    });
-    if !token_ok || pending.request.device_id.as_deref() != Some(device.as_str()) {
+    if !csrf_ok(&state, &params, &cookie, &pending.request.id)
+        || pending.request.device_id.as_deref() != Some(device.as_str())
+    {
         return error_page(
             StatusCode::FORBIDDEN,
             "This form does not belong to this browser. Go back to the app and start again.",
