@@ -1263,10 +1263,10 @@ async fn confidential_clients_authenticate_with_private_key_jwt() {
     };
     let c = Client { server: &server };
     let (did, _) = sign_up(&c, "erin.test").await;
-    let assertion = |key: &SigningKey, kid: &str| {
+    let assertion_for = |key: &SigningKey, kid: &str, aud: &str| {
         let now = chrono::Utc::now().timestamp();
         let header = json!({"alg": "ES256", "kid": kid, "typ": "JWT"});
-        let claims = json!({"iss": CLIENT, "sub": CLIENT, "aud": PUBLIC_URL,
+        let claims = json!({"iss": CLIENT, "sub": CLIENT, "aud": aud,
                             "jti": b64(&rand::random::<[u8; 16]>()), "iat": now, "exp": now + 60});
         let input = format!(
             "{}.{}",
@@ -1276,6 +1276,7 @@ async fn confidential_clients_authenticate_with_private_key_jwt() {
         let signature: Signature = key.sign(input.as_bytes());
         format!("{input}.{}", b64(&signature.to_bytes()))
     };
+    let assertion = |key: &SigningKey, kid: &str| assertion_for(key, kid, PUBLIC_URL);
     let mut dpop = Dpop::new();
     let (verifier, challenge) = pkce();
     let par = |assertion: Option<String>| {
@@ -1301,6 +1302,18 @@ async fn confidential_clients_authenticate_with_private_key_jwt() {
         "invalid_request",
     )
     .await;
+    // An assertion for another server (aud) is refused.
+    let res = send(
+        &mut dpop,
+        "/oauth/par",
+        par(Some(assertion_for(
+            &client_key,
+            "k1",
+            "https://other.example",
+        ))),
+    )
+    .await;
+    oauth_error(res, 400, "invalid_client").await;
     let stranger = SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
     let res = send(
         &mut dpop,

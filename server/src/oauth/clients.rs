@@ -193,3 +193,105 @@ fn cache<V: Clone + Send + Sync + 'static>(ttl: Duration) -> moka::sync::Cache<S
         .time_to_live(ttl)
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use axum::Router;
+    use axum::routing::get;
+
+    /// A registry that may reach loopback (the test server), with a 1 KiB
+    /// limit.
+    fn registry() -> ClientRegistry {
+        ClientRegistry::new(&ClientFetchSettings {
+            max_bytes: 1024,
+            allow_private_addresses: true,
+            ..ClientFetchSettings::default()
+        })
+        .unwrap()
+    }
+
+    async fn serve(app: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn fetches_are_bounded_and_follow_no_redirects() {
+        let base = serve(
+            Router::new()
+                .route("/small.json", get(|| async { "{\"a\": 1}" }))
+                .route("/big.json", get(|| async { "x".repeat(4096) }))
+                .route(
+                    "/moved.json",
+                    get(|| async { axum::response::Redirect::temporary("/small.json") }),
+                )
+                .route(
+                    "/missing.json",
+                    get(|| async { (StatusCode::NOT_FOUND, "{}") }),
+                ),
+        )
+        .await;
+        let r = registry();
+        let url = |path: &str| Url::parse(&format!("{base}{path}")).unwrap();
+        assert_eq!(r.fetch(&url("/small.json")).await.unwrap(), b"{\"a\": 1}");
+        let big = r.fetch(&url("/big.json")).await.unwrap_err();
+        assert!(big.contains("larger than 1024 bytes"), "{big}");
+        let moved = r.fetch(&url("/moved.json")).await.unwrap_err();
+        assert!(moved.contains("307"), "{moved}");
+        let missing = r.fetch(&url("/missing.json")).await.unwrap_err();
+        assert!(missing.contains("404"), "{missing}");
+    }
+
+    #[tokio::test]
+    async fn private_addresses_are_not_fetched_by_default() {
+        let base = serve(Router::new().route("/c.json", get(|| async { "{}" }))).await;
+        let r = ClientRegistry::new(&ClientFetchSettings::default()).unwrap();
+        let url = Url::parse(&format!("{base}/c.json").replace("127.0.0.1", "localhost")).unwrap();
+        let err = r.fetch(&url).await.unwrap_err();
+        assert!(err.contains("no public address"), "{err}");
+    }
+
+    #[test]
+    fn registered_clients_are_checked_like_fetched_ones() {
+        let good = serde_json::json!({
+            "client_id": "https://app.example/client-metadata.json",
+            "redirect_uris": ["https://app.example/callback"],
+            "scope": "atproto",
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "dpop_bound_access_tokens": true,
+            "token_endpoint_auth_method": "none",
+        });
+        let r = ClientRegistry::new(&ClientFetchSettings {
+            registered: vec![good.to_string().into_bytes()],
+            ..ClientFetchSettings::default()
+        })
+        .unwrap();
+        assert!(
+            r.registered
+                .contains_key("https://app.example/client-metadata.json")
+        );
+        let mut bad = good.clone();
+        bad["scope"] = "transition:generic".into();
+        let err = ClientRegistry::new(&ClientFetchSettings {
+            registered: vec![bad.to_string().into_bytes()],
+            ..ClientFetchSettings::default()
+        })
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("atproto"), "{err}");
+        let loopback = serde_json::json!({"client_id": "http://localhost"});
+        assert!(
+            ClientRegistry::new(&ClientFetchSettings {
+                registered: vec![loopback.to_string().into_bytes()],
+                ..ClientFetchSettings::default()
+            })
+            .is_err()
+        );
+    }
+}
