@@ -47,7 +47,7 @@
 //! unreachable or silent service is `502 UpstreamFailure`.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -71,7 +71,9 @@ use crate::accounts::{AccessPolicy, AccountDeps, AccountManager};
 use crate::auth::service_auth::create_service_jwt;
 use crate::auth::tokens::AccessScope;
 use crate::config::DefaultService;
-use crate::identity::{DidResolveError, SetupError, error_chain, read_limited};
+use crate::identity::{
+    DidResolveError, PublicAddressesOnly, SetupError, error_chain, is_public, read_limited,
+};
 use crate::xrpc::ApiError;
 
 /// The header naming the service a call is for: `<did>#<service id>`.
@@ -685,75 +687,6 @@ fn check_public_endpoint(url: &Url) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{ip} is not a public address"))
-    }
-}
-
-/// Whether `ip` is a public unicast address: not loopback, private,
-/// link-local, shared, documentation, multicast, broadcast, unspecified or
-/// reserved.
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(ip) => is_public_v4(ip),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => is_public_v4(v4),
-            None => is_public_v6(ip),
-        },
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    !(ip.is_private()
-        || ip.is_loopback()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_documentation()
-        || ip.is_multicast()
-        || a == 0
-        || a >= 240
-        // 100.64.0.0/10, shared address space
-        || (a == 100 && (64..128).contains(&b))
-        // 192.0.0.0/24, protocol assignments
-        || (a == 192 && b == 0 && ip.octets()[2] == 0)
-        // 198.18.0.0/15, benchmarking
-        || (a == 198 && (b == 18 || b == 19)))
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || ip.is_unique_local()
-        || ip.is_unicast_link_local()
-        // 2001:db8::/32, documentation
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8)
-        // 64:ff9b:1::/48, local-use translation; ::/96 (deprecated v4-compatible)
-        || (first == 0x0064 && ip.segments()[1] == 0xff9b && ip.segments()[2] == 1)
-        || ip.segments()[..6].iter().all(|s| *s == 0))
-}
-
-/// Resolves names with the system resolver and keeps only public
-/// addresses, so that a DID document cannot point the PDS at its own
-/// network through a name.
-#[derive(Debug)]
-pub(crate) struct PublicAddressesOnly;
-
-impl reqwest::dns::Resolve for PublicAddressesOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| is_public(a.ip()))
-                .collect();
-            if addrs.is_empty() {
-                return Err(BoxError::from(format!("{host} has no public address")));
-            }
-            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
-            Ok(addrs)
-        })
     }
 }
 

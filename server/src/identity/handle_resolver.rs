@@ -343,7 +343,12 @@ impl HandleResolver {
         config: HandleResolverConfig,
         dns: Arc<dyn TxtLookup>,
     ) -> Result<Self, SetupError> {
-        let http = super::build_client(config.http_timeout, super::redirect_policy(MAX_REDIRECTS))?;
+        // Handles and did:web hosts are chosen by whoever registers them.
+        let http = super::build_outbound_client(
+            config.http_timeout,
+            super::redirect_policy(MAX_REDIRECTS, config.allow_test_hosts),
+            config.allow_test_hosts,
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 cache: TtlCache::new(config.cache),

@@ -25,6 +25,7 @@ pub mod did_document;
 pub mod did_resolver;
 pub mod handle_resolver;
 pub mod plc_client;
+mod public_net;
 pub mod resolver;
 
 pub use cache::CacheConfig;
@@ -35,6 +36,7 @@ pub use handle_resolver::{
     TxtAnswer, TxtFuture, TxtLookup, parse_txt_records,
 };
 pub use plc_client::{PlcClient, PlcClientError, PlcDocument};
+pub(crate) use public_net::{PublicAddressesOnly, is_public};
 pub use resolver::{IdentityError, IdentityResolver, ResolvedIdentity, UnavailableCause};
 
 use std::fmt::Write as _;
@@ -97,6 +99,26 @@ pub(crate) fn build_client(
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(redirects)
+        .build()
+        .map_err(|e| SetupError::Http(error_chain(&e)))
+}
+
+/// [`build_client`] for URLs that strangers choose: names resolve to
+/// public addresses only, unless `allow_private` (tests, local
+/// development).
+pub(crate) fn build_outbound_client(
+    timeout: Duration,
+    redirects: Policy,
+    allow_private: bool,
+) -> Result<reqwest::Client, SetupError> {
+    let mut builder = client_builder()?
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(redirects);
+    if !allow_private {
+        builder = builder.dns_resolver(std::sync::Arc::new(PublicAddressesOnly));
+    }
+    builder
         .build()
         .map_err(|e| SetupError::Http(error_chain(&e)))
 }
@@ -171,20 +193,30 @@ pub(crate) async fn read_limited(
     Ok(body.freeze())
 }
 
-/// A redirect policy for resolution requests: at most `max` redirects, and
-/// never from `https` to another scheme.
-pub(crate) fn redirect_policy(max: usize) -> Policy {
+/// A redirect policy for resolution requests: at most `max` redirects,
+/// never from `https` to another scheme, and (unless `allow_private`)
+/// never to an address that is not public: a literal IP in a redirect
+/// does not pass through the public-only resolver.
+pub(crate) fn redirect_policy(max: usize, allow_private: bool) -> Policy {
     Policy::custom(move |attempt| {
         let started_secure = attempt
             .previous()
             .first()
             .is_some_and(|u| u.scheme() == "https");
+        let private_target = !allow_private
+            && match attempt.url().host() {
+                Some(url::Host::Ipv4(ip)) => !is_public(ip.into()),
+                Some(url::Host::Ipv6(ip)) => !is_public(ip.into()),
+                _ => false,
+            };
         // `previous` holds the first URL too, so it has one more entry than
         // the redirects followed so far.
         if attempt.previous().len() > max {
             attempt.error(format!("more than {max} redirects"))
         } else if started_secure && attempt.url().scheme() != "https" {
             attempt.error("redirect from https to another scheme")
+        } else if private_target {
+            attempt.error("redirect to an address that is not public")
         } else {
             attempt.follow()
         }
@@ -233,7 +265,7 @@ mod tests {
         assert!(client.is_ok(), "{client:?}");
         // Twice: the shared TLS configuration is reused.
         assert!(http_client(Duration::from_millis(1)).is_ok());
-        assert!(build_client(Duration::from_secs(1), redirect_policy(3)).is_ok());
+        assert!(build_client(Duration::from_secs(1), redirect_policy(3, false)).is_ok());
         let config = tls_config().unwrap();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
     }

@@ -57,16 +57,12 @@ fn invalid_client(why: impl Into<String>) -> OAuthError {
 
 impl ClientRegistry {
     pub(crate) fn new(settings: &ClientFetchSettings) -> Result<Self, OAuthSetupError> {
-        let mut builder = crate::identity::client_builder()
-            .map_err(|e| OAuthSetupError::Http(e.to_string()))?
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout);
-        if !settings.allow_private_addresses {
-            builder = builder.dns_resolver(Arc::new(crate::proxy::PublicAddressesOnly));
-        }
-        let http = builder
-            .build()
-            .map_err(|e| OAuthSetupError::Http(e.to_string()))?;
+        let http = crate::identity::build_outbound_client(
+            settings.timeout,
+            reqwest::redirect::Policy::none(),
+            settings.allow_private_addresses,
+        )
+        .map_err(|e| OAuthSetupError::Http(e.to_string()))?;
         let mut registered = std::collections::HashMap::new();
         for document in &settings.registered {
             let metadata = registered_client(document).map_err(OAuthSetupError::Client)?;
