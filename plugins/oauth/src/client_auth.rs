@@ -290,4 +290,28 @@ mod tests {
         }
         refuse("garbage", JWT_BEARER);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any assertion text and any signed claims are refused or
+        /// accepted, never a panic.
+        #[test]
+        fn arbitrary_assertions_never_panic(
+            text in "\\PC{0,200}",
+            iss in "\\PC{0,30}",
+            aud in "\\PC{0,30}",
+            iat in proptest::prelude::any::<i64>(),
+            exp in proptest::option::of(proptest::prelude::any::<i64>()),
+        ) {
+            let s = setup();
+            let _ = s.verifier.verify(CLIENT, &s.jwks, JWT_BEARER, &text, now());
+            let mut claims = json!({"iss": iss, "sub": CLIENT, "aud": aud, "jti": "j", "iat": iat});
+            if let Some(exp) = exp {
+                claims["exp"] = json!(exp);
+            }
+            let signed = sign(&s.key, &header("k1"), &claims);
+            let _ = s.verifier.verify(CLIENT, &s.jwks, JWT_BEARER, &signed, now());
+        }
+    }
 }

@@ -575,4 +575,36 @@ mod tests {
         c["jti"] = json!("");
         invalid(&client.proof(&c));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Anything in the `DPoP` header is refused or accepted, never a panic.
+        #[test]
+        fn arbitrary_proofs_never_panic(
+            text in "\\PC{0,200}",
+            parts in proptest::collection::vec("[A-Za-z0-9_=+/-]{0,60}", 0..5),
+        ) {
+            let v = verifier();
+            let url = token_endpoint();
+            for proof in [text.clone(), parts.join(".")] {
+                proptest::prop_assert!(v.verify(&proof, &at_token_endpoint(&url), now()).is_err());
+            }
+        }
+
+        /// A correctly signed proof with arbitrary claims never panics.
+        #[test]
+        fn signed_arbitrary_claims_never_panic(
+            htm in "\\PC{0,10}",
+            htu in "\\PC{0,40}",
+            iat in proptest::prelude::any::<i64>(),
+            jti in "\\PC{0,20}",
+            nonce in "\\PC{0,20}",
+        ) {
+            let client = Client::new();
+            let proof = client.proof(&json!({"jti": jti, "htm": htm, "htu": htu, "iat": iat, "nonce": nonce}));
+            let url = token_endpoint();
+            proptest::prop_assert!(verifier().verify(&proof, &at_token_endpoint(&url), now()).is_err());
+        }
+    }
 }

@@ -1298,6 +1298,7 @@ mod tests {
             for jwt in [s.clone(), parts.join(".")] {
                 prop_assert!(t.verify_access(&jwt, now()).is_err());
                 prop_assert!(t.verify_refresh(&jwt, now()).is_err());
+                prop_assert!(t.verify_oauth_access(&jwt, now()).is_err());
             }
         }
 
@@ -1312,6 +1313,7 @@ mod tests {
             );
             prop_assert!(t.verify_access(&jwt, now()).is_err());
             prop_assert!(t.verify_refresh(&jwt, now()).is_err());
+            prop_assert!(t.verify_oauth_access(&jwt, now()).is_err());
         }
 
         #[test]
