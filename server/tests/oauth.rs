@@ -499,38 +499,14 @@ async fn authorization_code_flow(test: &str, db: Db) {
     // --- token: another key, a wrong redirect, then the real exchange ----
     let mut stranger = Dpop::new();
     stranger.nonce.clone_from(&dpop.nonce);
-    let stolen = post_form(
-        &server,
-        &mut stranger,
-        "/oauth/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &client_id),
-            ("code", &code),
-            ("redirect_uri", REDIRECT_URI),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let stolen = exchange(&server, &mut stranger, &code, &verifier).await;
     // A code is consumed by any exchange attempt: the stranger's failed
     // try spends it, so the rightful client starts over.
     oauth_error(stolen, 400, "invalid_grant").await;
     let request_uri = push(&server, &mut dpop, &challenge, "state-2").await;
     let params = sign_in_and_approve(&server, &request_uri, "alice.test", "a long password").await;
     let code = param(&params, "code").unwrap().to_owned();
-    let res = post_form(
-        &server,
-        &mut dpop,
-        "/oauth/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &client_id),
-            ("code", &code),
-            ("redirect_uri", REDIRECT_URI),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let res = exchange(&server, &mut dpop, &code, &verifier).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
     let tokens: Value = res.json().await.unwrap();
@@ -542,19 +518,7 @@ async fn authorization_code_flow(test: &str, db: Db) {
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
 
     // The code is single use; its replay ends the session it made.
-    let replay = post_form(
-        &server,
-        &mut dpop,
-        "/oauth/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &client_id),
-            ("code", &code),
-            ("redirect_uri", REDIRECT_URI),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let replay = exchange(&server, &mut dpop, &code, &verifier).await;
     oauth_error(replay, 400, "invalid_grant").await;
     let revoked = get_session(&server, &mut dpop, &access).await;
     assert_eq!(revoked.status(), 401);
@@ -759,19 +723,7 @@ async fn authorization_code_flow(test: &str, db: Db) {
             let params =
                 sign_in_and_approve(server, &request_uri, identifier, "a long password").await;
             let code = param(&params, "code").unwrap().to_owned();
-            let res = post_form(
-                server,
-                &mut dpop,
-                "/oauth/token",
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("client_id", &client_id),
-                    ("code", &code),
-                    ("redirect_uri", REDIRECT_URI),
-                    ("code_verifier", &verifier),
-                ],
-            )
-            .await;
+            let res = exchange(server, &mut dpop, &code, &verifier).await;
             let tokens: Value = res.json().await.unwrap();
             (
                 dpop,
