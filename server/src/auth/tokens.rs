@@ -595,7 +595,7 @@ pub fn new_session_id() -> String {
 /// and the key is then zero-padded to the block. That is exactly what
 /// `Hmac::new_from_slice` does, but its signature is fallible; building the
 /// block ourselves avoids an `unwrap`. A test checks both agree.
-fn hmac_sha256(secret: &[u8]) -> HmacSha256 {
+pub(crate) fn hmac_sha256(secret: &[u8]) -> HmacSha256 {
     let mut block = [0u8; HMAC_BLOCK_LEN];
     if secret.len() > HMAC_BLOCK_LEN {
         block[..32].copy_from_slice(&Sha256::digest(secret));

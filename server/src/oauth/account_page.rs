@@ -10,12 +10,12 @@ use aurora_core::syntax::Did;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 
 use super::endpoints::Params;
 use super::page::{
     csrf_ok, csrf_token, device_cookie, device_id, error_page, error_page_for, escape, page,
-    posted_form, remembered_accounts, set_device_cookie,
+    posted_form, remembered_accounts, set_device_cookie, user_agent,
 };
 use super::{OAuthError, OAuthState, random_id};
 use crate::accounts::AccountManager;
@@ -101,10 +101,7 @@ async fn sign_in(
             device_id: device_id(cookie),
             did: account.did,
             authenticated_at: now,
-            user_agent: headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|ua| ua.chars().take(300).collect()),
+            user_agent: user_agent(headers),
             last_seen_at: now,
         })
         .await

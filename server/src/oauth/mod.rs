@@ -34,8 +34,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::TimeDelta;
-use hmac::digest::KeyInit;
-use hmac::{Hmac, Mac as _};
+use hmac::Mac as _;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use sha2::{Digest as _, Sha256};
 
@@ -95,8 +94,7 @@ impl std::fmt::Debug for OAuthProvider {
 /// A key derived from the server's JWT secret for one purpose, so that
 /// every node sharing the secret agrees on nonces and CSRF tokens.
 fn derived_key(secret: &[u8], purpose: &str) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-        .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&[0u8; 64].into()));
+    let mut mac = crate::auth::tokens::hmac_sha256(secret);
     mac.update(purpose.as_bytes());
     mac.finalize().into_bytes().into()
 }

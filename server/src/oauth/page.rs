@@ -20,8 +20,7 @@ use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
-use hmac::digest::KeyInit;
-use hmac::{Hmac, Mac as _};
+use hmac::Mac as _;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -94,15 +93,21 @@ pub(super) fn device_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
+/// The browser's `User-Agent`, shortened, for session lists.
+pub(super) fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(300).collect())
+}
+
 /// What the store knows a device by: the hash of its cookie.
 pub(super) fn device_id(cookie: &str) -> String {
     hex::encode(Sha256::digest(cookie.as_bytes()))
 }
 
 pub(super) fn csrf_token(state: &OAuthState, cookie: &str, request_id: &str) -> String {
-    let mut block = [0u8; 64];
-    block[..32].copy_from_slice(&state.provider.inner.page_secret);
-    let mut mac = <Hmac<Sha256> as KeyInit>::new(&block.into());
+    let mut mac = crate::auth::tokens::hmac_sha256(&state.provider.inner.page_secret);
     mac.update(cookie.as_bytes());
     mac.update(b"\n");
     mac.update(request_id.as_bytes());
@@ -342,10 +347,7 @@ async fn approve(
 ) -> Result<String, Retry> {
     let store = &state.ctx.oauth;
     let now = Utc::now();
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(300).collect::<String>());
+    let user_agent = user_agent(headers);
     let account = if let Some(password) = params.get("password") {
         let identifier = params.get("identifier").unwrap_or_default();
         let manager = AccountManager::new(state.ctx.clone(), state.provider.inner.deps.clone());
