@@ -68,6 +68,46 @@ impl Tally {
 
 const COLLECTION: &str = "app.bsky.feed.post";
 
+/// The write log of `--ack-log`: one JSON line per write, written as soon
+/// as its outcome is known, so that it survives whatever happens next.
+pub(crate) struct AckLog(std::sync::Mutex<std::fs::File>);
+
+impl AckLog {
+    pub(crate) fn create(path: &std::path::Path) -> std::io::Result<Self> {
+        Ok(Self(std::sync::Mutex::new(std::fs::File::create(path)?)))
+    }
+
+    fn write(&self, line: &Value) {
+        use std::io::Write as _;
+        let mut text = line.to_string();
+        text.push('\n');
+        if let Ok(mut file) = self.0.lock() {
+            // One write call per line: lines never interleave.
+            let _ = file.write_all(text.as_bytes());
+        }
+    }
+}
+
+/// Why a request has no answer.
+enum SendError {
+    /// No connection was made: the request was never sent.
+    Connect(String),
+    /// The connection failed after the request may have been sent.
+    Other(String),
+}
+
+/// How a write ended, as the client saw it.
+enum Outcome {
+    /// 2xx, with the answer's body.
+    Acknowledged(Value),
+    /// An HTTP error status: the server refused it.
+    Refused(u16),
+    /// No answer (connection lost): it may or may not have happened.
+    Unknown,
+    /// No connection: it was never sent.
+    Unreached,
+}
+
 /// One client: its account, the records it made and may delete or read.
 struct LoadClient {
     http: reqwest::Client,
@@ -77,6 +117,8 @@ struct LoadClient {
     rng: StdRng,
     mix: Mix,
     tallies: BTreeMap<Op, Tally>,
+    /// `--ack-log`.
+    ack_log: Option<Arc<AckLog>>,
 }
 
 impl LoadClient {
@@ -119,22 +161,40 @@ impl LoadClient {
     async fn call(&mut self, op: Op) -> std::result::Result<(), String> {
         let url = format!("{}/xrpc/{}", self.base, op.method());
         let did = self.account.did.clone();
+        // The record key a logged write is about.
+        let mut logged_rkey = None;
         let request = match op {
-            Op::Create => self.http.post(url).json(&json!({
-                "repo": did,
-                "collection": COLLECTION,
-                "record": {
-                    "$type": COLLECTION,
-                    "text": "a post from loadgen",
-                    "createdAt": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                },
-            })),
+            Op::Create => {
+                let mut body = json!({
+                    "repo": did,
+                    "collection": COLLECTION,
+                    "record": {
+                        "$type": COLLECTION,
+                        "text": "a post from loadgen",
+                        "createdAt": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    },
+                });
+                if self.ack_log.is_some() {
+                    // A TID, as the collection requires, from this
+                    // process's clock: unique across the clients.
+                    let rkey = aurora_core::syntax::TidClock::global()
+                        .next()
+                        .as_str()
+                        .to_owned();
+                    body["rkey"] = json!(rkey);
+                    logged_rkey = Some(rkey);
+                }
+                self.http.post(url).json(&body)
+            }
             Op::Delete => {
                 let i = self.rng.random_range(0..self.rkeys.len());
                 let rkey = self.rkeys.swap_remove(i);
-                self.http
+                let request = self
+                    .http
                     .post(url)
-                    .json(&json!({"repo": did, "collection": COLLECTION, "rkey": rkey}))
+                    .json(&json!({"repo": did, "collection": COLLECTION, "rkey": rkey}));
+                logged_rkey = Some(rkey);
+                request
             }
             Op::Get => {
                 let rkey = &self.rkeys[self.rng.random_range(0..self.rkeys.len())];
@@ -150,13 +210,13 @@ impl LoadClient {
                 ("limit", "50"),
             ]),
         };
-        let res = request
-            .bearer_auth(&self.account.token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = res.status();
-        let body = res.bytes().await.map_err(|e| e.to_string())?;
+        let answer = self.send(request).await;
+        if let (Some(log), Some(rkey)) = (&self.ack_log, logged_rkey) {
+            log.write(&log_line(op, &did, &rkey, &answer));
+        }
+        let (status, body) = answer.map_err(|e| match e {
+            SendError::Connect(e) | SendError::Other(e) => e,
+        })?;
         if !status.is_success() {
             return Err(format!("{status} {}", String::from_utf8_lossy(&body)));
         }
@@ -168,6 +228,65 @@ impl LoadClient {
         }
         Ok(())
     }
+
+    /// Sends `request` with the client's session; the status and the whole
+    /// body, or why there is no answer.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> std::result::Result<(reqwest::StatusCode, bytes::Bytes), SendError> {
+        let res = request
+            .bearer_auth(&self.account.token)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    SendError::Connect(e.to_string())
+                } else {
+                    SendError::Other(e.to_string())
+                }
+            })?;
+        let status = res.status();
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| SendError::Other(e.to_string()))?;
+        Ok((status, body))
+    }
+}
+
+/// The `--ack-log` line of a write.
+fn log_line(
+    op: Op,
+    did: &str,
+    rkey: &str,
+    answer: &std::result::Result<(reqwest::StatusCode, bytes::Bytes), SendError>,
+) -> Value {
+    let outcome = match answer {
+        Ok((status, body)) if status.is_success() => {
+            Outcome::Acknowledged(serde_json::from_slice(body).unwrap_or(Value::Null))
+        }
+        Ok((status, _)) => Outcome::Refused(status.as_u16()),
+        Err(SendError::Connect(_)) => Outcome::Unreached,
+        Err(SendError::Other(_)) => Outcome::Unknown,
+    };
+    let op = if op == Op::Create { "create" } else { "delete" };
+    let mut line = json!({"op": op, "did": did, "collection": COLLECTION, "rkey": rkey});
+    match outcome {
+        Outcome::Acknowledged(body) => {
+            line["outcome"] = json!("acknowledged");
+            line["cid"] = body["cid"].clone();
+            line["commit"] = body["commit"]["cid"].clone();
+            line["rev"] = body["commit"]["rev"].clone();
+        }
+        Outcome::Refused(status) => {
+            line["outcome"] = json!("refused");
+            line["status"] = json!(status);
+        }
+        Outcome::Unknown => line["outcome"] = json!("unknown"),
+        Outcome::Unreached => line["outcome"] = json!("unreached"),
+    }
+    line
 }
 
 /// Runs the load with its subscribers and server sampling, and reports.
@@ -190,11 +309,16 @@ pub(crate) async fn run(
     let sampler = args.pid.map(Sampler::start);
     let head_before = subscribers.head();
     let started = Instant::now();
+    let ack_log = match &args.ack_log {
+        Some(path) => Some(Arc::new(AckLog::create(path)?)),
+        None => None,
+    };
     let clients = spawn_clients(
         http,
         args,
         &accounts,
         started + Duration::from_secs(args.seconds),
+        ack_log.as_ref(),
     );
     let mut tallies: BTreeMap<Op, Tally> = BTreeMap::new();
     for client in clients {
@@ -267,6 +391,7 @@ fn spawn_clients(
     args: &RunArgs,
     accounts: &[Account],
     deadline: Instant,
+    ack_log: Option<&Arc<AckLog>>,
 ) -> Vec<tokio::task::JoinHandle<BTreeMap<Op, Tally>>> {
     let budget = Arc::new(AtomicU64::new(args.requests.unwrap_or(u64::MAX)));
     let pace = args
@@ -284,6 +409,7 @@ fn spawn_clients(
             rng: StdRng::from_rng(&mut rand::rng()),
             mix: args.mix,
             tallies: BTreeMap::new(),
+            ack_log: ack_log.cloned(),
         };
         let budget = budget.clone();
         clients.push(tokio::spawn(async move {

@@ -102,6 +102,13 @@ pub(crate) struct RunArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Log every write's outcome here, a JSON line each, as it happens:
+    /// acknowledged creates and deletes with their record CID and commit,
+    /// refused ones, and ones whose outcome is unknown (no answer). For
+    /// crash tests: creates then choose their own record keys, so that an
+    /// unacknowledged create can be looked for afterwards.
+    #[arg(long)]
+    pub ack_log: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug)]

@@ -2,8 +2,10 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub(crate) mod dump;
 pub(crate) mod pds;
 pub(crate) mod process;
+pub(crate) mod repo_check;
 pub(crate) mod webdriver;
 
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 
 use aurora_core::XrpcError;
 use aurora_core::store::{AccountStatus, EmailTokenPurpose};
-use aurora_core::syntax::Did;
+use aurora_core::syntax::{Datetime, Did};
 use axum::Json;
 use axum::extract::State;
 use http::HeaderMap;
@@ -130,11 +130,12 @@ pub(super) async fn activate_account(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct DeactivateInput {
-    /// When the account may be deleted if not reactivated. Accepted for
-    /// compatibility; scheduled deletion is not offered.
+    /// When the account may be deleted if not reactivated. Checked (a bad
+    /// datetime is refused before anything changes) but otherwise unused:
+    /// scheduled deletion is not offered.
     #[serde(default)]
     #[allow(dead_code)]
-    delete_after: Option<String>,
+    delete_after: Option<Datetime>,
 }
 
 pub(super) async fn deactivate_account(
