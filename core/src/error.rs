@@ -69,6 +69,15 @@ impl XrpcError {
         )
     }
 
+    /// 507 `InsufficientStorage`: the server is out of space for writes.
+    pub fn insufficient_storage() -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "InsufficientStorage",
+            "the server is out of storage space; nothing was written, try again later",
+        )
+    }
+
     /// 503 `ServiceUnavailable`: a dependency (usually the database) is down.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(
@@ -151,6 +160,7 @@ impl From<StoreError> for XrpcError {
             ),
             StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
             StoreError::Unavailable(_) => Self::unavailable("storage is temporarily unavailable"),
+            StoreError::Full(_) => Self::insufficient_storage(),
             StoreError::Backend(_) | StoreError::Corrupt(_) => Self::internal(),
         }
     }

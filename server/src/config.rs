@@ -167,7 +167,9 @@ pub struct DatabaseConfig {
     /// reading connections (plus the one that writes), as more readers
     /// than cores only add threads and memory.
     pub max_connections: Option<u32>,
-    /// Seconds to wait for a connection or the SQLite write lock.
+    /// Seconds to wait for a connection or the SQLite write lock (and the
+    /// connect timeout). Short, so that requests fail fast (503) when the
+    /// database is down; see `SqlOptions::acquire_timeout`.
     pub acquire_timeout_secs: u64,
     /// SQLite `synchronous`: `full` (default; survives power loss) or `normal`.
     pub sqlite_synchronous: SqliteSynchronous,
@@ -181,7 +183,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             max_connections: None,
-            acquire_timeout_secs: 10,
+            acquire_timeout_secs: 2,
             sqlite_synchronous: SqliteSynchronous::Full,
             sqlite_cache_mib: aurora_storage_sql::SQLITE_CACHE_KIB / 1024,
         }

@@ -81,6 +81,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::Unavailable(_) => tracing::warn!(error = %e, "storage unavailable"),
+            StoreError::Full(_) => tracing::error!(error = %e, "storage full: writes fail"),
             StoreError::Backend(_) | StoreError::Corrupt(_) => {
                 tracing::error!(error = %e, "storage failure");
             }

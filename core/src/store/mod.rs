@@ -63,6 +63,10 @@ pub enum StoreError {
     /// The backend cannot be reached (database down, pool exhausted). Retry later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The backend is out of space (a full disk, a quota reached). Nothing
+    /// was written; writes fail until an operator makes room, reads go on.
+    #[error("storage full: {0}")]
+    Full(String),
     /// Stored data could not be decoded.
     #[error("corrupt data in storage: {0}")]
     Corrupt(String),

@@ -16,6 +16,7 @@ pub(crate) fn bad_request(error: &'static str, message: impl Into<String>) -> Xr
 pub(crate) fn store_error(e: StoreError) -> XrpcError {
     match &e {
         StoreError::Unavailable(_) => tracing::warn!(error = %e, "storage unavailable"),
+        StoreError::Full(_) => tracing::error!(error = %e, "storage full: writes fail"),
         StoreError::Backend(_) | StoreError::Corrupt(_) => {
             tracing::error!(error = %e, "storage failure");
         }

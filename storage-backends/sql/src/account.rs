@@ -95,7 +95,7 @@ impl SqlStore {
         let res = account::Entity::update_many()
             .col_expr(column, value)
             .filter(account::Column::Did.eq(did.as_str()))
-            .exec(self.connection())
+            .exec(self.reads())
             .await
             .map_err(unique_err)?;
         if res.rows_affected == 0 {
@@ -146,7 +146,7 @@ impl AccountStore for SqlStore {
 
     async fn get_signing_key(&self, did: &Did) -> Result<Option<SigningKey>, StoreError> {
         let Some(row) = account_signing_key::Entity::find_by_id(did.as_str().to_owned())
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?
         else {
@@ -173,7 +173,7 @@ impl AccountStore for SqlStore {
             }
         };
         query
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?
             .map(account_from_row)
@@ -191,7 +191,7 @@ impl AccountStore for SqlStore {
         }
         query
             .limit(limit as u64)
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?
             .into_iter()
@@ -279,7 +279,7 @@ impl AccountStore for SqlStore {
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
             .filter(account::Column::Did.eq(did.as_str()))
-            .exec(self.connection())
+            .exec(self.reads())
             .await
             .map_err(unique_err)?;
         if res.rows_affected == 0 {
@@ -295,7 +295,7 @@ impl AccountStore for SqlStore {
 
     async fn create_refresh_token(&self, token: RefreshToken) -> Result<(), StoreError> {
         refresh_token::Entity::insert(refresh_token_row(&token))
-            .exec_without_returning(self.connection())
+            .exec_without_returning(self.reads())
             .await
             .map_err(db_err)?;
         Ok(())
@@ -303,7 +303,7 @@ impl AccountStore for SqlStore {
 
     async fn get_refresh_token(&self, id: &str) -> Result<Option<RefreshToken>, StoreError> {
         refresh_token::Entity::find_by_id(id.to_owned())
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?
             .map(refresh_token_from_row)
@@ -315,7 +315,7 @@ impl AccountStore for SqlStore {
             .filter(refresh_token::Column::SessionId.eq(session_id))
             .order_by_desc(refresh_token::Column::ExpiresAt)
             .order_by_desc(refresh_token::Column::Id)
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?
             .map(refresh_token_from_row)
@@ -337,7 +337,7 @@ impl AccountStore for SqlStore {
             .order_by_desc(refresh_token::Column::ExpiresAt)
             .order_by_desc(refresh_token::Column::Id)
             .select_also(account::Entity)
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?;
         match row {
@@ -380,7 +380,7 @@ impl AccountStore for SqlStore {
 
     async fn delete_refresh_token(&self, id: &str) -> Result<bool, StoreError> {
         let res = refresh_token::Entity::delete_by_id(id.to_owned())
-            .exec(self.connection())
+            .exec(self.reads())
             .await
             .map_err(db_err)?;
         Ok(res.rows_affected > 0)
@@ -406,7 +406,7 @@ impl AccountStore for SqlStore {
             created_at: Set(app.created_at),
         };
         app_password::Entity::insert(row)
-            .exec_without_returning(self.connection())
+            .exec_without_returning(self.reads())
             .await
             .map_err(|e| match e.sql_err() {
                 Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::AlreadyExists {
@@ -421,7 +421,7 @@ impl AccountStore for SqlStore {
         app_password::Entity::find()
             .filter(app_password::Column::Did.eq(did.as_str()))
             .order_by_asc(app_password::Column::Name)
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?
             .into_iter()
@@ -466,7 +466,7 @@ impl AccountStore for SqlStore {
                 .update_columns([email_token::Column::Token, email_token::Column::RequestedAt])
                 .to_owned(),
             )
-            .exec_without_returning(self.connection())
+            .exec_without_returning(self.reads())
             .await
             .map_err(db_err)?;
         Ok(())
@@ -554,10 +554,10 @@ impl AccountStore for SqlStore {
 
     async fn get_invite_code(&self, code: &str) -> Result<Option<InviteCode>, StoreError> {
         let rows = invite_code::Entity::find_by_id(code.to_owned())
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?;
-        Ok(invite::with_uses(self.connection(), rows).await?.pop())
+        Ok(invite::with_uses(self.reads(), rows).await?.pop())
     }
 
     async fn list_invite_codes(
@@ -566,7 +566,7 @@ impl AccountStore for SqlStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<InviteCode>, Option<String>), StoreError> {
-        invite::list(self.connection(), sort, cursor, limit).await
+        invite::list(self.reads(), sort, cursor, limit).await
     }
 
     async fn account_invite_codes(&self, for_account: &str) -> Result<Vec<InviteCode>, StoreError> {
@@ -574,10 +574,10 @@ impl AccountStore for SqlStore {
             .filter(invite_code::Column::ForAccount.eq(for_account))
             .order_by_desc(invite_code::Column::CreatedAt)
             .order_by_asc(invite_code::Column::Code)
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?;
-        invite::with_uses(self.connection(), rows).await
+        invite::with_uses(self.reads(), rows).await
     }
 
     async fn disable_invite_codes(

@@ -200,7 +200,7 @@ impl SqlStore {
         cid: &Cid,
     ) -> Result<Option<BlobRecord>, StoreError> {
         blob::Entity::find_by_id((did.as_str().to_owned(), cid.to_string()))
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?
             .map(record_from_row)
@@ -216,7 +216,7 @@ impl SqlStore {
             .col_expr(blob::Column::TempKey, Expr::value(Option::<String>::None))
             .filter(blob::Column::Did.eq(did.as_str()))
             .filter(blob::Column::Cid.eq(cid.to_string()))
-            .exec(self.connection())
+            .exec(self.reads())
             .await
             .map_err(db_err)?;
         if res.rows_affected == 0 {
@@ -232,7 +232,7 @@ impl SqlStore {
             .filter(record_blob::Column::Did.eq(did.as_str()))
             .filter(record_blob::Column::BlobCid.eq(cid.to_string()))
             .into_tuple::<String>()
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?;
         Ok(found.is_some())
@@ -273,7 +273,7 @@ impl SqlStore {
             .order_by_asc(record_blob::Column::BlobCid)
             .limit(limit(n))
             .into_tuple()
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?;
         rows.into_iter()
@@ -330,7 +330,7 @@ impl SqlStore {
             .order_by_asc(record_blob::Column::BlobCid)
             .limit(limit(n))
             .into_tuple()
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?;
         rows.iter().map(|c| convert::cid(c)).collect()
@@ -354,7 +354,7 @@ impl SqlStore {
             .order_by_asc(blob::Column::Cid)
             .limit(limit(n))
             .into_tuple()
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?;
         rows.iter().map(|c| convert::cid(c)).collect()
@@ -373,7 +373,7 @@ impl SqlStore {
             .order_by_asc(blob::Column::Did)
             .order_by_asc(blob::Column::Cid)
             .limit(limit(n))
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?;
         records_from_rows(rows)
@@ -412,7 +412,7 @@ impl SqlStore {
             .order_by_asc(blob::Column::Did)
             .order_by_asc(blob::Column::Cid)
             .limit(limit(n))
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?;
         records_from_rows(rows)

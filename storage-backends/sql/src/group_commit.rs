@@ -333,6 +333,7 @@ fn interrupted() -> StoreError {
 fn batch_error(e: &StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Full(m) => StoreError::Full(m.clone()),
         other => StoreError::Backend(other.to_string().into()),
     }
 }

@@ -18,6 +18,7 @@
 //! [`AccountStore`]: aurora_core::AccountStore
 
 mod account;
+mod availability;
 mod blobs;
 mod convert;
 mod entity;
@@ -34,12 +35,14 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use aurora_core::store::{CommitStage, StoreError};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
+use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, RuntimeErr,
-    SqliteTransactionMode, SqlxSqliteConnector, TransactionOptions, TransactionTrait,
+    DatabaseConnection, DatabaseTransaction, DbErr, RuntimeErr, SqliteTransactionMode,
+    SqlxPostgresConnector, SqlxSqliteConnector, TransactionOptions, TransactionTrait,
 };
 use tokio::sync::watch;
 
@@ -81,7 +84,10 @@ pub struct SqlOptions {
     /// Maximum pooled connections; `None`: 16 on Postgres, and on SQLite
     /// [`SQLITE_READERS`] reading connections (writes have their own).
     pub max_connections: Option<u32>,
-    /// How long to wait for a connection (and, on SQLite, for the write lock).
+    /// How long to wait for a connection (and, on SQLite, for the write
+    /// lock; on Postgres, to connect). It bounds how long the first calls
+    /// after the database goes away wait for their `Unavailable`; later
+    /// ones fail at once until it answers again (`availability.rs`).
     pub acquire_timeout: Duration,
     /// SQLite durability.
     pub sqlite_sync: SqliteSync,
@@ -93,7 +99,7 @@ impl Default for SqlOptions {
     fn default() -> Self {
         Self {
             max_connections: None,
-            acquire_timeout: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(2),
             sqlite_sync: SqliteSync::Full,
             sqlite_cache_kib: SQLITE_CACHE_KIB,
         }
@@ -142,6 +148,9 @@ pub struct SqlStore {
 
 struct Shared {
     db: DatabaseConnection,
+    /// `db` behind the availability gate (see `availability.rs`): what
+    /// the stores read through.
+    reads: availability::GatedConnection,
     /// Where write transactions run: on SQLite a pool of one connection,
     /// so writers queue here, in order, instead of sleeping in SQLite's
     /// busy handler; on Postgres the same pool as `db`.
@@ -190,9 +199,17 @@ impl SqlStore {
                     // A negative cache_size is in KiB. Temp tables in memory.
                     .pragma("cache_size", format!("-{}", options.sqlite_cache_kib))
                     .pragma("temp_store", "memory");
+                // `after_release` (here and below): a connection handed back
+                // still inside a transaction is closed, not reused. That is
+                // what a failed COMMIT leaves: SQLite keeps the transaction
+                // open after SQLITE_FULL or SQLITE_BUSY, and sqlx still counts
+                // it as begun, so the next "transaction" would be a savepoint
+                // inside it: acknowledged, never committed. Closing the
+                // connection rolls it back.
                 let pool = SqlitePoolOptions::new()
                     .max_connections(options.max_connections.unwrap_or(SQLITE_READERS))
                     .acquire_timeout(options.acquire_timeout)
+                    .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                     .connect_with(connect.clone())
                     .await
                     .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
@@ -203,6 +220,7 @@ impl SqlStore {
                 let writer = SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(options.acquire_timeout)
+                    .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                     .connect_with(connect)
                     .await
                     .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
@@ -212,14 +230,17 @@ impl SqlStore {
                 )
             }
             Engine::Postgres => {
-                let mut opts = ConnectOptions::new(url.to_owned());
-                opts.max_connections(options.max_connections.unwrap_or(POSTGRES_CONNECTIONS))
-                    .connect_timeout(options.acquire_timeout)
+                let connect = PgConnectOptions::from_str(url)
+                    .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?
+                    .disable_statement_logging();
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.max_connections.unwrap_or(POSTGRES_CONNECTIONS))
                     .acquire_timeout(options.acquire_timeout)
-                    .sqlx_logging(false);
-                let db = Database::connect(opts)
+                    .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+                    .connect_with(connect)
                     .await
                     .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+                let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
                 (db.clone(), db)
             }
         };
@@ -229,6 +250,10 @@ impl SqlStore {
         let (head, _) = watch::channel(0);
         Ok(Self {
             shared: Arc::new(Shared {
+                reads: availability::GatedConnection {
+                    inner: db.clone(),
+                    availability: Arc::default(),
+                },
                 db,
                 writer,
                 commits: group_commit::CommitQueue::default(),
@@ -311,11 +336,18 @@ impl SqlStore {
                 .then_some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         };
-        self.shared
-            .writer
-            .begin_with_options(options)
-            .await
+        let availability = &self.shared.reads.availability;
+        availability.check().map_err(db_err)?;
+        let outcome = self.shared.writer.begin_with_options(options).await;
+        availability
+            .observe(&self.shared.db, outcome)
             .map_err(db_err)
+    }
+
+    /// The connection reads go through: it fails at once while the
+    /// database is known to be down (see `availability.rs`).
+    pub(crate) fn reads(&self) -> &availability::GatedConnection {
+        &self.shared.reads
     }
 
     /// Tells subscribers that events up to `seq` are committed.
@@ -330,26 +362,57 @@ impl SqlStore {
     }
 }
 
-/// Maps a database error to a [`StoreError`]: connection trouble is
-/// `Unavailable` (a 503, retryable); anything else is a backend failure.
-pub(crate) fn db_err(e: DbErr) -> StoreError {
+/// What kind of trouble a database error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trouble {
+    /// The database cannot be reached or is shutting down: retryable.
+    Unavailable,
+    /// Out of space (a full disk): writes fail, reads go on.
+    Full,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies `e` by the driver's error and, for database errors, the
+/// SQLite result code or the Postgres SQLSTATE.
+pub(crate) fn trouble(e: &DbErr) -> Trouble {
     use sea_orm::sqlx::Error as SqlxError;
-    let unavailable = match &e {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+    let inner = match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return Trouble::Unavailable,
         DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
-            matches!(
-                **inner,
-                SqlxError::Io(_)
-                    | SqlxError::PoolTimedOut
-                    | SqlxError::PoolClosed
-                    | SqlxError::WorkerCrashed
-            )
+            inner
         }
-        _ => false,
+        _ => return Trouble::Other,
     };
-    if unavailable {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Backend(Box::new(e))
+    match &**inner {
+        SqlxError::Io(_)
+        | SqlxError::PoolTimedOut
+        | SqlxError::PoolClosed
+        | SqlxError::WorkerCrashed => Trouble::Unavailable,
+        SqlxError::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match code.as_ref() {
+                // SQLITE_FULL and Postgres disk_full.
+                "13" | "53100" => Trouble::Full,
+                // Postgres: connection exceptions (class 08), shutdowns and
+                // restarts (57P01–57P03), too many connections (53300).
+                c if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300") => {
+                    Trouble::Unavailable
+                }
+                _ => Trouble::Other,
+            }
+        }
+        _ => Trouble::Other,
+    }
+}
+
+/// Maps a database error to a [`StoreError`]: connection trouble is
+/// `Unavailable` (a 503, retryable), a full disk is `Full` (507); anything
+/// else is a backend failure.
+pub(crate) fn db_err(e: DbErr) -> StoreError {
+    match trouble(&e) {
+        Trouble::Unavailable => StoreError::Unavailable(e.to_string()),
+        Trouble::Full => StoreError::Full(e.to_string()),
+        Trouble::Other => StoreError::Backend(Box::new(e)),
     }
 }

@@ -163,7 +163,7 @@ impl OAuthStore for SqlStore {
             expires_at_ms: Set(ms(request.expires_at)),
         };
         oauth_request::Entity::insert(row)
-            .exec_without_returning(self.connection())
+            .exec_without_returning(self.reads())
             .await
             .map_err(unique_err("request id"))?;
         Ok(())
@@ -171,7 +171,7 @@ impl OAuthStore for SqlStore {
 
     async fn oauth_request(&self, id: &str) -> Result<Option<OAuthRequest>, StoreError> {
         oauth_request::Entity::find_by_id(id.to_owned())
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?
             .map(request_from_row)
@@ -201,7 +201,7 @@ impl OAuthStore for SqlStore {
                     .add(oauth_request::Column::DeviceId.is_null())
                     .add(oauth_request::Column::DeviceId.eq(device_id)),
             )
-            .exec(self.connection())
+            .exec(self.reads())
             .await
             .map_err(db_err)?;
         Ok(res.rows_affected == 1)
@@ -226,7 +226,7 @@ impl OAuthStore for SqlStore {
             )
             .filter(oauth_request::Column::Id.eq(id))
             .filter(oauth_request::Column::Code.is_null())
-            .exec(self.connection())
+            .exec(self.reads())
             .await
             .map_err(unique_err("code"))?;
         Ok(res.rows_affected == 1)
@@ -260,7 +260,7 @@ impl OAuthStore for SqlStore {
 
     async fn delete_oauth_request(&self, id: &str) -> Result<bool, StoreError> {
         let res = oauth_request::Entity::delete_by_id(id.to_owned())
-            .exec(self.connection())
+            .exec(self.reads())
             .await
             .map_err(db_err)?;
         Ok(res.rows_affected > 0)
@@ -269,7 +269,7 @@ impl OAuthStore for SqlStore {
     async fn delete_expired_oauth_requests(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let res = oauth_request::Entity::delete_many()
             .filter(oauth_request::Column::ExpiresAtMs.lt(ms(now)))
-            .exec(self.connection())
+            .exec(self.reads())
             .await
             .map_err(db_err)?;
         Ok(res.rows_affected)
@@ -292,7 +292,7 @@ impl OAuthStore for SqlStore {
             expires_at_ms: Set(ms(session.expires_at)),
         };
         oauth_session::Entity::insert(row)
-            .exec_without_returning(self.connection())
+            .exec_without_returning(self.reads())
             .await
             .map_err(unique_err("session"))?;
         Ok(())
@@ -302,18 +302,18 @@ impl OAuthStore for SqlStore {
         &self,
         token_id: &str,
     ) -> Result<Option<OAuthSession>, StoreError> {
-        one_session(self.connection(), oauth_session::Column::TokenId, token_id).await
+        one_session(self.reads(), oauth_session::Column::TokenId, token_id).await
     }
 
     async fn oauth_session_by_code(&self, code: &str) -> Result<Option<OAuthSession>, StoreError> {
-        one_session(self.connection(), oauth_session::Column::Code, code).await
+        one_session(self.reads(), oauth_session::Column::Code, code).await
     }
 
     async fn oauth_session_by_refresh(
         &self,
         refresh_hash: &str,
     ) -> Result<Option<(OAuthSession, RefreshTokenState)>, StoreError> {
-        let db = self.connection();
+        let db = self.reads();
         if let Some(session) =
             one_session(db, oauth_session::Column::RefreshHash, refresh_hash).await?
         {
@@ -379,7 +379,7 @@ impl OAuthStore for SqlStore {
             .filter(oauth_session::Column::Did.eq(did.as_str()))
             .order_by_asc(oauth_session::Column::CreatedAtMs)
             .order_by_asc(oauth_session::Column::Id)
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?
             .into_iter()
@@ -429,7 +429,7 @@ impl OAuthStore for SqlStore {
                 ])
                 .to_owned(),
             )
-            .exec_without_returning(self.connection())
+            .exec_without_returning(self.reads())
             .await
             .map_err(db_err)?;
         Ok(())
@@ -442,7 +442,7 @@ impl OAuthStore for SqlStore {
         oauth_device_account::Entity::find()
             .filter(oauth_device_account::Column::DeviceId.eq(device_id))
             .order_by_desc(oauth_device_account::Column::LastSeenAtMs)
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?
             .into_iter()
@@ -454,7 +454,7 @@ impl OAuthStore for SqlStore {
         oauth_device_account::Entity::find()
             .filter(oauth_device_account::Column::Did.eq(did.as_str()))
             .order_by_desc(oauth_device_account::Column::LastSeenAtMs)
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?
             .into_iter()
@@ -471,7 +471,7 @@ impl OAuthStore for SqlStore {
             device_id.to_owned(),
             did.as_str().to_owned(),
         ))
-        .exec(self.connection())
+        .exec(self.reads())
         .await
         .map_err(db_err)?;
         Ok(res.rows_affected > 0)
@@ -486,7 +486,7 @@ impl OAuthStore for SqlStore {
             did.as_str().to_owned(),
             client_id.to_owned(),
         ))
-        .one(self.connection())
+        .one(self.reads())
         .await
         .map_err(db_err)?
         .map(|row| row.scope))
@@ -512,7 +512,7 @@ impl OAuthStore for SqlStore {
                 .update_column(oauth_authorized_client::Column::Scope)
                 .to_owned(),
             )
-            .exec_without_returning(self.connection())
+            .exec_without_returning(self.reads())
             .await
             .map_err(db_err)?;
         Ok(())

@@ -339,7 +339,7 @@ impl SqlStore {
 impl RepoStore for SqlStore {
     async fn get_block(&self, did: &Did, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
         let row = repo_block::Entity::find_by_id((did.as_str().to_owned(), cid.to_string()))
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?;
         Ok(row.map(|r| Bytes::from(r.content)))
@@ -351,7 +351,7 @@ impl RepoStore for SqlStore {
             let rows = repo_block::Entity::find()
                 .filter(repo_block::Column::Did.eq(did.as_str()))
                 .filter(repo_block::Column::Cid.is_in(chunk.iter().map(ToString::to_string)))
-                .all(self.connection())
+                .all(self.reads())
                 .await
                 .map_err(db_err)?;
             for row in rows {
@@ -363,7 +363,7 @@ impl RepoStore for SqlStore {
 
     async fn get_root(&self, did: &Did) -> Result<Option<RepoRoot>, StoreError> {
         let Some(row) = repo_root::Entity::find_by_id(did.as_str().to_owned())
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?
         else {
@@ -387,7 +387,7 @@ impl RepoStore for SqlStore {
             collection.as_str().to_owned(),
             rkey.as_str().to_owned(),
         ))
-        .one(self.connection())
+        .one(self.reads())
         .await
         .map_err(db_err)?
         .map(entry_from_row)
@@ -416,7 +416,7 @@ impl RepoStore for SqlStore {
         };
         query
             .limit(page.limit as u64)
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?
             .into_iter()
@@ -432,7 +432,7 @@ impl RepoStore for SqlStore {
             .filter(record::Column::Did.eq(did.as_str()))
             .order_by_asc(record::Column::Collection)
             .into_tuple()
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?;
         names
@@ -607,7 +607,7 @@ impl RepoStore for SqlStore {
             .order_by_asc(repo_block::Column::RepoRev)
             .order_by_asc(repo_block::Column::Cid)
             .limit(u64::try_from(limit).unwrap_or(u64::MAX))
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?;
         rows.into_iter()

@@ -44,7 +44,7 @@ impl SqlStore {
             .select_only()
             .column_as(expr, "value")
             .into_tuple()
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?;
         Ok(value.flatten())
@@ -92,7 +92,7 @@ impl Sequencer for SqlStore {
             .filter(repo_seq::Column::Invalidated.eq(false))
             .order_by_asc(repo_seq::Column::Seq)
             .limit(limit as u64)
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?
             .into_iter()

@@ -29,7 +29,7 @@ impl SqlStore {
             .select_only()
             .column_as(Expr::col(sink_cursor::Column::Seq).min(), "value")
             .into_tuple()
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?;
         Ok(value.flatten())
@@ -40,7 +40,7 @@ impl SqlStore {
 impl SinkCursorStore for SqlStore {
     async fn sink_cursor(&self, name: &str) -> Result<Option<SinkCursor>, StoreError> {
         Ok(sink_cursor::Entity::find_by_id(name.to_owned())
-            .one(self.connection())
+            .one(self.reads())
             .await
             .map_err(db_err)?
             .map(cursor_from_row))
@@ -60,7 +60,7 @@ impl SinkCursorStore for SqlStore {
                     .update_columns([sink_cursor::Column::Seq, sink_cursor::Column::UpdatedAt])
                     .to_owned(),
             )
-            .exec_without_returning(self.connection())
+            .exec_without_returning(self.reads())
             .await
             .map_err(db_err)?;
         Ok(())
@@ -69,7 +69,7 @@ impl SinkCursorStore for SqlStore {
     async fn list_sink_cursors(&self) -> Result<Vec<SinkCursor>, StoreError> {
         Ok(sink_cursor::Entity::find()
             .order_by_asc(sink_cursor::Column::Name)
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?
             .into_iter()
@@ -119,7 +119,7 @@ impl SinkCursorStore for SqlStore {
                     .action_and_where(ours_or_lapsed)
                     .to_owned(),
             )
-            .exec_without_returning(self.connection())
+            .exec_without_returning(self.reads())
             .await
             .map_err(db_err)?;
         Ok(affected > 0)
@@ -129,7 +129,7 @@ impl SinkCursorStore for SqlStore {
         sink_lease::Entity::delete_many()
             .filter(sink_lease::Column::Name.eq(name))
             .filter(sink_lease::Column::Holder.eq(holder))
-            .exec(self.connection())
+            .exec(self.reads())
             .await
             .map_err(db_err)?;
         Ok(())
@@ -138,7 +138,7 @@ impl SinkCursorStore for SqlStore {
     async fn list_sink_leases(&self) -> Result<Vec<SinkLease>, StoreError> {
         Ok(sink_lease::Entity::find()
             .order_by_asc(sink_lease::Column::Name)
-            .all(self.connection())
+            .all(self.reads())
             .await
             .map_err(db_err)?
             .into_iter()

@@ -29,7 +29,7 @@ async fn sqlite_runs_in_wal_mode_with_durable_commits() {
     assert_eq!(pragma(&store, "journal_mode").await, "wal");
     assert_eq!(pragma(&store, "synchronous").await, "2", "FULL");
     assert_eq!(pragma(&store, "foreign_keys").await, "1");
-    assert_eq!(pragma(&store, "busy_timeout").await, "10000");
+    assert_eq!(pragma(&store, "busy_timeout").await, "2000");
     store.close().await;
 
     let relaxed = SqlOptions {

@@ -251,3 +251,139 @@ fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
 }
+
+/// A Postgres server of one test's own, which the test can stop and start
+/// again (database faults), on a free loopback port, with durable settings
+/// (fsync on). A watchdog stops it and removes its folder when the test
+/// process exits; dropping it does the same at once.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    bindir: PathBuf,
+    root: bool,
+    dir: PathBuf,
+    data: PathBuf,
+    port: u16,
+}
+
+impl PrivateCluster {
+    /// Creates and starts the cluster, or `None` (after printing why) when
+    /// no Postgres binaries are installed. Panics instead of skipping when
+    /// `AURORA_REQUIRE_SERVICES=1`.
+    pub fn start(test: &str) -> Option<Self> {
+        match Self::create() {
+            Ok(cluster) => Some(cluster),
+            Err(reason) => {
+                crate::skip(test, &format!("no private Postgres: {reason}"));
+                None
+            }
+        }
+    }
+
+    fn create() -> Result<Self, String> {
+        let bindir = find_bindir()?;
+        let root = is_root();
+        let dir = std::env::temp_dir().join(format!(
+            "aurora-pgp-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        if root {
+            run(&[
+                "chown".into(),
+                "postgres:postgres".into(),
+                dir.display().to_string(),
+            ])?;
+        }
+        let data = dir.join("data");
+        let mut initdb = as_server_user(root);
+        initdb.extend([
+            bindir.join("initdb").display().to_string(),
+            "-D".into(),
+            data.display().to_string(),
+            "-U".into(),
+            "postgres".into(),
+            "--auth=trust".into(),
+            "-E".into(),
+            "UTF8".into(),
+            "--no-sync".into(),
+        ]);
+        run(&initdb)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("finding a free port: {e}"))?
+            .port();
+        let cluster = Self {
+            bindir,
+            root,
+            dir,
+            data,
+            port,
+        };
+        // The watchdog: once this test process is gone, stop the server
+        // and delete its folder.
+        let script = format!(
+            "while kill -0 {parent} 2>/dev/null; do sleep 1; done\n{stop} >/dev/null 2>&1\nrm -rf '{dir}'\n",
+            parent = std::process::id(),
+            stop = cluster.pg_ctl(&["stop", "-m", "immediate"]).join(" "),
+            dir = cluster.dir.display(),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting the watchdog: {e}"))?;
+        cluster.resume()?;
+        Ok(cluster)
+    }
+
+    /// A `pg_ctl` command line for this cluster (as the server user).
+    fn pg_ctl(&self, args: &[&str]) -> Vec<String> {
+        let mut cmd = as_server_user(self.root);
+        cmd.extend([
+            self.bindir.join("pg_ctl").display().to_string(),
+            "-D".into(),
+            self.data.display().to_string(),
+        ]);
+        cmd.extend(args.iter().map(|a| (*a).to_owned()));
+        cmd
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    ///
+    /// # Errors
+    /// Why it did not start.
+    pub fn resume(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log").display().to_string();
+        run(&self.pg_ctl(&["start", "-w", "-t", "60", "-l", &log, "-o", &options]))
+    }
+
+    /// Stops the server: `immediate` is a crash (no checkpoint, clients cut
+    /// off), `fast` a clean shutdown that also disconnects clients.
+    ///
+    /// # Errors
+    /// Why it did not stop.
+    pub fn stop(&self, immediate: bool) -> Result<(), String> {
+        let mode = if immediate { "immediate" } else { "fast" };
+        run(&self.pg_ctl(&["stop", "-w", "-m", mode]))
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = run(&self.pg_ctl(&["stop", "-m", "immediate"]));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

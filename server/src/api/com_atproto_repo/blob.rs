@@ -1,7 +1,7 @@
 //! `com.atproto.repo.uploadBlob` and `listMissingBlobs`.
 
 use aurora_core::XrpcError;
-use aurora_core::store::BlobRecord;
+use aurora_core::store::{BlobError, BlobRecord};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -35,9 +35,21 @@ fn upload_error(e: UploadError) -> XrpcError {
         UploadError::Input(e) => {
             XrpcError::invalid_request(format!("reading the upload failed: {e}"))
         }
+        UploadError::Blob(BlobError::Storage(e)) if is_out_of_space(&e) => {
+            tracing::error!(error = %e, "blob storage full: uploads fail");
+            XrpcError::insufficient_storage()
+        }
         UploadError::Blob(e) => internal("storing a blob failed", &e),
         UploadError::Store(e) => store_error(e),
     }
+}
+
+/// A full disk or an exceeded quota.
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 pub(super) async fn upload_blob(
