@@ -188,9 +188,30 @@ async fn postgres_shutdown_and_restart_fail_fast_and_recover() {
 }
 
 /// A small filesystem of its own at `path` (tmpfs), or why not.
+/// As root, or else through password-less `sudo`.
+fn privileged(program: &str) -> std::process::Command {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if root {
+        std::process::Command::new(program)
+    } else {
+        let mut sudo = std::process::Command::new("sudo");
+        sudo.args(["-n", program]);
+        sudo
+    }
+}
+
 fn mount_small_fs(path: &Path, size: &str) -> Result<(), String> {
-    let out = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+    let out = privileged("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0777"),
+            "tmpfs",
+        ])
         .arg(path)
         .output()
         .map_err(|e| format!("running mount: {e}"))?;
@@ -206,10 +227,7 @@ struct Mounted<'a>(&'a Path);
 
 impl Drop for Mounted<'_> {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.0)
-            .status();
+        let _ = privileged("umount").arg("-l").arg(self.0).status();
     }
 }
 
