@@ -31,10 +31,12 @@ use aurora_core::data::Ipld;
 use aurora_core::event::{Frame, decode_frame};
 use aurora_core::repo::{Mst, SignedCommit, read_car_bytes};
 use aurora_storage_testkit::plc::TestPlcDirectory;
+use common::dump::{connect, sqlite_url};
 use common::pds::ADMIN_PASSWORD;
 use common::process::AuroraProcess;
 use common::repo_check::{RepoFollower, link, repo_key, seq_of, text};
 use futures::StreamExt;
+use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -187,7 +189,23 @@ struct Replay {
     commits: HashMap<String, Vec<(String, Cid)>>,
 }
 
-async fn replay(addr: &str, plc: &Arc<TestPlcDirectory>) -> Replay {
+/// The newest `seq` in the event log, read from the database itself.
+async fn head_seq(database: &str) -> i64 {
+    let db = connect(database).await;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT MAX(seq) AS head FROM repo_seq",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = row.try_get::<Option<i64>>("", "head").unwrap().unwrap_or(0);
+    db.close().await.unwrap();
+    head
+}
+
+async fn replay(addr: &str, head: i64, plc: &Arc<TestPlcDirectory>) -> Replay {
     let url = format!("ws://{addr}/xrpc/com.atproto.sync.subscribeRepos?cursor=0");
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let mut follower = RepoFollower::new(plc.clone());
@@ -196,11 +214,17 @@ async fn replay(addr: &str, plc: &Arc<TestPlcDirectory>) -> Replay {
         records: HashMap::new(),
         commits: HashMap::new(),
     };
-    loop {
-        let message = match tokio::time::timeout(Duration::from_millis(1500), ws.next()).await {
-            Err(_) => break,
-            Ok(Some(Ok(message))) => message,
-            Ok(other) => panic!("the firehose ended: {other:?}"),
+    while out.seqs.last().copied().unwrap_or(0) < head {
+        let next = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the replay stalled after {:?} (head {head})",
+                    out.seqs.last()
+                )
+            });
+        let Some(Ok(message)) = next else {
+            panic!("the firehose ended: {next:?}")
         };
         let Message::Binary(bytes) = message else {
             continue;
@@ -287,12 +311,14 @@ async fn check(
     http: &reqwest::Client,
     server: &AuroraProcess,
     dir: &Path,
+    database: &str,
     writes: &[Write],
     plc: &Arc<TestPlcDirectory>,
 ) -> Counts {
     let base = server.url("");
     let base = base.trim_end_matches('/');
-    let replay = replay(&server.addr, plc).await;
+    // Nothing writes during the check, so the log's head stays put.
+    let replay = replay(&server.addr, head_seq(database).await, plc).await;
     assert!(
         replay.seqs.windows(2).all(|w| w[0] < w[1]),
         "the event log has every seq once, in increasing order"
@@ -456,6 +482,7 @@ async fn kill_under_load(test: &str, database: Option<String>) {
     if let Some(url) = &database {
         env.push(("AURORA_DATABASE_URL", url.as_str()));
     }
+    let database_url = database.clone().unwrap_or_else(|| sqlite_url(dir.path()));
     let http = aurora_server::identity::http_client(Duration::from_secs(30)).unwrap();
     let loadgen = loadgen();
     let mut writes = Vec::new();
@@ -481,10 +508,10 @@ async fn kill_under_load(test: &str, database: Option<String>) {
         writes.extend(read_ack_log(&ack_log));
 
         server = AuroraProcess::start(dir.path(), &env);
-        let counts = check(&http, &server, dir.path(), &writes, &plc).await;
+        let counts = check(&http, &server, dir.path(), &database_url, &writes, &plc).await;
         println!("{test}: cycle {}/{cycles}: {counts:?}", cycle + 1);
     }
-    let counts = check(&http, &server, dir.path(), &writes, &plc).await;
+    let counts = check(&http, &server, dir.path(), &database_url, &writes, &plc).await;
     println!(
         "{test}: {cycles} kills in {:.0?}: creates acknowledged {} (of them deleted by an acknowledged delete {}), found {}, lost {}; \
          outcome unknown {} (present {}), refused {}, not sent {}; {} events",
