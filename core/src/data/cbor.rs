@@ -14,7 +14,10 @@ use serde::de::DeserializeOwned;
 
 use super::DataError;
 
-/// Deepest nesting of arrays and maps accepted.
+/// How deep values may nest: the top-level value is at depth 0, and every
+/// value (scalar, array or map) must be at a depth below `MAX_DEPTH`. This
+/// is the recursive decoder's own limit, so that whatever the checks here
+/// and [`validate`](super::validate) accept also decodes.
 pub const MAX_DEPTH: usize = 128;
 
 /// Encodes a value as DAG-CBOR.
@@ -120,7 +123,8 @@ pub fn first_item_len(bytes: &[u8]) -> Result<usize, DataError> {
                     return Err(malformed("container longer than the input"));
                 }
                 if items > 0 {
-                    if pending.len() >= MAX_DEPTH {
+                    // The items will be at depth `pending.len() + 1`.
+                    if pending.len() + 1 >= MAX_DEPTH {
                         return Err(DataError::TooDeep);
                     }
                     pending.push(items);
@@ -184,6 +188,38 @@ mod tests {
         ));
         // Other tags.
         assert!(decode::<Ipld>(&[0xc1, 0x01]).is_err());
+    }
+
+    /// Found by the fuzz campaign (core/fuzz, corpus/dag_cbor/crash-3e922d08bc4c1c7d):
+    /// values at depth 128 passed `validate` and the structural walk but
+    /// not the recursive decoder, so a record that `json_to_ipld` accepted
+    /// encoded to bytes that `decode` refused.
+    #[test]
+    fn the_depth_limit_is_the_decoders() {
+        use crate::data::{ipld_to_json, json_to_ipld, validate};
+        let nest = |levels: usize, leaf: Ipld| (1..levels).fold(leaf, |v, _| Ipld::List(vec![v]));
+        for leaf in [
+            Ipld::Integer(0),
+            Ipld::List(vec![]),
+            Ipld::Map(std::collections::BTreeMap::new()),
+        ] {
+            // Values at depths 0 to MAX_DEPTH - 1: valid, and they decode.
+            let deepest = nest(MAX_DEPTH, leaf.clone());
+            assert_eq!(validate(&deepest), Ok(()));
+            let bytes = encode(&deepest).unwrap();
+            assert_eq!(decode_strict(&bytes), Ok(deepest.clone()));
+            let json = ipld_to_json(&deepest).unwrap();
+            assert_eq!(json_to_ipld(&json), Ok(deepest));
+            // One level more: refused everywhere.
+            let deeper = nest(MAX_DEPTH + 1, leaf);
+            assert_eq!(validate(&deeper), Err(DataError::TooDeep));
+            assert_eq!(
+                decode::<Ipld>(&encode(&deeper).unwrap()),
+                Err(DataError::TooDeep)
+            );
+            let json = ipld_to_json(&deeper).unwrap();
+            assert_eq!(json_to_ipld(&json), Err(DataError::TooDeep));
+        }
     }
 
     proptest::proptest! {

@@ -32,7 +32,7 @@ pub fn json_to_ipld(value: &Value) -> Result<Ipld, DataError> {
 }
 
 fn convert_json(value: &Value, depth: usize) -> Result<Ipld, DataError> {
-    if depth > MAX_DEPTH {
+    if depth >= MAX_DEPTH {
         return Err(DataError::TooDeep);
     }
     Ok(match value {
@@ -128,7 +128,7 @@ pub fn ipld_to_json(value: &Ipld) -> Result<Value, DataError> {
 pub fn validate(value: &Ipld) -> Result<(), DataError> {
     let mut stack = vec![(value, 0usize)];
     while let Some((v, depth)) = stack.pop() {
-        if depth > MAX_DEPTH {
+        if depth >= MAX_DEPTH {
             return Err(DataError::TooDeep);
         }
         match v {

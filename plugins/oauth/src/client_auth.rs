@@ -20,7 +20,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::replay::{SeenOnce, secs, unix_secs};
+use crate::replay::{SeenOnce, header_and_claims_are_utf8, secs, unix_secs};
 
 /// The only `client_assertion_type` of the profile.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -120,6 +120,9 @@ impl ClientAssertions {
         if assertion_type != JWT_BEARER {
             return Err(invalid("unsupported client_assertion_type"));
         }
+        if !header_and_claims_are_utf8(assertion) {
+            return Err(invalid("the header and claims must be UTF-8 JSON"));
+        }
         let header = jsonwebtoken::decode_header(assertion).map_err(|e| invalid(&e.to_string()))?;
         if header.alg != Algorithm::ES256 {
             return Err(invalid("the assertion must be signed with ES256"));
@@ -153,10 +156,11 @@ impl ClientAssertions {
         }
         let now = unix_secs(now);
         let (max_age, skew) = (secs(MAX_AGE), secs(SKEW));
-        if now - claims.iat > max_age || claims.iat - now > skew {
+        // Saturating: `iat` and `exp` are whatever the client signed.
+        if now.saturating_sub(claims.iat) > max_age || claims.iat.saturating_sub(now) > skew {
             return Err(invalid("iat must be within the last minute"));
         }
-        if claims.exp.is_some_and(|exp| exp + skew < now) {
+        if claims.exp.is_some_and(|exp| exp.saturating_add(skew) < now) {
             return Err(invalid("the assertion has expired"));
         }
         if !self.seen.first_use(format!("{client_id} {}", claims.jti)) {
@@ -171,7 +175,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::test_jws::{new_key, public_jwk, sign};
+    use crate::test_jws::{new_key, public_jwk, sign, sign_bytes};
     use p256::ecdsa::SigningKey;
     use serde_json::{Value, json};
     use std::time::UNIX_EPOCH;
@@ -289,6 +293,75 @@ mod tests {
             refuse(&sign(&s.key, &header("k1"), &c), JWT_BEARER);
         }
         refuse("garbage", JWT_BEARER);
+    }
+
+    /// Found by the fuzz campaign (core/fuzz, corpus/jwt/crash-0d0dbe7b70357883):
+    /// a claim the verifier skips could hold bytes that are not UTF-8, and
+    /// the assertion passed.
+    #[test]
+    fn header_and_claims_must_be_utf8_even_where_ignored() {
+        let s = setup();
+        let claims = |jti: &str, note: &[u8]| {
+            let mut c = br#"{"note":""#.to_vec();
+            c.extend_from_slice(note);
+            c.extend_from_slice(
+                format!(
+                    r#"","iss":"{CLIENT}","sub":"{CLIENT}","aud":"{ISSUER}","jti":"{jti}","iat":{}}}"#,
+                    unix()
+                )
+                .as_bytes(),
+            );
+            c
+        };
+        let header = serde_json::to_vec(&header("k1")).unwrap();
+        let verify = |assertion: &str| {
+            s.verifier
+                .verify(CLIENT, &s.jwks, JWT_BEARER, assertion, now())
+        };
+        assert!(verify(&sign_bytes(&s.key, &header, &claims("u1", b"skipped"))).is_ok());
+        let odd = sign_bytes(&s.key, &header, &claims("u2", b"\xc3\x28"));
+        assert_eq!(verify(&odd).unwrap_err().oauth_error(), "invalid_client");
+    }
+
+    /// Found by the fuzz campaign (core/fuzz, corpus/jwt/crash-0e7bcf9ef14ed12a):
+    /// `exp` near `i64::MAX` or `iat` near `i64::MIN` overflowed the time
+    /// arithmetic (a panic in debug builds, a wrong answer in release).
+    #[test]
+    fn extreme_times_are_judged_without_overflow() {
+        let s = setup();
+        let verify = |c: &Value| {
+            s.verifier.verify(
+                CLIENT,
+                &s.jwks,
+                JWT_BEARER,
+                &sign(&s.key, &header("k1"), c),
+                now(),
+            )
+        };
+        let mut far_exp = claims("c1");
+        far_exp["exp"] = json!(i64::MAX);
+        assert!(
+            verify(&far_exp).is_ok(),
+            "an assertion expiring at the end of time is fresh"
+        );
+        for (i, (field, value)) in [
+            ("iat", i64::MIN),
+            ("iat", i64::MIN + 1),
+            ("iat", i64::MAX),
+            ("exp", i64::MIN),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut c = claims(&format!("c-extreme-{i}"));
+            c[field] = json!(value);
+            let err = verify(&c).unwrap_err();
+            assert_eq!(
+                err.oauth_error(),
+                "invalid_client",
+                "{field} = {value}: {err}"
+            );
+        }
     }
 
     proptest::proptest! {

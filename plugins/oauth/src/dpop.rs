@@ -35,7 +35,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::replay::{SeenOnce, secs, unix_secs};
+use crate::replay::{SeenOnce, header_and_claims_are_utf8, secs, unix_secs};
 use aurora_core::store::constant_time_eq;
 
 /// The `alg` values accepted for proofs, as the metadata advertises them.
@@ -233,6 +233,9 @@ fn verified_claims(proof: &str) -> Result<(Jwk, ProofClaims), DpopError> {
     if proof.is_empty() {
         return Err(DpopError::Missing);
     }
+    if !header_and_claims_are_utf8(proof) {
+        return Err(invalid("the header and claims must be UTF-8 JSON"));
+    }
     let header = jsonwebtoken::decode_header(proof).map_err(|e| invalid(&e.to_string()))?;
     if header.typ.as_deref() != Some("dpop+jwt") {
         return Err(invalid("typ must be dpop+jwt"));
@@ -346,7 +349,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::test_jws::{new_key, public_jwk, sign};
+    use crate::test_jws::{new_key, public_jwk, sign, sign_bytes};
     use p256::ecdsa::SigningKey;
     use serde_json::{Value, json};
 
@@ -574,6 +577,36 @@ mod tests {
         let mut c = claims.clone();
         c["jti"] = json!("");
         invalid(&client.proof(&c));
+    }
+
+    /// As the fuzz campaign found for client assertions (core/fuzz,
+    /// corpus/jwt/crash-0d0dbe7b70357883): a claim the verifier skips could
+    /// hold bytes that are not UTF-8, and the proof passed.
+    #[test]
+    fn header_and_claims_must_be_utf8_even_where_ignored() {
+        let (v, client, url) = (verifier(), Client::new(), token_endpoint());
+        let target = at_token_endpoint(&url);
+        let nonce = v.nonces().current(now());
+        let claims = |jti: &str, note: &[u8]| {
+            let mut c = br#"{"note":""#.to_vec();
+            c.extend_from_slice(note);
+            c.extend_from_slice(
+                format!(
+                    r#"","jti":"{jti}","htm":"POST","htu":"{url}","iat":{},"nonce":"{nonce}"}}"#,
+                    unix(now())
+                )
+                .as_bytes(),
+            );
+            c
+        };
+        let header = serde_json::to_vec(&client.header()).unwrap();
+        let fine = sign_bytes(&client.key, &header, &claims("u1", b"skipped"));
+        assert!(v.verify(&fine, &target, now()).is_ok());
+        let odd = sign_bytes(&client.key, &header, &claims("u2", b"\x90"));
+        assert!(matches!(
+            v.verify(&odd, &target, now()),
+            Err(DpopError::Invalid(_))
+        ));
     }
 
     proptest::proptest! {

@@ -54,10 +54,20 @@ pub(crate) mod test_jws {
 
     /// A compact JWS of `header` and `claims` signed by `key` (ES256).
     pub(crate) fn sign(key: &SigningKey, header: &Value, claims: &Value) -> String {
+        sign_bytes(
+            key,
+            &serde_json::to_vec(header).unwrap(),
+            &serde_json::to_vec(claims).unwrap(),
+        )
+    }
+
+    /// A compact JWS of the `header` and `claims` bytes as they are (JSON
+    /// or not) signed by `key` (ES256).
+    pub(crate) fn sign_bytes(key: &SigningKey, header: &[u8], claims: &[u8]) -> String {
         let input = format!(
             "{}.{}",
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap()),
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
         );
         let signature: Signature = key.sign(input.as_bytes());
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))

@@ -1,8 +1,12 @@
 //! What the DPoP and client-assertion checks share: a memory of the `jti`s
-//! already used while a token carrying them could still be accepted, and
-//! the clock arithmetic on JWT times (whole seconds since the epoch).
+//! already used while a token carrying them could still be accepted, the
+//! clock arithmetic on JWT times (whole seconds since the epoch), and the
+//! check that a token's header and claims are UTF-8.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Keys seen within a window. Cheap to clone; clones share the memory.
 #[derive(Clone)]
@@ -27,6 +31,18 @@ impl SeenOnce {
     pub(crate) fn len(&self) -> u64 {
         self.seen.entry_count()
     }
+}
+
+/// Whether the header and the claims of the compact JWS `jws` are
+/// base64url of UTF-8 text, as RFC 7519 §7.2 requires. The JOSE library
+/// parses them with `serde_json`, which checks the strings it keeps but
+/// not those of members it skips, so it alone lets invalid UTF-8 through.
+pub(crate) fn header_and_claims_are_utf8(jws: &str) -> bool {
+    jws.split('.').take(2).all(|part| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .is_ok_and(|bytes| std::str::from_utf8(&bytes).is_ok())
+    })
 }
 
 /// `t` in whole seconds since the epoch, as JWTs write times.

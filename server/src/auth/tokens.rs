@@ -716,6 +716,9 @@ impl<'a> CompactJws<'a> {
 
 /// base64url-decodes `part` and parses it as JSON into `T`; the errors
 /// say which part was wrong.
+///
+/// The part must be UTF-8 as a whole (RFC 7519 §7.2): `serde_json` checks
+/// the strings it keeps, but not those of members `T` ignores.
 fn decode_json<T: serde::de::DeserializeOwned>(
     part: &str,
     not_base64: &'static str,
@@ -724,7 +727,8 @@ fn decode_json<T: serde::de::DeserializeOwned>(
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| TokenError::Malformed(not_base64))?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(bad_json))
+    let text = std::str::from_utf8(&bytes).map_err(|_| TokenError::Malformed(bad_json))?;
+    serde_json::from_str(text).map_err(|_| TokenError::Malformed(bad_json))
 }
 
 /// A JWT `NumericDate` (whole seconds) as a time.
@@ -1256,6 +1260,47 @@ mod tests {
         // The signature is checked before the claims are read.
         let jwt = format!("{}.e30.AAAA", encode_json(&header));
         assert_eq!(t.verify_access(&jwt, now()), Err(TokenError::BadSignature));
+    }
+
+    /// Found by the fuzz campaign (core/fuzz, corpus/jwt/crash-4e0476a7752c84b2):
+    /// invalid UTF-8 inside a claim the verifier ignores passed, because
+    /// `serde_json` skips such strings without checking them.
+    #[test]
+    fn header_and_claims_must_be_utf8_even_where_ignored() {
+        let t = tokens();
+        let s = t.issue(&alice(), AccessScope::Access, "session-1", now());
+        let (header, claims) = parts(&s.access_jwt);
+        let sign = |h: &[u8], c: &[u8]| {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(h),
+                URL_SAFE_NO_PAD.encode(c)
+            );
+            let mut mac = <HmacSha256 as KeyInit>::new_from_slice(SECRET).unwrap();
+            mac.update(input.as_bytes());
+            format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
+        let (h, c) = (header.to_string(), claims.to_string());
+        assert!(
+            t.verify_access(&sign(h.as_bytes(), c.as_bytes()), now())
+                .is_ok()
+        );
+        // An unknown member whose string is not UTF-8, in the claims and in
+        // the header.
+        let mut c_bytes = c.clone().into_bytes();
+        c_bytes.splice(1..1, b"\"x\":\"\x90\",".iter().copied());
+        let mut h_bytes = h.clone().into_bytes();
+        h_bytes.splice(1..1, b"\"x\":\"\xff\",".iter().copied());
+        for jwt in [sign(h.as_bytes(), &c_bytes), sign(&h_bytes, c.as_bytes())] {
+            assert!(
+                matches!(t.verify_access(&jwt, now()), Err(TokenError::Malformed(_))),
+                "{:?}",
+                t.verify_access(&jwt, now())
+            );
+        }
     }
 
     #[test]
