@@ -148,13 +148,19 @@ fn run(cmd: &[String]) -> Result<(), String> {
     }
 }
 
-fn spawn_cluster(bindir: &Path) -> Result<Server, String> {
+/// A new cluster's folder (owned by the server user), its initialised
+/// data folder, and a free loopback port for it.
+struct NewCluster {
+    root: bool,
+    dir: PathBuf,
+    data: PathBuf,
+    port: u16,
+}
+
+fn init_cluster(bindir: &Path, prefix: &str) -> Result<NewCluster, String> {
     let root = is_root();
-    let dir = std::env::temp_dir().join(format!(
-        "aurora-pg-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), rand_suffix()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     if root {
         run(&[
@@ -178,11 +184,25 @@ fn spawn_cluster(bindir: &Path) -> Result<Server, String> {
         "--no-sync".into(),
     ]);
     run(&initdb)?;
-
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("finding a free port: {e}"))?
         .port();
+    Ok(NewCluster {
+        root,
+        dir,
+        data,
+        port,
+    })
+}
+
+fn spawn_cluster(bindir: &Path) -> Result<Server, String> {
+    let NewCluster {
+        root,
+        dir,
+        data,
+        port,
+    } = init_cluster(bindir, "aurora-pg")?;
     let mut postgres = as_server_user(root);
     postgres.extend([
         bindir.join("postgres").display().to_string(),
@@ -281,38 +301,12 @@ impl PrivateCluster {
 
     fn create() -> Result<Self, String> {
         let bindir = find_bindir()?;
-        let root = is_root();
-        let dir = std::env::temp_dir().join(format!(
-            "aurora-pgp-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        if root {
-            run(&[
-                "chown".into(),
-                "postgres:postgres".into(),
-                dir.display().to_string(),
-            ])?;
-        }
-        let data = dir.join("data");
-        let mut initdb = as_server_user(root);
-        initdb.extend([
-            bindir.join("initdb").display().to_string(),
-            "-D".into(),
-            data.display().to_string(),
-            "-U".into(),
-            "postgres".into(),
-            "--auth=trust".into(),
-            "-E".into(),
-            "UTF8".into(),
-            "--no-sync".into(),
-        ]);
-        run(&initdb)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("finding a free port: {e}"))?
-            .port();
+        let NewCluster {
+            root,
+            dir,
+            data,
+            port,
+        } = init_cluster(&bindir, "aurora-pgp")?;
         let cluster = Self {
             bindir,
             root,
