@@ -200,12 +200,12 @@ impl SqlStore {
                     .pragma("cache_size", format!("-{}", options.sqlite_cache_kib))
                     .pragma("temp_store", "memory");
                 // `after_release` (here and below): a connection handed back
-                // still inside a transaction is closed, not reused. That is
-                // what a failed COMMIT leaves: SQLite keeps the transaction
-                // open after SQLITE_FULL or SQLITE_BUSY, and sqlx still counts
-                // it as begun, so the next "transaction" would be a savepoint
-                // inside it: acknowledged, never committed. Closing the
-                // connection rolls it back.
+                // still inside a transaction is closed, not reused. A write
+                // that failed on a full disk (SQLITE_FULL) left the writing
+                // connection like that, and the writes after it ran inside
+                // that transaction: acknowledged, never committed (shown by
+                // `a_full_disk_fails_writes_cleanly_and_reads_go_on`, which
+                // fails without this). Closing the connection rolls it back.
                 let pool = SqlitePoolOptions::new()
                     .max_connections(options.max_connections.unwrap_or(SQLITE_READERS))
                     .acquire_timeout(options.acquire_timeout)
