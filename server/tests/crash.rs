@@ -43,9 +43,10 @@ use tokio_tungstenite::tungstenite::Message;
 const COLLECTION: &str = "app.bsky.feed.post";
 
 /// The `loadgen` binary beside `aurora` in the target folder. `cargo test
-/// --workspace` (the README's command) builds it; a run of this test alone
-/// builds it when it is missing. (After changing loadgen, run the test
-/// through the workspace command, or `cargo build -p aurora-loadgen`.)
+/// --workspace` (the README's command) builds it, for loadgen's own CLI
+/// test; a run of this test alone builds it when it is missing. (After
+/// changing loadgen, run the test through the workspace command, or
+/// `cargo build -p aurora-loadgen`.)
 fn loadgen() -> PathBuf {
     let aurora = Path::new(env!("CARGO_BIN_EXE_aurora"));
     let path = aurora.with_file_name(format!("loadgen{}", std::env::consts::EXE_SUFFIX));
