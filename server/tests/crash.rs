@@ -32,7 +32,7 @@ use aurora_core::event::{Frame, decode_frame};
 use aurora_core::repo::{Mst, SignedCommit, read_car_bytes};
 use aurora_storage_testkit::plc::TestPlcDirectory;
 use common::dump::{connect, sqlite_url};
-use common::pds::ADMIN_PASSWORD;
+use common::pds::{ADMIN_PASSWORD, rkey_of};
 use common::process::AuroraProcess;
 use common::repo_check::{RepoFollower, link, repo_key, seq_of, text};
 use futures::StreamExt;
@@ -164,13 +164,7 @@ async fn read_repo(
             .unwrap();
         let records = page["records"].as_array().unwrap();
         for r in records {
-            let rkey = r["uri"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned();
+            let rkey = rkey_of(r);
             index.insert(rkey, r["cid"].as_str().unwrap().parse().unwrap());
         }
         match page["cursor"].as_str() {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use aurora_storage_testkit::plc::TestPlcDirectory;
 use aurora_storage_testkit::postgres::PrivateCluster;
 use common::dump::{connect, differences, dump, sqlite_url};
-use common::pds::{Client, server_with, sign_up};
+use common::pds::{Client, rkey_of, server_with, sign_up};
 use common::{Db, TestServer, assert_xrpc_error};
 use serde_json::{Value, json};
 
@@ -36,6 +36,18 @@ async fn create(c: &Client<'_>, did: &str, token: &str, text: &str) -> reqwest::
         json!({"repo": did, "collection": "app.bsky.feed.post", "record": post(text)}),
     )
     .await
+}
+
+/// How many posts `did`'s repo lists.
+async fn posts(c: &Client<'_>, did: &str) -> usize {
+    let listed = c
+        .ok_get(
+            "com.atproto.repo.listRecords",
+            None,
+            &[("repo", did), ("collection", "app.bsky.feed.post")],
+        )
+        .await;
+    listed["records"].as_array().unwrap().len()
 }
 
 /// The calls a client makes while the database is down: each is answered
@@ -121,13 +133,7 @@ async fn postgres_outage(test: &str, immediate: bool) {
     let c = Client { server: &server };
     let (did, token) = sign_up(&c, "alice.test").await;
     let created = Client::ok(create(&c, &did, &token, "before the outage").await).await;
-    let rkey = created["uri"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let rkey = rkey_of(&created);
     let db = connect(&cluster.url()).await;
     let before = dump(&db).await;
     db.close().await.unwrap();
@@ -167,14 +173,7 @@ async fn postgres_outage(test: &str, immediate: bool) {
     assert_eq!(record["cid"], created["cid"]);
     let again = Client::ok(create(&c, &did, &token, "after the outage").await).await;
     assert_eq!(again["commit"]["rev"].as_str().unwrap().len(), 13);
-    let listed = c
-        .ok_get(
-            "com.atproto.repo.listRecords",
-            None,
-            &[("repo", &did), ("collection", "app.bsky.feed.post")],
-        )
-        .await;
-    assert_eq!(listed["records"].as_array().unwrap().len(), 2);
+    assert_eq!(posts(&c, &did).await, 2);
 }
 
 #[tokio::test]
@@ -275,15 +274,7 @@ async fn a_full_disk_fails_writes_cleanly_and_reads_go_on() {
     let mut rkeys = Vec::new();
     for i in 0..5 {
         let created = Client::ok(create(&c, &did, &token, &format!("post {i}")).await).await;
-        rkeys.push(
-            created["uri"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned(),
-        );
+        rkeys.push(rkey_of(&created));
     }
     let db = connect(&sqlite_url(&data)).await;
     let before = dump(&db).await;
@@ -347,14 +338,7 @@ async fn a_full_disk_fails_writes_cleanly_and_reads_go_on() {
         )
         .await;
     }
-    let listed = c
-        .ok_get(
-            "com.atproto.repo.listRecords",
-            None,
-            &[("repo", &did), ("collection", "app.bsky.feed.post")],
-        )
-        .await;
-    assert_eq!(listed["records"].as_array().unwrap().len(), 5);
+    assert_eq!(posts(&c, &did).await, 5);
     let repo = c
         .get("com.atproto.sync.getRepo", None, &[("did", &did)])
         .await;
@@ -395,14 +379,7 @@ async fn a_full_disk_fails_writes_cleanly_and_reads_go_on() {
     std::fs::remove_file(filler).unwrap();
     let created = Client::ok(create(&c, &did, &token, "room again").await).await;
     assert!(created["uri"].as_str().is_some());
-    let listed = c
-        .ok_get(
-            "com.atproto.repo.listRecords",
-            None,
-            &[("repo", &did), ("collection", "app.bsky.feed.post")],
-        )
-        .await;
-    assert_eq!(listed["records"].as_array().unwrap().len(), 6);
+    assert_eq!(posts(&c, &did).await, 6);
     db.close().await.unwrap();
     drop(server);
 }

@@ -23,7 +23,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{TimeDelta, Utc};
 use common::dump::{connect, differences, dump, sqlite_url};
-use common::pds::{Client, server_with, sign_up};
+use common::pds::{Client, rkey_of, server_with, sign_up};
 use common::{Db, TestServer};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1881,13 +1881,7 @@ async fn fixture(server: &TestServer) -> Fixture {
         alice_token,
         alice_refresh: session["refreshJwt"].as_str().unwrap().to_owned(),
         bob_token,
-        rkey: created["uri"]
-            .as_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned(),
+        rkey: rkey_of(&created),
         record_cid: created["cid"].as_str().unwrap().to_owned(),
         blob_cid: blob["blob"]["ref"]["$link"].as_str().unwrap().to_owned(),
         service_did: describe["did"].as_str().unwrap().to_owned(),

@@ -21,7 +21,7 @@ use aurora_core::store::AccountStatus;
 use aurora_core::syntax::{Did, TidClock};
 use aurora_storage_testkit::plc::TestPlcDirectory;
 use bytes::Bytes;
-use common::pds::{Client, server, server_with, sign_up};
+use common::pds::{Client, rkey_of, server, server_with, sign_up};
 use common::{Db, TestServer, assert_xrpc_error};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -66,16 +66,6 @@ async fn create(c: &Client<'_>, token: &str, repo: &str, record: Value) -> Value
         json!({"repo": repo, "collection": "app.bsky.feed.post", "record": record}),
     )
     .await
-}
-
-fn rkey_of(created: &Value) -> String {
-    created["uri"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 /// The account's repo signing key, from its DID document.

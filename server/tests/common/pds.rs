@@ -78,6 +78,17 @@ pub(crate) async fn sign_up(c: &Client<'_>, handle: &str) -> (String, String) {
     )
 }
 
+/// The record key of a created record (the last segment of its `uri`).
+pub(crate) fn rkey_of(created: &Value) -> String {
+    created["uri"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// A small XRPC client.
 pub(crate) struct Client<'a> {
     pub(crate) server: &'a TestServer,

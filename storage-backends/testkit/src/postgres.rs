@@ -196,6 +196,17 @@ fn init_cluster(bindir: &Path, prefix: &str) -> Result<NewCluster, String> {
     })
 }
 
+/// Runs a shell `script` in the background, detached from our output.
+fn spawn_detached(script: &str) -> std::io::Result<()> {
+    Command::new("sh")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(drop)
+}
+
 fn spawn_cluster(bindir: &Path) -> Result<Server, String> {
     let NewCluster {
         root,
@@ -240,13 +251,7 @@ fn spawn_cluster(bindir: &Path) -> Result<Server, String> {
         data = data.display(),
         dir = dir.display(),
     );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting postgres: {e}"))?;
+    spawn_detached(&script).map_err(|e| format!("starting postgres: {e}"))?;
 
     let base = url::Url::parse(&format!("postgres://postgres@127.0.0.1:{port}"))
         .map_err(|e| e.to_string())?;
@@ -322,13 +327,7 @@ impl PrivateCluster {
             stop = cluster.pg_ctl(&["stop", "-m", "immediate"]).join(" "),
             dir = cluster.dir.display(),
         );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting the watchdog: {e}"))?;
+        spawn_detached(&script).map_err(|e| format!("starting the watchdog: {e}"))?;
         cluster.resume()?;
         Ok(cluster)
     }
