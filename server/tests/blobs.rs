@@ -18,7 +18,7 @@ use aurora_core::repo::commit::UnsignedCommit;
 use aurora_core::repo::{Mst, car_bytes};
 use aurora_core::syntax::{Did, Tid};
 use aurora_storage_testkit::plc::TestPlcDirectory;
-use common::pds::{Client, events_of, server, server_with, sign_up};
+use common::pds::{Client, events_of, rkey_of, server, server_with, sign_up};
 use common::{Db, TestServer, assert_xrpc_error};
 use serde_json::{Value, json};
 
@@ -198,19 +198,10 @@ async fn blob_lifecycle(test: &str, db: Db) {
     .await;
 
     // Deleting one of the two records keeps the blob...
-    let rkey = |r: &Value| {
-        r["uri"]
-            .as_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
     c.ok_post(
         "com.atproto.repo.deleteRecord",
         Some(&token),
-        json!({"repo": alice, "collection": "app.bsky.feed.post", "rkey": rkey(&first)}),
+        json!({"repo": alice, "collection": "app.bsky.feed.post", "rkey": rkey_of(&first)}),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -229,7 +220,7 @@ async fn blob_lifecycle(test: &str, db: Db) {
     c.ok_post(
         "com.atproto.repo.putRecord",
         Some(&token),
-        json!({"repo": alice, "collection": "app.bsky.feed.post", "rkey": rkey(&second),
+        json!({"repo": alice, "collection": "app.bsky.feed.post", "rkey": rkey_of(&second),
                "record": {"$type": "app.bsky.feed.post", "text": "no image now", "createdAt": "2026-12-06T12:00:00.000Z"}}),
     )
     .await;
