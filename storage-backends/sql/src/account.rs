@@ -327,6 +327,15 @@ impl AccountStore for SqlStore {
         session_id: &str,
     ) -> Result<Option<(RefreshToken, Account)>, StoreError> {
         // One query instead of two: this runs for every authenticated call.
+        if let Some(sqlite) = self.native_sqlite()
+            && let Ok(found) = sqlite.session_account(session_id)
+        {
+            return found
+                .map(|(token, account)| {
+                    Ok((refresh_token_from_row(token)?, account_from_row(account)?))
+                })
+                .transpose();
+        }
         let of_account = refresh_token::Entity::belongs_to(account::Entity)
             .from(refresh_token::Column::Did)
             .to(account::Column::Did)

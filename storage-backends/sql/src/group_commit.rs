@@ -16,6 +16,11 @@
 //! A waiter whose commit was taken by someone else's batch gets its result
 //! without ever holding the lock.
 //!
+//! That is the Postgres path. On SQLite the batch is written in one
+//! blocking call on a connection of its own, one savepoint per commit from
+//! the start (see `sqlite_native.rs`): with no thread switch per statement,
+//! per-row statements cost less than building the shared ones.
+//!
 //! When writes come one at a time, a batch is just the one commit and
 //! nothing waits. Under load, the commits that arrive while a batch is
 //! being written form the next one, so the number of transactions (and
@@ -36,6 +41,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio::sync::oneshot;
 
+use crate::sqlite_native::{BatchCommit, NativeSqlite};
 use crate::{SqlStore, db_err};
 
 /// Most commits written in one transaction; the rest wait for the next.
@@ -118,13 +124,14 @@ impl SqlStore {
         #[allow(clippy::cast_precision_loss)]
         metrics::histogram!("aurora_db_commit_batch_size").record(batch.len() as f64);
         let now = Utc::now();
+        if let Some(sqlite) = self.shared.sqlite_native.clone() {
+            return self.write_batch_on_sqlite(sqlite, batch, now).await;
+        }
         if writable_together(&batch) {
             match self.write_together(&batch, now).await {
                 Together::Written(outcomes) => return self.acknowledge(batch, outcomes),
                 Together::Failed(e) => {
-                    for q in batch {
-                        let _ = q.done.send(Err(batch_error(&e)));
-                    }
+                    fail_all(batch, &e);
                     return;
                 }
                 // Nothing was written: one savepoint per commit finds the
@@ -135,9 +142,7 @@ impl SqlStore {
         let txn = match self.begin_write().await {
             Ok(txn) => txn,
             Err(e) => {
-                for q in batch {
-                    let _ = q.done.send(Err(batch_error(&e)));
-                }
+                fail_all(batch, &e);
                 return;
             }
         };
@@ -149,9 +154,7 @@ impl SqlStore {
                 // leaves the transaction in doubt: write none of the batch.
                 Err(e) => {
                     let _ = txn.rollback().await;
-                    for q in batch {
-                        let _ = q.done.send(Err(batch_error(&e)));
-                    }
+                    fail_all(batch, &e);
                     return;
                 }
             }
@@ -165,6 +168,56 @@ impl SqlStore {
                     let _ = q.done.send(outcome.and_then(|_| Err(batch_error(&e))));
                 }
             }
+        }
+    }
+
+    /// Writes `batch` on SQLite's own commit connection (see
+    /// `sqlite_native.rs`), one commit per savepoint.
+    async fn write_batch_on_sqlite(
+        &self,
+        sqlite: Arc<NativeSqlite>,
+        batch: Vec<Queued>,
+        now: DateTime<Utc>,
+    ) {
+        // Holding sqlx's writing connection meanwhile keeps the other write
+        // transactions waiting in its pool, in order, rather than in
+        // SQLite's busy handler.
+        let held = match self
+            .shared
+            .writer
+            .get_sqlite_connection_pool()
+            .acquire()
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                let e = StoreError::Unavailable(e.to_string());
+                fail_all(batch, &e);
+                return;
+            }
+        };
+        let written = tokio::task::spawn_blocking(move || {
+            let outcome = {
+                let commits: Vec<BatchCommit<'_>> = batch
+                    .iter()
+                    .map(|q| BatchCommit {
+                        commit: &q.commit,
+                        fault_at: q.fault_at,
+                    })
+                    .collect();
+                sqlite.write_batch(&commits, now)
+            };
+            (batch, outcome)
+        })
+        .await;
+        drop(held);
+        // A panic drops the batch: its callers hear it was interrupted.
+        match written {
+            Ok((batch, Ok(outcomes))) => self.acknowledge(batch, outcomes),
+            Ok((batch, Err(e))) => {
+                fail_all(batch, &e);
+            }
+            Err(_) => {}
         }
     }
 
@@ -228,9 +281,7 @@ impl SqlStore {
         // fails the whole attempt, and then fails alone, one by one.
         let fault = |stage: CommitStage| {
             if written.iter().any(|q| q.fault_at == Some(stage)) {
-                Err(StoreError::Backend(
-                    format!("injected fault after {stage:?}").into(),
-                ))
+                Err(injected_fault(stage))
             } else {
                 Ok(())
             }
@@ -282,9 +333,7 @@ impl SqlStore {
         // Fault injection for the atomicity tests (`with_fault_after`).
         let fault = |stage: CommitStage| {
             if fault_at == Some(stage) {
-                Err(StoreError::Backend(
-                    format!("injected fault after {stage:?}").into(),
-                ))
+                Err(injected_fault(stage))
             } else {
                 Ok(())
             }
@@ -321,6 +370,19 @@ fn writable_together(batch: &[Queued]) -> bool {
     batch
         .iter()
         .all(|q| q.commit.expected_root.is_some() && repos.insert(q.commit.did.as_str()))
+}
+
+/// The error of a commit set to fail after `stage` (the atomicity tests'
+/// fault injection, on every write path).
+pub(crate) fn injected_fault(stage: CommitStage) -> StoreError {
+    StoreError::Backend(format!("injected fault after {stage:?}").into())
+}
+
+/// Tells every commit of `batch` it failed with `e`.
+fn fail_all(batch: Vec<Queued>, e: &StoreError) {
+    for q in batch {
+        let _ = q.done.send(Err(batch_error(e)));
+    }
 }
 
 fn interrupted() -> StoreError {

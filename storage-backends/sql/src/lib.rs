@@ -28,6 +28,7 @@ mod oauth;
 mod repo;
 mod sequencer;
 mod sink_cursor;
+mod sqlite_native;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -155,6 +156,9 @@ struct Shared {
     /// so writers queue here, in order, instead of sleeping in SQLite's
     /// busy handler; on Postgres the same pool as `db`.
     writer: DatabaseConnection,
+    /// SQLite (on a file): the connections of the write path's hot
+    /// statements (see `sqlite_native.rs`).
+    sqlite_native: Option<Arc<sqlite_native::NativeSqlite>>,
     /// Commits waiting to be written together (see `group_commit.rs`).
     commits: group_commit::CommitQueue,
     engine: Engine,
@@ -184,7 +188,7 @@ impl SqlStore {
     /// Connects without touching the schema.
     pub async fn connect(url: &str, options: &SqlOptions) -> Result<Self, ConnectError> {
         let engine = Engine::from_url(url)?;
-        let (db, writer) = match engine {
+        let (db, writer, sqlite_native) = match engine {
             Engine::Sqlite => {
                 let connect = SqliteConnectOptions::from_str(url)
                     .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?
@@ -206,9 +210,14 @@ impl SqlStore {
                 // that transaction: acknowledged, never committed (shown by
                 // `a_full_disk_fails_writes_cleanly_and_reads_go_on`, which
                 // fails without this). Closing the connection rolls it back.
+                // No ping before handing a SQLite connection out (here and
+                // below): it is a file on this machine, not a socket that
+                // can go stale, and the ping is a round trip to the
+                // connection's thread on every acquire.
                 let pool = SqlitePoolOptions::new()
                     .max_connections(options.max_connections.unwrap_or(SQLITE_READERS))
                     .acquire_timeout(options.acquire_timeout)
+                    .test_before_acquire(false)
                     .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                     .connect_with(connect.clone())
                     .await
@@ -220,13 +229,25 @@ impl SqlStore {
                 let writer = SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(options.acquire_timeout)
+                    .test_before_acquire(false)
                     .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
-                    .connect_with(connect)
+                    .connect_with(connect.clone())
                     .await
                     .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+                // The write path's hot statements go round sqlx's thread
+                // switches (see `sqlite_native.rs`); an in-memory database
+                // would be another database there, so it keeps the sqlx path.
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                let native = (!in_memory).then(|| {
+                    Arc::new(sqlite_native::NativeSqlite::new(
+                        connect.get_filename(),
+                        options,
+                    ))
+                });
                 (
                     SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
                     SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+                    native,
                 )
             }
             Engine::Postgres => {
@@ -241,7 +262,7 @@ impl SqlStore {
                     .await
                     .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
                 let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-                (db.clone(), db)
+                (db.clone(), db, None)
             }
         };
         db.ping()
@@ -256,6 +277,7 @@ impl SqlStore {
                 },
                 db,
                 writer,
+                sqlite_native,
                 commits: group_commit::CommitQueue::default(),
                 engine,
                 head,
@@ -342,6 +364,11 @@ impl SqlStore {
         availability
             .observe(&self.shared.db, outcome)
             .map_err(db_err)
+    }
+
+    /// SQLite's own connections for the hot paths (see `sqlite_native.rs`).
+    pub(crate) fn native_sqlite(&self) -> Option<&sqlite_native::NativeSqlite> {
+        self.shared.sqlite_native.as_deref()
     }
 
     /// The connection reads go through: it fails at once while the

@@ -22,6 +22,7 @@ use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::entity::repo_seq;
+use crate::sqlite_native::INLINE_EVENTS;
 use crate::{Engine, Shared, SqlStore, convert, db_err};
 
 /// The Postgres notification channel announcing newly committed events.
@@ -86,6 +87,15 @@ impl Sequencer for SqlStore {
         up_to: i64,
         limit: usize,
     ) -> Result<Vec<SeqEvent>, StoreError> {
+        // The live tail is read inline on SQLite (see `sqlite_native.rs`);
+        // `up_to` is often "no bound", the head bounds what there is.
+        if let Some(sqlite) = self.native_sqlite()
+            && std::cmp::min(up_to, *self.shared.head.borrow()).saturating_sub(after)
+                <= INLINE_EVENTS
+            && let Ok(rows) = sqlite.events_in_range(after, up_to, limit)
+        {
+            return rows.into_iter().map(event_from_row).collect();
+        }
         repo_seq::Entity::find()
             .filter(repo_seq::Column::Seq.gt(after))
             .filter(repo_seq::Column::Seq.lte(up_to))

@@ -1,0 +1,469 @@
+//! SQLite without a thread switch per statement, for what every write
+//! request does: the session lookup, the group commit, and the firehose
+//! reading the new event.
+//!
+//! sqlx runs each SQLite connection on a thread of its own: every statement
+//! is sent to that thread and its result sent back, two thread switches or
+//! more each. A batch written through it is about eight statements, one
+//! after the other, on the path every write waits on; on two busy cores
+//! each switch waits its turn behind the request tasks. Profiles of
+//! createRecord under load showed the switching taking a third of the
+//! server's CPU, and the sqlx threads a quarter of it for one lookup per
+//! request.
+//!
+//! So on SQLite:
+//! - a batch of commits is written by one blocking call on a connection of
+//!   its own: cached prepared statements, a row at a time, each commit in
+//!   its own savepoint so that a commit that fails (a moved root, a bad
+//!   row, an injected fault) is rolled back alone;
+//! - the session lookup of authentication, and the firehose's read of the
+//!   newest events, run inline on the calling thread, on a small pool of
+//!   reading connections: a point query or a short range on an index,
+//!   microseconds, cheaper than the thread switches around it. A lookup
+//!   that fails (the database busy past a short timeout, anything else) is
+//!   left to the sqlx path, which reports it.
+//!
+//! Both use rusqlite, over the same `libsqlite3-sys` as sqlx. Values are
+//! written in the forms sqlx writes them (RFC 3339 times, booleans as 0/1),
+//! so sea-orm reads them back unchanged. The schema and every other
+//! statement stay with sea-orm.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use aurora_core::store::{CommitStage, CommitWrite, RecordWrite, StoreError};
+use aurora_core::syntax::AtUri;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+
+use crate::entity::{account, refresh_token, repo_seq};
+use crate::group_commit::injected_fault;
+use crate::{SqlOptions, SqliteSync};
+
+/// How long an inline lookup waits for a busy database before it leaves
+/// the lookup to the sqlx path (WAL readers wait only in rare cases, such
+/// as a checkpoint resetting the log).
+const LOOKUP_BUSY_TIMEOUT: Duration = Duration::from_millis(20);
+/// Reading connections kept open between lookups (lookups run inline, so
+/// at most one per runtime thread is in use at a time).
+const IDLE_READERS: usize = 4;
+/// The widest `seq` range read inline: the live tail of the log, a batch
+/// or a few. Longer ranges (a backfill) are read through sqlx, off the
+/// runtime's threads.
+pub(crate) const INLINE_EVENTS: i64 = 256;
+
+/// A commit of a batch and where it fails on purpose (tests).
+pub(crate) struct BatchCommit<'a> {
+    pub(crate) commit: &'a CommitWrite,
+    pub(crate) fault_at: Option<CommitStage>,
+}
+
+/// The connections of one SQLite database file (see the module docs).
+/// They are opened on first use; the writing one again after a failure
+/// that may have left it inside a transaction.
+pub(crate) struct NativeSqlite {
+    path: PathBuf,
+    synchronous: &'static str,
+    busy_timeout: Duration,
+    cache_kib: u32,
+    writer: Mutex<Option<Connection>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for NativeSqlite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeSqlite")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NativeSqlite {
+    /// Connections to the database file at `path`, with the settings the
+    /// sqlx connections have.
+    pub(crate) fn new(path: &Path, options: &SqlOptions) -> Self {
+        Self {
+            path: path.to_owned(),
+            synchronous: match options.sqlite_sync {
+                SqliteSync::Full => "FULL",
+                SqliteSync::Normal => "NORMAL",
+            },
+            busy_timeout: options.acquire_timeout,
+            cache_kib: options.sqlite_cache_kib,
+            writer: Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn open(
+        &self,
+        flags: OpenFlags,
+        busy_timeout: Duration,
+    ) -> Result<Connection, rusqlite::Error> {
+        let conn =
+            Connection::open_with_flags(&self.path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.busy_timeout(busy_timeout)?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; \
+             PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;",
+            self.synchronous, self.cache_kib
+        ))?;
+        Ok(conn)
+    }
+
+    /// Writes `batch` in one transaction, each commit in a savepoint of its
+    /// own. Blocks: call it from a blocking thread. Returns each commit's
+    /// outcome (the `seq` of its event, or its own error); the outer error
+    /// means nothing was written (the transaction could not begin or
+    /// commit, or a savepoint could not be undone).
+    pub(crate) fn write_batch(
+        &self,
+        batch: &[BatchCommit<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
+        let mut slot = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = match slot.as_mut() {
+            Some(conn) => conn,
+            None => slot.insert(
+                self.open(OpenFlags::SQLITE_OPEN_READ_WRITE, self.busy_timeout)
+                    .map_err(sqlite_err)?,
+            ),
+        };
+        let outcome = write_in_transaction(conn, batch, &now);
+        // A connection left inside a transaction (a failed COMMIT or
+        // ROLLBACK) is closed: closing rolls it back, and the next batch
+        // opens a fresh one.
+        if !conn.is_autocommit() {
+            *slot = None;
+        }
+        outcome
+    }
+
+    /// Runs `lookup` on an idle reading connection (opened when there is
+    /// none), inline.
+    fn read<T>(
+        &self,
+        lookup: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let taken = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match taken {
+            Some(conn) => conn,
+            None => self.open(OpenFlags::SQLITE_OPEN_READ_ONLY, LOOKUP_BUSY_TIMEOUT)?,
+        };
+        let found = lookup(&conn);
+        let mut idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        found
+    }
+
+    /// The newest refresh token of session `session_id` and its account,
+    /// as `AccountStore::get_session_account` answers; inline (see the
+    /// module docs). An error means: ask the sqlx path.
+    pub(crate) fn session_account(
+        &self,
+        session_id: &str,
+    ) -> rusqlite::Result<Option<(refresh_token::Model, account::Model)>> {
+        self.read(|conn| {
+            let mut lookup = conn.prepare_cached(
+                "SELECT t.id, t.session_id, t.did, t.app_password_name, t.expires_at, \
+                 a.did, a.handle, a.email, a.password_hash, a.status, a.created_at, \
+                 a.email_confirmed_at, a.takedown_ref \
+                 FROM refresh_token t JOIN account a ON a.did = t.did \
+                 WHERE t.session_id = ?1 ORDER BY t.expires_at DESC, t.id DESC LIMIT 1",
+            )?;
+            lookup
+                .query_row([session_id], |row| {
+                    let token = refresh_token::Model {
+                        id: row.get(0)?,
+                        session_id: row.get(1)?,
+                        did: row.get(2)?,
+                        app_password_name: row.get(3)?,
+                        expires_at: time(row, 4)?,
+                    };
+                    let account = account::Model {
+                        did: row.get(5)?,
+                        handle: row.get(6)?,
+                        email: row.get(7)?,
+                        password_hash: row.get(8)?,
+                        status: row.get(9)?,
+                        created_at: time(row, 10)?,
+                        email_confirmed_at: optional_time(row, 11)?,
+                        takedown_ref: row.get(12)?,
+                    };
+                    Ok((token, account))
+                })
+                .optional()
+        })
+    }
+
+    /// The events after `after` up to `up_to` that are not invalidated, in
+    /// order, at most `limit`, as `Sequencer::events_in_range` answers;
+    /// inline, so only for the few of the live tail (see
+    /// [`INLINE_EVENTS`]). An error means: ask the sqlx path.
+    pub(crate) fn events_in_range(
+        &self,
+        after: i64,
+        up_to: i64,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<repo_seq::Model>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let mut range = conn.prepare_cached(
+                "SELECT seq, did, event_type, event, invalidated, sequenced_at FROM repo_seq \
+                 WHERE seq > ?1 AND seq <= ?2 AND invalidated = 0 ORDER BY seq LIMIT ?3",
+            )?;
+            range
+                .query_map(params![after, up_to, limit], |row| {
+                    Ok(repo_seq::Model {
+                        seq: row.get(0)?,
+                        did: row.get(1)?,
+                        event_type: row.get(2)?,
+                        event: row.get(3)?,
+                        invalidated: row.get(4)?,
+                        sequenced_at: time(row, 5)?,
+                    })
+                })?
+                .collect()
+        })
+    }
+}
+
+/// A time column as sqlx writes it (RFC 3339), or as SQLite's own
+/// functions do (`YYYY-MM-DD HH:MM:SS`, UTC).
+fn time(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
+    optional_time(row, index)?.ok_or(rusqlite::Error::InvalidColumnType(
+        index,
+        "time".to_owned(),
+        rusqlite::types::Type::Null,
+    ))
+}
+
+fn optional_time(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let Some(text) = row.get::<_, Option<String>>(index)? else {
+        return Ok(None);
+    };
+    parse_time(&text).map(Some).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn write_in_transaction(
+    conn: &Connection,
+    batch: &[BatchCommit<'_>],
+    now: &DateTime<Utc>,
+) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
+    // The same text sqlx writes for a `DateTime<Utc>`.
+    let now = now.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    run(conn, "BEGIN IMMEDIATE").map_err(sqlite_err)?;
+    let written = (|| {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for item in batch {
+            run(conn, "SAVEPOINT one_commit").map_err(sqlite_err)?;
+            let outcome = write_commit(conn, item, &now);
+            if outcome.is_err() {
+                run(conn, "ROLLBACK TO one_commit").map_err(sqlite_err)?;
+            }
+            run(conn, "RELEASE one_commit").map_err(sqlite_err)?;
+            outcomes.push(outcome);
+        }
+        run(conn, "COMMIT").map_err(sqlite_err)?;
+        Ok(outcomes)
+    })();
+    if written.is_err() && !conn.is_autocommit() {
+        // If this fails too, the caller closes the connection.
+        let _ = run(conn, "ROLLBACK");
+    }
+    written
+}
+
+/// Runs a statement without parameters, prepared once per connection
+/// (transaction control included: parsing it each time showed in profiles).
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// Parses a stored time: RFC 3339 (sqlx's form), or `YYYY-MM-DD
+/// HH:MM:SS[.fff]` in UTC (SQLite's `datetime()`).
+fn parse_time(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%F %T%.f").map(|t| t.and_utc()))
+}
+
+/// The statements of one commit, in the order of the SQL write path: the
+/// root's compare-and-swap, blocks, the record index and its blob
+/// references, the event.
+fn write_commit(conn: &Connection, item: &BatchCommit<'_>, now: &str) -> Result<i64, StoreError> {
+    let c = item.commit;
+    let fault = |stage: CommitStage| {
+        if item.fault_at == Some(stage) {
+            Err(injected_fault(stage))
+        } else {
+            Ok(())
+        }
+    };
+    swap_root(conn, c, now)?;
+    fault(CommitStage::Root)?;
+    put_blocks(conn, c).map_err(sqlite_err)?;
+    fault(CommitStage::Blocks)?;
+    write_records(conn, c, now).map_err(sqlite_err)?;
+    fault(CommitStage::Records)?;
+    let seq = insert_event(conn, c, now).map_err(sqlite_err)?;
+    fault(CommitStage::Event)?;
+    Ok(seq)
+}
+
+/// Moves the root from the expected one (or creates it): a root that
+/// moved on meanwhile is a conflict.
+fn swap_root(conn: &Connection, c: &CommitWrite, now: &str) -> Result<(), StoreError> {
+    let (did, rev, root) = (c.did.as_str(), c.rev.as_str(), c.root.to_string());
+    let swapped = match c.expected_root {
+        Some(expected) => conn
+            .prepare_cached(
+                "UPDATE repo_root SET cid = ?1, rev = ?2, updated_at = ?3 \
+                 WHERE did = ?4 AND cid = ?5",
+            )
+            .and_then(|mut s| s.execute(params![root, rev, now, did, expected.to_string()])),
+        None => conn
+            .prepare_cached(
+                "INSERT INTO repo_root (did, cid, rev, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (did) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![did, root, rev, now])),
+    }
+    .map_err(sqlite_err)?;
+    if swapped == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::RootConflict {
+            did: c.did.clone(),
+            expected: c.expected_root,
+        })
+    }
+}
+
+/// Stores the commit's blocks. A block stored before keeps its bytes and
+/// takes this commit's rev, so that `blocks_since` has it in the diff.
+fn put_blocks(conn: &Connection, c: &CommitWrite) -> rusqlite::Result<()> {
+    let mut put_block = conn.prepare_cached(
+        "INSERT INTO repo_block (did, cid, repo_rev, size, content) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (did, cid) DO UPDATE SET repo_rev = excluded.repo_rev",
+    )?;
+    for (cid, bytes) in &c.blocks {
+        let size = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+        put_block.execute(params![
+            c.did.as_str(),
+            cid.to_string(),
+            c.rev.as_str(),
+            size,
+            &bytes[..]
+        ])?;
+    }
+    Ok(())
+}
+
+/// Applies the commit's record writes, in order, to the record index and
+/// the records' blob references. A record's references are replaced by
+/// its new ones (none when it is deleted), which keeps per-blob reference
+/// counts right.
+fn write_records(conn: &Connection, c: &CommitWrite, now: &str) -> rusqlite::Result<()> {
+    let did = c.did.as_str();
+    let mut put_record = conn.prepare_cached(
+        "INSERT INTO record (did, collection, rkey, cid, repo_rev, indexed_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (did, collection, rkey) DO UPDATE SET \
+         cid = excluded.cid, repo_rev = excluded.repo_rev, indexed_at = excluded.indexed_at",
+    )?;
+    let mut delete_record =
+        conn.prepare_cached("DELETE FROM record WHERE did = ?1 AND collection = ?2 AND rkey = ?3")?;
+    let mut drop_refs =
+        conn.prepare_cached("DELETE FROM record_blob WHERE did = ?1 AND record_uri = ?2")?;
+    let mut add_ref = conn.prepare_cached(
+        "INSERT INTO record_blob (did, blob_cid, record_uri) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (did, blob_cid, record_uri) DO NOTHING",
+    )?;
+    for write in &c.records {
+        let (collection, rkey, blobs) = match write {
+            RecordWrite::Put {
+                collection,
+                rkey,
+                cid,
+                blobs,
+            } => {
+                put_record.execute(params![
+                    did,
+                    collection.as_str(),
+                    rkey.as_str(),
+                    cid.to_string(),
+                    c.rev.as_str(),
+                    now
+                ])?;
+                (collection, rkey, blobs.as_slice())
+            }
+            RecordWrite::Delete { collection, rkey } => {
+                delete_record.execute(params![did, collection.as_str(), rkey.as_str()])?;
+                (collection, rkey, &[][..])
+            }
+        };
+        let uri = AtUri::for_record(&c.did, collection, rkey);
+        drop_refs.execute(params![did, uri.as_str()])?;
+        for blob in blobs {
+            add_ref.execute(params![did, blob.to_string(), uri.as_str()])?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends the commit's event to the log; returns its `seq`.
+fn insert_event(conn: &Connection, c: &CommitWrite, now: &str) -> rusqlite::Result<i64> {
+    let event = c.event();
+    conn.prepare_cached(
+        "INSERT INTO repo_seq (did, event_type, event, invalidated, sequenced_at) \
+         VALUES (?1, ?2, ?3, 0, ?4) RETURNING seq",
+    )?
+    .query_row(
+        params![
+            event.did.as_str(),
+            event.event_type.as_str(),
+            &event.payload[..],
+            now
+        ],
+        |row| row.get(0),
+    )
+}
+
+/// Maps a SQLite error as `db_err` maps sqlx's: a full disk is `Full`, a
+/// database that cannot be opened or stays locked is `Unavailable`.
+fn sqlite_err(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
+        Some(ErrorCode::CannotOpen | ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Backend(Box::new(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_back_as_sqlx_writes_them() {
+        let now = Utc::now();
+        let written = now.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+        assert_eq!(parse_time(&written).unwrap(), now);
+        let plain = parse_time("2026-12-07 06:09:02").unwrap();
+        assert_eq!(plain.to_rfc3339(), "2026-12-07T06:09:02+00:00");
+        assert!(parse_time("yesterday").is_err());
+    }
+}
