@@ -276,7 +276,18 @@ impl RepoWriter {
                         },
                     );
                     prepared.tree.mark_stored();
-                    self.cache.insert_all(prepared.write.blocks.iter().cloned());
+                    // The next write needs the commit and the tree's nodes;
+                    // records are never read through the cache.
+                    let records: Vec<Cid> =
+                        prepared.outcomes.iter().filter_map(|o| o.cid).collect();
+                    self.cache.insert_all(
+                        prepared
+                            .write
+                            .blocks
+                            .iter()
+                            .filter(|(cid, _)| !records.contains(cid))
+                            .cloned(),
+                    );
                     // Blobs uploaded for the commit become permanent.
                     self.blobs.promote(did, &blobs).await;
                     return Ok(CommitOutcome {
