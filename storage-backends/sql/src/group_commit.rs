@@ -16,10 +16,11 @@
 //! A waiter whose commit was taken by someone else's batch gets its result
 //! without ever holding the lock.
 //!
-//! That is the Postgres path. On SQLite the batch is written in one
-//! blocking call on a connection of its own, one savepoint per commit from
-//! the start (see `sqlite_native.rs`): with no thread switch per statement,
-//! per-row statements cost less than building the shared ones.
+//! That is the Postgres path. On a SQLite file the queue is a thread's
+//! (`sqlite_writer.rs`), which writes each batch on a connection of its
+//! own, one savepoint per commit from the start (`sqlite_native.rs`): with
+//! no thread switch per statement, per-row statements cost less than
+//! building the shared ones.
 //!
 //! When writes come one at a time, a batch is just the one commit and
 //! nothing waits. Under load, the commits that arrive while a batch is
@@ -39,20 +40,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use aurora_core::store::{CommitStage, CommitWrite, StoreError};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
-use crate::sqlite_native::{BatchCommit, NativeSqlite};
-use crate::{SqlStore, db_err};
+use crate::{SqlStore, advance_head, db_err};
 
 /// Most commits written in one transaction; the rest wait for the next.
-const MAX_BATCH: usize = 128;
+pub(crate) const MAX_BATCH: usize = 128;
 
 /// A commit waiting for a batch.
-struct Queued {
-    commit: CommitWrite,
+pub(crate) struct Queued {
+    pub(crate) commit: CommitWrite,
     /// Where the store view that queued it fails on purpose (tests).
-    fault_at: Option<CommitStage>,
-    done: oneshot::Sender<Result<i64, StoreError>>,
+    pub(crate) fault_at: Option<CommitStage>,
+    pub(crate) done: oneshot::Sender<Result<i64, StoreError>>,
 }
 
 /// The queue of commits and the lock whose holder writes them.
@@ -85,12 +85,17 @@ impl SqlStore {
     /// returns the `seq` of its event.
     pub(crate) async fn group_commit(&self, commit: CommitWrite) -> Result<i64, StoreError> {
         let (done, mut result) = oneshot::channel();
-        let queue = &self.shared.commits;
-        queue.push(Queued {
+        let queued = Queued {
             commit,
             fault_at: self.fault_at,
             done,
-        });
+        };
+        if let Some(writer) = &self.shared.sqlite_writer {
+            writer.submit(queued)?;
+            return result.await.unwrap_or_else(|_| Err(interrupted()));
+        }
+        let queue = &self.shared.commits;
+        queue.push(queued);
         loop {
             tokio::select! {
                 // Written (or failed) in another holder's batch.
@@ -124,9 +129,6 @@ impl SqlStore {
         #[allow(clippy::cast_precision_loss)]
         metrics::histogram!("aurora_db_commit_batch_size").record(batch.len() as f64);
         let now = Utc::now();
-        if let Some(sqlite) = self.shared.sqlite_native.clone() {
-            return self.write_batch_on_sqlite(sqlite, batch, now).await;
-        }
         if writable_together(&batch) {
             match self.write_together(&batch, now).await {
                 Together::Written(outcomes) => return self.acknowledge(batch, outcomes),
@@ -171,64 +173,9 @@ impl SqlStore {
         }
     }
 
-    /// Writes `batch` on SQLite's own commit connection (see
-    /// `sqlite_native.rs`), one commit per savepoint.
-    async fn write_batch_on_sqlite(
-        &self,
-        sqlite: Arc<NativeSqlite>,
-        batch: Vec<Queued>,
-        now: DateTime<Utc>,
-    ) {
-        // Holding sqlx's writing connection meanwhile keeps the other write
-        // transactions waiting in its pool, in order, rather than in
-        // SQLite's busy handler.
-        let held = match self
-            .shared
-            .writer
-            .get_sqlite_connection_pool()
-            .acquire()
-            .await
-        {
-            Ok(held) => held,
-            Err(e) => {
-                let e = StoreError::Unavailable(e.to_string());
-                fail_all(batch, &e);
-                return;
-            }
-        };
-        let written = tokio::task::spawn_blocking(move || {
-            let outcome = {
-                let commits: Vec<BatchCommit<'_>> = batch
-                    .iter()
-                    .map(|q| BatchCommit {
-                        commit: &q.commit,
-                        fault_at: q.fault_at,
-                    })
-                    .collect();
-                sqlite.write_batch(&commits, now)
-            };
-            (batch, outcome)
-        })
-        .await;
-        drop(held);
-        // A panic drops the batch: its callers hear it was interrupted.
-        match written {
-            Ok((batch, Ok(outcomes))) => self.acknowledge(batch, outcomes),
-            Ok((batch, Err(e))) => {
-                fail_all(batch, &e);
-            }
-            Err(_) => {}
-        }
-    }
-
     /// Tells a written batch's callers their outcomes, once it is durable.
     fn acknowledge(&self, batch: Vec<Queued>, outcomes: Vec<Result<i64, StoreError>>) {
-        if let Some(head) = outcomes.iter().filter_map(|o| o.as_ref().ok()).max() {
-            self.advance_head(*head);
-        }
-        for (q, outcome) in batch.into_iter().zip(outcomes) {
-            let _ = q.done.send(outcome);
-        }
+        acknowledge(&self.shared.head, batch, outcomes);
     }
 
     /// Writes `batch` with one statement per table for all its commits
@@ -378,14 +325,29 @@ pub(crate) fn injected_fault(stage: CommitStage) -> StoreError {
     StoreError::Backend(format!("injected fault after {stage:?}").into())
 }
 
+/// Tells a written batch's callers their outcomes, once it is durable,
+/// after telling subscribers of the new events.
+pub(crate) fn acknowledge(
+    head: &watch::Sender<i64>,
+    batch: Vec<Queued>,
+    outcomes: Vec<Result<i64, StoreError>>,
+) {
+    if let Some(&seq) = outcomes.iter().filter_map(|o| o.as_ref().ok()).max() {
+        advance_head(head, seq);
+    }
+    for (q, outcome) in batch.into_iter().zip(outcomes) {
+        let _ = q.done.send(outcome);
+    }
+}
+
 /// Tells every commit of `batch` it failed with `e`.
-fn fail_all(batch: Vec<Queued>, e: &StoreError) {
+pub(crate) fn fail_all(batch: Vec<Queued>, e: &StoreError) {
     for q in batch {
         let _ = q.done.send(Err(batch_error(e)));
     }
 }
 
-fn interrupted() -> StoreError {
+pub(crate) fn interrupted() -> StoreError {
     StoreError::Unavailable("the commit was interrupted before it was written".to_owned())
 }
 

@@ -29,6 +29,7 @@ mod repo;
 mod sequencer;
 mod sink_cursor;
 mod sqlite_native;
+mod sqlite_writer;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -159,10 +160,13 @@ struct Shared {
     /// SQLite (on a file): the connections of the write path's hot
     /// statements (see `sqlite_native.rs`).
     sqlite_native: Option<Arc<sqlite_native::NativeSqlite>>,
+    /// SQLite (on a file): the thread that writes the commits (see
+    /// `sqlite_writer.rs`); elsewhere `commits` queues them.
+    sqlite_writer: Option<sqlite_writer::SqliteWriter>,
     /// Commits waiting to be written together (see `group_commit.rs`).
     commits: group_commit::CommitQueue,
     engine: Engine,
-    head: watch::Sender<i64>,
+    head: Arc<watch::Sender<i64>>,
     /// Whether the task following other processes' writes was started
     /// (Postgres; see `sequencer.rs`).
     listening: AtomicBool,
@@ -268,7 +272,18 @@ impl SqlStore {
         db.ping()
             .await
             .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-        let (head, _) = watch::channel(0);
+        let head = Arc::new(watch::channel(0).0);
+        let sqlite_writer = match &sqlite_native {
+            Some(native) => Some(
+                sqlite_writer::SqliteWriter::start(
+                    native.clone(),
+                    writer.get_sqlite_connection_pool().clone(),
+                    head.clone(),
+                )
+                .map_err(|e| ConnectError::Unreachable(e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             shared: Arc::new(Shared {
                 reads: availability::GatedConnection {
@@ -278,6 +293,7 @@ impl SqlStore {
                 db,
                 writer,
                 sqlite_native,
+                sqlite_writer,
                 commits: group_commit::CommitQueue::default(),
                 engine,
                 head,
@@ -379,14 +395,19 @@ impl SqlStore {
 
     /// Tells subscribers that events up to `seq` are committed.
     fn advance_head(&self, seq: i64) {
-        self.shared.head.send_if_modified(|head| {
-            let moved = seq > *head;
-            if moved {
-                *head = seq;
-            }
-            moved
-        });
+        advance_head(&self.shared.head, seq);
     }
+}
+
+/// Moves `head` to `seq` if that is further (subscribers wake on a move).
+pub(crate) fn advance_head(head: &watch::Sender<i64>, seq: i64) {
+    head.send_if_modified(|head| {
+        let moved = seq > *head;
+        if moved {
+            *head = seq;
+        }
+        moved
+    });
 }
 
 /// What kind of trouble a database error is.

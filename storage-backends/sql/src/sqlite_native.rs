@@ -48,6 +48,14 @@ const LOOKUP_BUSY_TIMEOUT: Duration = Duration::from_millis(20);
 /// Reading connections kept open between lookups (lookups run inline, so
 /// at most one per runtime thread is in use at a time).
 const IDLE_READERS: usize = 4;
+/// The log size (in pages) at which the committing connection checkpoints
+/// itself. Until then the checkpointer thread copies the log into the
+/// database off the commit path; but while commits keep coming, the log
+/// only starts over after a checkpoint that nothing wrote during, which
+/// only the committing connection can be sure of. At this size it does
+/// one, copying what the checkpointer has not yet (SQLite's own default
+/// is 1,000 pages, every one of them copied on the commit path).
+const WAL_PAGES_INLINE: i64 = 10_000;
 /// The widest `seq` range read inline: the live tail of the log, a batch
 /// or a few. Longer ranges (a backfill) are read through sqlx, off the
 /// runtime's threads.
@@ -112,6 +120,27 @@ impl NativeSqlite {
         Ok(conn)
     }
 
+    /// The committing connection. It leaves checkpoints to the
+    /// checkpointer ([`Self::checkpoint`], on a thread of its own) until
+    /// the log reaches [`WAL_PAGES_INLINE`] pages.
+    fn open_writer(&self) -> rusqlite::Result<Connection> {
+        let conn = self.open(OpenFlags::SQLITE_OPEN_READ_WRITE, self.busy_timeout)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES_INLINE)?;
+        Ok(conn)
+    }
+
+    /// Copies the write-ahead log's committed pages into the database file
+    /// (a passive checkpoint: it waits for no one and nobody waits for
+    /// it), on the checkpointer's own connection. Blocks: call it from a
+    /// thread of its own.
+    pub(crate) fn checkpoint(&self, conn: &mut Option<Connection>) -> rusqlite::Result<()> {
+        let conn = match conn {
+            Some(conn) => conn,
+            None => conn.insert(self.open(OpenFlags::SQLITE_OPEN_READ_WRITE, self.busy_timeout)?),
+        };
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+    }
+
     /// Writes `batch` in one transaction, each commit in a savepoint of its
     /// own. Blocks: call it from a blocking thread. Returns each commit's
     /// outcome (the `seq` of its event, or its own error); the outer error
@@ -125,10 +154,7 @@ impl NativeSqlite {
         let mut slot = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let conn = match slot.as_mut() {
             Some(conn) => conn,
-            None => slot.insert(
-                self.open(OpenFlags::SQLITE_OPEN_READ_WRITE, self.busy_timeout)
-                    .map_err(sqlite_err)?,
-            ),
+            None => slot.insert(self.open_writer().map_err(sqlite_err)?),
         };
         let outcome = write_in_transaction(conn, batch, &now);
         // A connection left inside a transaction (a failed COMMIT or

@@ -1,0 +1,215 @@
+//! SQLite's commit writer: one thread that takes the queued commits in
+//! batches and writes each batch on the native connection
+//! (`sqlite_native.rs`).
+//!
+//! On Postgres (and on an in-memory SQLite) the group commit hands the
+//! batch from waiter to waiter through an async lock (`group_commit.rs`).
+//! On a SQLite file there is one writer at a time anyway, and a thread of
+//! its own keeps the runtime out of the serial part: the async hand-offs
+//! (waking the next holder of the lock, spawning the batch's task, the
+//! blocking call and the wake-up after it) each waited behind the request
+//! tasks on the runtime's threads, so under load a batch took several
+//! times its own work. Here a commit is sent to the thread, and the thread
+//! goes from one batch to the next without waiting for anyone; the only
+//! wake-ups left are the answers to the waiting requests.
+//!
+//! The thread holds sqlx's writing connection while it has work, so that
+//! the other write transactions (sign-ups, sessions, blobs: everything not
+//! a commit) wait in that pool's queue, in order, rather than in SQLite's
+//! busy handler; it lets go when it runs out of work and at least every
+//! [`HOLD_AT_MOST`], so they never wait behind a long stream of commits.
+//!
+//! A second thread checkpoints: it copies the write-ahead log into the
+//! database file, which SQLite otherwise does on the committing
+//! connection every 1,000 pages, a few milliseconds with an fsync of the
+//! database that every waiting commit waited for. It runs after commits,
+//! at most every [`CHECKPOINT_EVERY`]; see `sqlite_native.rs` for how the
+//! log is kept from growing while commits never stop.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use aurora_core::store::StoreError;
+use chrono::Utc;
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::{Sqlite, SqlitePool};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use crate::group_commit::{MAX_BATCH, Queued, acknowledge, fail_all, interrupted};
+use crate::sqlite_native::{BatchCommit, NativeSqlite};
+
+/// Longest the thread keeps sqlx's writing connection while commits keep
+/// coming (see the module docs).
+const HOLD_AT_MOST: Duration = Duration::from_millis(10);
+/// How long the thread keeps the connection once it has no work, in case
+/// more comes (taking it again is a trip through the runtime).
+const HOLD_IDLE: Duration = Duration::from_millis(2);
+/// Least time between two checkpoints while commits come: each copies
+/// what came since the last and fsyncs the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
+
+/// The sending side of the writer thread; the thread ends when this is
+/// dropped (with the store) and the commits sent before are written.
+pub(crate) struct SqliteWriter {
+    queue: Sender<Queued>,
+}
+
+impl std::fmt::Debug for SqliteWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteWriter").finish_non_exhaustive()
+    }
+}
+
+impl SqliteWriter {
+    /// Starts the thread, writing through `sqlite`, holding a connection of
+    /// `sqlx_writer` meanwhile, announcing new events on `head`. Call it
+    /// inside the runtime the store is used on.
+    pub(crate) fn start(
+        sqlite: Arc<NativeSqlite>,
+        sqlx_writer: SqlitePool,
+        head: Arc<watch::Sender<i64>>,
+    ) -> std::io::Result<Self> {
+        let (queue, queued) = std::sync::mpsc::channel();
+        let (written, to_checkpoint) = std::sync::mpsc::sync_channel(1);
+        let runtime = Handle::current();
+        let checkpointed = sqlite.clone();
+        std::thread::Builder::new()
+            .name("aurora-sqlite-checkpoint".to_owned())
+            .spawn(move || checkpoint_after_commits(&checkpointed, &to_checkpoint))?;
+        std::thread::Builder::new()
+            .name("aurora-sqlite-writer".to_owned())
+            .spawn(move || {
+                let mut thread = WriterThread {
+                    sqlite,
+                    sqlx_writer,
+                    head,
+                    runtime,
+                    held: None,
+                    written,
+                };
+                thread.run(&queued);
+                thread.release();
+            })?;
+        Ok(Self { queue })
+    }
+
+    /// Queues `commit` for the next batch.
+    pub(crate) fn submit(&self, commit: Queued) -> Result<(), StoreError> {
+        self.queue.send(commit).map_err(|_| interrupted())
+    }
+}
+
+struct WriterThread {
+    sqlite: Arc<NativeSqlite>,
+    sqlx_writer: SqlitePool,
+    head: Arc<watch::Sender<i64>>,
+    runtime: Handle,
+    /// sqlx's writing connection and since when it is held.
+    held: Option<(PoolConnection<Sqlite>, Instant)>,
+    /// Tells the checkpointer a batch was written.
+    written: SyncSender<()>,
+}
+
+impl WriterThread {
+    fn run(&mut self, queued: &Receiver<Queued>) {
+        loop {
+            let first = match queued.recv_timeout(HOLD_IDLE) {
+                Ok(q) => q,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.release();
+                    match queued.recv() {
+                        Ok(q) => q,
+                        Err(_) => return,
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queued.try_recv() {
+                    Ok(q) => batch.push(q),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            // Nobody would learn these outcomes (the clients went away).
+            batch.retain(|q| !q.done.is_closed());
+            if !batch.is_empty() {
+                self.write(batch);
+            }
+        }
+    }
+
+    fn write(&mut self, batch: Vec<Queued>) {
+        if let Err(e) = self.hold() {
+            fail_all(batch, &e);
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        metrics::histogram!("aurora_db_commit_batch_size").record(batch.len() as f64);
+        let now = Utc::now();
+        let written = catch_unwind(AssertUnwindSafe(|| {
+            let commits: Vec<BatchCommit<'_>> = batch
+                .iter()
+                .map(|q| BatchCommit {
+                    commit: &q.commit,
+                    fault_at: q.fault_at,
+                })
+                .collect();
+            self.sqlite.write_batch(&commits, now)
+        }));
+        match written {
+            Ok(Ok(outcomes)) => {
+                acknowledge(&self.head, batch, outcomes);
+                // Full means a signal is waiting already.
+                let _ = self.written.try_send(());
+            }
+            Ok(Err(e)) => fail_all(batch, &e),
+            // The batch is dropped: its callers hear it was interrupted.
+            Err(_) => {}
+        }
+    }
+
+    /// Takes sqlx's writing connection, or takes it again when held for
+    /// [`HOLD_AT_MOST`] (letting a waiting sqlx writer go first).
+    fn hold(&mut self) -> Result<(), StoreError> {
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() < HOLD_AT_MOST)
+        {
+            return Ok(());
+        }
+        self.release();
+        let conn = self
+            .runtime
+            .block_on(self.sqlx_writer.acquire())
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.held = Some((conn, Instant::now()));
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        if let Some((conn, _)) = self.held.take() {
+            // Handing it back is a task on the runtime.
+            let _entered = self.runtime.enter();
+            drop(conn);
+        }
+    }
+}
+
+/// The checkpointer thread: a checkpoint after commits, at most every
+/// [`CHECKPOINT_EVERY`]; ends with the writer thread.
+fn checkpoint_after_commits(sqlite: &NativeSqlite, written: &Receiver<()>) {
+    let mut conn = None;
+    while written.recv().is_ok() {
+        if let Err(e) = sqlite.checkpoint(&mut conn) {
+            // The committing connection checkpoints once the log is long.
+            tracing::warn!(error = %e, "checkpoint failed");
+            conn = None;
+        }
+        std::thread::sleep(CHECKPOINT_EVERY);
+    }
+}
