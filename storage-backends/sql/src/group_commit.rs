@@ -126,8 +126,7 @@ impl SqlStore {
         if batch.is_empty() {
             return;
         }
-        #[allow(clippy::cast_precision_loss)]
-        metrics::histogram!("aurora_db_commit_batch_size").record(batch.len() as f64);
+        record_batch_size(&batch);
         let now = Utc::now();
         if writable_together(&batch) {
             match self.write_together(&batch, now).await {
@@ -338,6 +337,12 @@ pub(crate) fn acknowledge(
     for (q, outcome) in batch.into_iter().zip(outcomes) {
         let _ = q.done.send(outcome);
     }
+}
+
+/// Counts a batch's size on `/metrics` (both write paths).
+pub(crate) fn record_batch_size(batch: &[Queued]) {
+    #[allow(clippy::cast_precision_loss)]
+    metrics::histogram!("aurora_db_commit_batch_size").record(batch.len() as f64);
 }
 
 /// Tells every commit of `batch` it failed with `e`.

@@ -38,7 +38,9 @@ use sea_orm::sqlx::{Sqlite, SqlitePool};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::group_commit::{MAX_BATCH, Queued, acknowledge, fail_all, interrupted};
+use crate::group_commit::{
+    MAX_BATCH, Queued, acknowledge, fail_all, interrupted, record_batch_size,
+};
 use crate::sqlite_native::{BatchCommit, NativeSqlite};
 
 /// Longest the thread keeps sqlx's writing connection while commits keep
@@ -147,8 +149,7 @@ impl WriterThread {
             fail_all(batch, &e);
             return;
         }
-        #[allow(clippy::cast_precision_loss)]
-        metrics::histogram!("aurora_db_commit_batch_size").record(batch.len() as f64);
+        record_batch_size(&batch);
         let now = Utc::now();
         let written = catch_unwind(AssertUnwindSafe(|| {
             let commits: Vec<BatchCommit<'_>> = batch
