@@ -449,22 +449,22 @@ fn write_records(conn: &Connection, c: &CommitWrite, now: &str) -> rusqlite::Res
     Ok(())
 }
 
-/// Appends the commit's event to the log; returns its `seq`.
+/// Appends the commit's event to the log; returns its `seq`. `seq` is the
+/// table's rowid, so SQLite's last inserted rowid is it (`RETURNING` would
+/// build and drop a temporary table for every event).
 fn insert_event(conn: &Connection, c: &CommitWrite, now: &str) -> rusqlite::Result<i64> {
     let event = c.event();
     conn.prepare_cached(
         "INSERT INTO repo_seq (did, event_type, event, invalidated, sequenced_at) \
-         VALUES (?1, ?2, ?3, 0, ?4) RETURNING seq",
+         VALUES (?1, ?2, ?3, 0, ?4)",
     )?
-    .query_row(
-        params![
-            event.did.as_str(),
-            event.event_type.as_str(),
-            &event.payload[..],
-            now
-        ],
-        |row| row.get(0),
-    )
+    .execute(params![
+        event.did.as_str(),
+        event.event_type.as_str(),
+        &event.payload[..],
+        now
+    ])?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Maps a SQLite error as `db_err` maps sqlx's: a full disk is `Full`, a
