@@ -25,6 +25,7 @@ mod entity;
 mod group_commit;
 mod invite;
 mod oauth;
+mod recent_events;
 mod repo;
 mod sequencer;
 mod sink_cursor;
@@ -383,6 +384,15 @@ impl SqlStore {
     }
 
     /// SQLite's own connections for the hot paths (see `sqlite_native.rs`).
+    /// SQLite (on a file): the newest events written by the writer
+    /// thread (see `recent_events.rs`).
+    pub(crate) fn recent_events(&self) -> Option<&recent_events::RecentEvents> {
+        self.shared
+            .sqlite_writer
+            .as_ref()
+            .map(sqlite_writer::SqliteWriter::recent_events)
+    }
+
     pub(crate) fn native_sqlite(&self) -> Option<&sqlite_native::NativeSqlite> {
         self.shared.sqlite_native.as_deref()
     }

@@ -544,6 +544,10 @@ impl RepoStore for SqlStore {
             .map_err(db_err)?;
         let seq = self.insert_event(&txn, &event, Utc::now()).await?;
         txn.commit().await.map_err(db_err)?;
+        // The repo's events before this one are invalidated.
+        if let Some(recent) = self.recent_events() {
+            recent.forget_below(seq);
+        }
         self.advance_head(seq);
         Ok(seq)
     }

@@ -87,11 +87,20 @@ impl Sequencer for SqlStore {
         up_to: i64,
         limit: usize,
     ) -> Result<Vec<SeqEvent>, StoreError> {
-        // The live tail is read inline on SQLite (see `sqlite_native.rs`);
-        // `up_to` is often "no bound", the head bounds what there is.
+        // The head first: the writer thread adds events to the recent ones
+        // before it announces them.
+        let head = *self.shared.head.borrow();
+        if let Some(events) = self
+            .recent_events()
+            .and_then(|recent| recent.range(after, up_to, head, limit))
+        {
+            return Ok(events);
+        }
+        // Else the live tail is read inline on SQLite (see
+        // `sqlite_native.rs`); `up_to` is often "no bound", the head bounds
+        // what there is.
         if let Some(sqlite) = self.native_sqlite()
-            && std::cmp::min(up_to, *self.shared.head.borrow()).saturating_sub(after)
-                <= INLINE_EVENTS
+            && std::cmp::min(up_to, head).saturating_sub(after) <= INLINE_EVENTS
             && let Ok(rows) = sqlite.events_in_range(after, up_to, limit)
         {
             return rows.into_iter().map(event_from_row).collect();
@@ -147,6 +156,11 @@ impl Sequencer for SqlStore {
                 .await
                 .map_err(db_err)?;
             txn.commit().await.map_err(db_err)?;
+            if res.rows_affected > 0
+                && let Some(recent) = self.recent_events()
+            {
+                recent.forget_below(delete_below);
+            }
             deleted += res.rows_affected;
             if res.rows_affected < PRUNE_BATCH {
                 return Ok(deleted);

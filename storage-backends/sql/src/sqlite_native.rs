@@ -35,6 +35,7 @@ use std::time::Duration;
 use aurora_core::store::{CommitStage, CommitWrite, RecordWrite, StoreError};
 use aurora_core::syntax::AtUri;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use crate::entity::{account, refresh_token, repo_seq};
@@ -112,6 +113,10 @@ impl NativeSqlite {
         let conn =
             Connection::open_with_flags(&self.path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(busy_timeout)?;
+        // Plans stay as prepared: otherwise a statement with a bound LIMIT
+        // is prepared again each time the value changes (SQLite plans with
+        // it), which showed as 2% of the server's CPU under write load.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         conn.execute_batch(&format!(
             "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; \
              PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;",

@@ -11,7 +11,9 @@
 //! tasks on the runtime's threads, so under load a batch took several
 //! times its own work. Here a commit is sent to the thread, and the thread
 //! goes from one batch to the next without waiting for anyone; the only
-//! wake-ups left are the answers to the waiting requests.
+//! wake-ups left are the answers to the waiting requests. Each batch's
+//! events are also kept in memory for the readers of the live tail
+//! (`recent_events.rs`).
 //!
 //! The thread holds sqlx's writing connection while it has work, so that
 //! the other write transactions (sign-ups, sessions, blobs: everything not
@@ -31,6 +33,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
+use aurora_core::event::SeqEvent;
 use aurora_core::store::StoreError;
 use chrono::Utc;
 use sea_orm::sqlx::pool::PoolConnection;
@@ -41,6 +44,7 @@ use tokio::sync::watch;
 use crate::group_commit::{
     MAX_BATCH, Queued, acknowledge, fail_all, interrupted, record_batch_size,
 };
+use crate::recent_events::RecentEvents;
 use crate::sqlite_native::{BatchCommit, NativeSqlite};
 
 /// Longest the thread keeps sqlx's writing connection while commits keep
@@ -57,6 +61,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 /// dropped (with the store) and the commits sent before are written.
 pub(crate) struct SqliteWriter {
     queue: Sender<Queued>,
+    /// The events of the newest batches (see `recent_events.rs`).
+    recent: Arc<RecentEvents>,
 }
 
 impl std::fmt::Debug for SqliteWriter {
@@ -75,9 +81,11 @@ impl SqliteWriter {
         head: Arc<watch::Sender<i64>>,
     ) -> std::io::Result<Self> {
         let (queue, queued) = std::sync::mpsc::channel();
+        let recent = Arc::new(RecentEvents::default());
         let (written, to_checkpoint) = std::sync::mpsc::sync_channel(1);
         let runtime = Handle::current();
         let checkpointed = sqlite.clone();
+        let added = recent.clone();
         std::thread::Builder::new()
             .name("aurora-sqlite-checkpoint".to_owned())
             .spawn(move || checkpoint_after_commits(&checkpointed, &to_checkpoint))?;
@@ -88,6 +96,7 @@ impl SqliteWriter {
                     sqlite,
                     sqlx_writer,
                     head,
+                    recent: added,
                     runtime,
                     held: None,
                     written,
@@ -95,7 +104,12 @@ impl SqliteWriter {
                 thread.run(&queued);
                 thread.release();
             })?;
-        Ok(Self { queue })
+        Ok(Self { queue, recent })
+    }
+
+    /// The events of the newest batches written.
+    pub(crate) fn recent_events(&self) -> &RecentEvents {
+        &self.recent
     }
 
     /// Queues `commit` for the next batch.
@@ -108,6 +122,7 @@ struct WriterThread {
     sqlite: Arc<NativeSqlite>,
     sqlx_writer: SqlitePool,
     head: Arc<watch::Sender<i64>>,
+    recent: Arc<RecentEvents>,
     runtime: Handle,
     /// sqlx's writing connection and since when it is held.
     held: Option<(PoolConnection<Sqlite>, Instant)>,
@@ -163,6 +178,19 @@ impl WriterThread {
         }));
         match written {
             Ok(Ok(outcomes)) => {
+                // Before the head moves: a reader woken for these events
+                // finds them there.
+                self.recent
+                    .append(batch.iter().zip(&outcomes).filter_map(|(q, outcome)| {
+                        let seq = *outcome.as_ref().ok()?;
+                        Some(SeqEvent {
+                            seq,
+                            did: q.commit.did.clone(),
+                            event_type: q.commit.event_type,
+                            time: now,
+                            payload: q.commit.event_payload.clone(),
+                        })
+                    }));
                 acknowledge(&self.head, batch, outcomes);
                 // Full means a signal is waiting already.
                 let _ = self.written.try_send(());
