@@ -725,6 +725,70 @@ impl Mst {
         out
     }
 
+    /// This tree with only its unstored nodes in memory (after writes to a
+    /// stored tree: the changed paths) and every other subtree referenced
+    /// by CID, all marked stored. Call it once the blocks are committed,
+    /// before [`mark_stored`](Self::mark_stored).
+    ///
+    /// A writer keeps it for the repo's next write. Record keys are mostly
+    /// TIDs, so new records go to the right edge of the tree, the path the
+    /// last write changed: the next write then decodes none of the nodes
+    /// it shares, and only a path per repo stays in memory, not the nodes
+    /// every write read.
+    #[must_use]
+    pub fn changed_paths(&self) -> Self {
+        fn keep(child: &Child) -> Child {
+            match child {
+                Child::Loaded(node) if !node.stored.load(Ordering::Acquire) => {
+                    let block = OnceLock::new();
+                    let _ = block.set(node.block().clone());
+                    Child::Loaded(Arc::new(Node {
+                        layer: node.layer,
+                        left: node.left.as_ref().map(keep),
+                        entries: node
+                            .entries
+                            .iter()
+                            .map(|e| Entry {
+                                key: e.key.clone(),
+                                value: e.value,
+                                right: e.right.as_ref().map(keep),
+                            })
+                            .collect(),
+                        block,
+                        stored: AtomicBool::new(true),
+                    }))
+                }
+                other => Child::lazy(other.cid(), other.layer()),
+            }
+        }
+        self.with_root(self.root.as_ref().map(keep))
+    }
+
+    /// How many nodes this tree holds in memory (read or made), without
+    /// reading any.
+    pub fn nodes_in_memory(&self) -> usize {
+        fn count(child: &Child) -> usize {
+            let node = match child {
+                Child::Loaded(node) => node,
+                Child::Lazy(lazy) => match lazy.node.get() {
+                    Some(node) => node,
+                    None => return 0,
+                },
+            };
+            1 + node.children().map(count).sum::<usize>()
+        }
+        self.root.as_ref().map_or(0, count)
+    }
+
+    /// This tree, reading the nodes it does not hold from `source`.
+    #[must_use]
+    pub fn with_source(&self, source: SharedBlockSource) -> Self {
+        Self {
+            root: self.root.clone(),
+            source,
+        }
+    }
+
     /// Marks every node as stored (call once the blocks are committed).
     pub fn mark_stored(&self) {
         fn mark(child: &Child) {

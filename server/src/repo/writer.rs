@@ -40,8 +40,13 @@ const MAX_BACKOFF_MS: u64 = 64;
 /// How many missing MST nodes one commit may fetch (a tree is a few levels
 /// deep; this bounds a corrupt store's damage).
 const MAX_FETCHES: usize = 256;
-/// How many repos' heads and keys the writer remembers.
-const HEADS_CACHED: u64 = 10_000;
+/// What the writer's memory of repo heads may weigh, in bytes (about
+/// 16,000 heads, or 1,500 with the path of their last write).
+const HEADS_CACHED_BYTES: u64 = 8 * 1024 * 1024;
+/// About what a remembered head and key weigh.
+const HEAD_BYTES: u32 = 512;
+/// About what a tree node kept in memory weighs.
+const NODE_BYTES: u32 = 1024;
 
 /// Waits a random time before retry `attempt` (see [`MAX_ATTEMPTS`]).
 async fn backoff(attempt: u32) {
@@ -55,6 +60,20 @@ async fn backoff(attempt: u32) {
 struct KnownHead {
     head: RepoHead,
     key: SigningKey,
+    /// The tree of `head` with the paths of its commit's writes in memory
+    /// (see [`Mst::changed_paths`]): the next write, usually on the same
+    /// path, decodes none of those nodes again.
+    tree: Option<Mst>,
+}
+
+impl KnownHead {
+    fn weight(&self) -> u32 {
+        let nodes = self.tree.as_ref().map_or(0, Mst::nodes_in_memory);
+        u32::try_from(nodes)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(NODE_BYTES)
+            .saturating_add(HEAD_BYTES)
+    }
 }
 
 /// What a commit is made of.
@@ -155,7 +174,10 @@ impl RepoWriter {
             blobs,
             clock: Arc::new(TidClock::new()),
             locks: Arc::default(),
-            heads: moka::sync::Cache::new(HEADS_CACHED),
+            heads: moka::sync::Cache::builder()
+                .max_capacity(HEADS_CACHED_BYTES)
+                .weigher(|_, known: &KnownHead| known.weight())
+                .build(),
         }
     }
 
@@ -242,16 +264,17 @@ impl RepoWriter {
             // the database (the account may have been created again).
             let remembered = known.take();
             let from_memory = remembered.is_some();
-            let (signing, head) = match remembered {
-                Some(k) => (k.key, Some(k.head)),
+            let (signing, head, tree) = match remembered {
+                Some(k) => (k.key, Some(k.head), k.tree),
                 None => match key.take() {
-                    Some(key) => (key, None),
-                    None => (self.signing_key(did).await?, None),
+                    Some(key) => (key, None, None),
+                    None => (self.signing_key(did).await?, None, None),
                 },
             };
             let built = match job {
                 Job::Write { changes, swap } => {
-                    self.build_write(did, &signing, head, changes, swap).await
+                    self.build_write(did, &signing, head, tree, changes, swap)
+                        .await
                 }
                 Job::Import(repo) => self.build_import(did, &signing, repo).await,
             };
@@ -264,6 +287,9 @@ impl RepoWriter {
             };
             match self.ctx.repos.apply_commit(prepared.write.clone()).await {
                 Ok(seq) => {
+                    // Not an import's: all of its tree is new.
+                    let tree =
+                        matches!(job, Job::Write { .. }).then(|| prepared.tree.changed_paths());
                     self.heads.insert(
                         did.clone(),
                         KnownHead {
@@ -273,6 +299,7 @@ impl RepoWriter {
                                 data: prepared.tree.root_cid(),
                             },
                             key: signing,
+                            tree,
                         },
                     );
                     prepared.tree.mark_stored();
@@ -318,6 +345,7 @@ impl RepoWriter {
         did: &Did,
         key: &SigningKey,
         head: Option<RepoHead>,
+        tree: Option<Mst>,
         changes: &[RecordChange],
         swap: &Swap,
     ) -> Result<(PreparedCommit, Vec<Cid>), RepoWriteError> {
@@ -334,7 +362,7 @@ impl RepoWriter {
             )));
         }
         self.check_record_swaps(did, &swap.records).await?;
-        let prepared = self.prepare(did, key, &head, changes).await?;
+        let prepared = self.prepare(did, key, &head, tree, changes).await?;
         let mut blobs: Vec<Cid> = prepared
             .outcomes
             .iter()
@@ -503,15 +531,21 @@ impl RepoWriter {
         did: &Did,
         key: &SigningKey,
         head: &RepoHead,
+        kept: Option<Mst>,
         changes: &[RecordChange],
     ) -> Result<PreparedCommit, RepoWriteError> {
+        let kept = kept.filter(|tree| tree.root_cid() == head.data);
         let mut fetched = HashMap::new();
         for _ in 0..MAX_FETCHES {
             let source = Arc::new(CacheOverlay {
                 fetched: fetched.clone(),
                 cache: self.cache.clone(),
             });
-            let missing = match Mst::open(&head.data, source) {
+            let opened = match &kept {
+                Some(tree) => Ok(tree.with_source(source)),
+                None => Mst::open(&head.data, source),
+            };
+            let missing = match opened {
                 Ok(tree) => {
                     match prepare_commit(did, key, Some(head), &tree, changes, &self.clock).await {
                         Ok(prepared) => return Ok(prepared),

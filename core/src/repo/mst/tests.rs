@@ -430,3 +430,75 @@ proptest! {
         prop_assert!(Mst::load(&cid, &map).is_err() || cid != root);
     }
 }
+
+/// A block source counting its reads.
+struct CountingSource {
+    blocks: HashMap<Cid, Bytes>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl BlockSource for CountingSource {
+    fn get_block(&self, cid: &Cid) -> Option<Bytes> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.blocks.get(cid).cloned()
+    }
+}
+
+/// The writer's pattern: each write to the tree of the previous one (its
+/// changed paths kept), blocks committed in between. Appends at the right
+/// edge read no node, and every tree is the canonical one.
+#[test]
+fn a_tree_of_changed_paths_serves_the_next_writes() {
+    let key = |i: u32| format!("coll/k{i:05}");
+    let base = Mst::from_entries((0..300).map(|i| (key(i), leaf()))).unwrap();
+    let mut stored: HashMap<Cid, Bytes> = base.blocks().unwrap().into_iter().collect();
+    let source = |stored: &HashMap<Cid, Bytes>| {
+        Arc::new(CountingSource {
+            blocks: stored.clone(),
+            reads: std::sync::atomic::AtomicUsize::new(0),
+        })
+    };
+    let first = source(&stored);
+    let mut tree = Mst::open(&base.root_cid(), first.clone()).unwrap();
+    let mut reads_after_first = 0;
+    for i in 300..400 {
+        let src = source(&stored);
+        let next = tree
+            .with_source(src.clone())
+            .insert(&key(i), leaf())
+            .unwrap();
+        stored.extend(next.unstored_blocks());
+        if i > 300 {
+            reads_after_first += src.reads.load(Ordering::Relaxed);
+        }
+        tree = next.changed_paths();
+        assert!(tree.nodes_in_memory() <= 8, "{}", tree.nodes_in_memory());
+        next.mark_stored();
+        assert!(tree.unstored_blocks().is_empty());
+        assert_eq!(tree.root_cid(), next.root_cid());
+    }
+    assert_eq!(reads_after_first, 0, "appends read stored nodes");
+    // An update away from the right edge reads what it needs, and the
+    // kept tree still reads the rest from storage.
+    let src = source(&stored);
+    let updated = tree
+        .with_source(src.clone())
+        .insert(&key(7), crate::data::cid_for(DAG_CBOR, b"x"))
+        .unwrap();
+    assert!(src.reads.load(Ordering::Relaxed) > 0);
+    stored.extend(updated.unstored_blocks());
+    let kept = updated.changed_paths().with_source(source(&stored));
+    let expected = Mst::from_entries((0..400).map(|i| {
+        (
+            key(i),
+            if i == 7 {
+                crate::data::cid_for(DAG_CBOR, b"x")
+            } else {
+                leaf()
+            },
+        )
+    }))
+    .unwrap();
+    assert_eq!(kept.root_cid(), expected.root_cid());
+    assert_eq!(kept.entries().unwrap(), expected.entries().unwrap());
+}
