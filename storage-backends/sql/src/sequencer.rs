@@ -68,6 +68,13 @@ fn event_from_row(row: repo_seq::Model) -> Result<SeqEvent, StoreError> {
 #[async_trait]
 impl Sequencer for SqlStore {
     async fn current_seq(&self) -> Result<Option<i64>, StoreError> {
+        // On a SQLite file the log may hold a batch committed but not yet
+        // synced (see `sqlite_writer.rs`): the head is what is durable,
+        // and nobody else writes to the file.
+        if self.recent_events().is_some() {
+            let head = *self.shared.head.borrow();
+            return Ok((head > 0).then_some(head));
+        }
         let seq = self.max_seq().await?;
         // Another process may have committed events we were not woken for.
         if let Some(seq) = seq {
@@ -84,17 +91,19 @@ impl Sequencer for SqlStore {
     async fn events_in_range(
         &self,
         after: i64,
-        up_to: i64,
+        mut up_to: i64,
         limit: usize,
     ) -> Result<Vec<SeqEvent>, StoreError> {
         // The head first: the writer thread adds events to the recent ones
         // before it announces them.
         let head = *self.shared.head.borrow();
-        if let Some(events) = self
-            .recent_events()
-            .and_then(|recent| recent.range(after, up_to, head, limit))
-        {
-            return Ok(events);
+        if let Some(recent) = self.recent_events() {
+            if let Some(events) = recent.range(after, up_to, head, limit) {
+                return Ok(events);
+            }
+            // Nothing past the head, which is what is durable (see
+            // `current_seq`).
+            up_to = std::cmp::min(up_to, head);
         }
         // Else the live tail is read inline on SQLite (see
         // `sqlite_native.rs`); `up_to` is often "no bound", the head bounds

@@ -62,6 +62,39 @@ const WAL_PAGES_INLINE: i64 = 10_000;
 /// runtime's threads.
 pub(crate) const INLINE_EVENTS: i64 = 256;
 
+/// A handle on the write-ahead log file, for syncing it.
+pub(crate) struct WalFile {
+    file: std::fs::File,
+    id: (u64, u64),
+}
+
+impl WalFile {
+    fn new(file: std::fs::File) -> std::io::Result<Self> {
+        let meta = file.metadata()?;
+        Ok(Self {
+            id: file_id(&meta),
+            file,
+        })
+    }
+
+    /// Whether this is the file `meta` describes.
+    fn is(&self, meta: &std::fs::Metadata) -> bool {
+        self.id == file_id(meta)
+    }
+}
+
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// The write-ahead log of the database at `db`.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
 /// A commit of a batch and where it fails on purpose (tests).
 pub(crate) struct BatchCommit<'a> {
     pub(crate) commit: &'a CommitWrite,
@@ -128,10 +161,55 @@ impl NativeSqlite {
     /// The committing connection. It leaves checkpoints to the
     /// checkpointer ([`Self::checkpoint`], on a thread of its own) until
     /// the log reaches [`WAL_PAGES_INLINE`] pages.
+    ///
+    /// With `synchronous = FULL` its commits do not fsync the log
+    /// themselves: the writer thread syncs it after each batch, off the
+    /// committing connection ([`Self::sync_wal`]), and acknowledges the
+    /// batch only then.
     fn open_writer(&self) -> rusqlite::Result<Connection> {
         let conn = self.open(OpenFlags::SQLITE_OPEN_READ_WRITE, self.busy_timeout)?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES_INLINE)?;
+        if self.syncs_commits() {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
         Ok(conn)
+    }
+
+    /// Whether every commit must be durable before it is acknowledged
+    /// (`synchronous = FULL`): then [`Self::sync_wal`] must follow each
+    /// batch.
+    pub(crate) fn syncs_commits(&self) -> bool {
+        self.synchronous == "FULL"
+    }
+
+    /// Makes everything committed so far durable: fsyncs the write-ahead
+    /// log (on a handle of its own, `wal`, opened on first use and again
+    /// if the log file was replaced). Blocks.
+    ///
+    /// Enough on its own: a commit is durable once its frames are in the
+    /// log on disk. If the log started over since, it did so after a
+    /// checkpoint had copied those frames into the database file and
+    /// synced it.
+    pub(crate) fn sync_wal(&self, wal: &mut Option<WalFile>) -> std::io::Result<()> {
+        let path = wal_path(&self.path);
+        let current = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            // No log: it was checkpointed into the database and removed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let file = match wal {
+            Some(open) if open.is(&current) => open,
+            _ => {
+                let file = std::fs::File::open(&path)?;
+                // The log's name in its directory, once per log file.
+                if let Some(dir) = path.parent() {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                wal.insert(WalFile::new(file)?)
+            }
+        };
+        file.file.sync_data()
     }
 
     /// Copies the write-ahead log's committed pages into the database file
@@ -487,6 +565,32 @@ fn sqlite_err(e: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The log is synced through a handle that follows the file: a log
+    /// replaced by a new file is opened again, a missing one is no error.
+    #[test]
+    fn the_log_sync_follows_the_log_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("aurora.sqlite");
+        let sqlite = NativeSqlite::new(&db, &SqlOptions::default());
+        assert!(sqlite.syncs_commits());
+        let mut wal = None;
+        sqlite.sync_wal(&mut wal).unwrap();
+        assert!(wal.is_none(), "no log, nothing opened");
+        std::fs::write(wal_path(&db), b"first").unwrap();
+        sqlite.sync_wal(&mut wal).unwrap();
+        let first = wal.as_ref().unwrap().id;
+        sqlite.sync_wal(&mut wal).unwrap();
+        assert_eq!(wal.as_ref().unwrap().id, first, "kept while the file stays");
+        // A new file under the name (hold the old one so its inode stays taken).
+        let _old = std::fs::File::open(wal_path(&db)).unwrap();
+        std::fs::remove_file(wal_path(&db)).unwrap();
+        std::fs::write(wal_path(&db), b"second").unwrap();
+        sqlite.sync_wal(&mut wal).unwrap();
+        assert_ne!(wal.as_ref().unwrap().id, first, "opened again");
+        std::fs::remove_file(wal_path(&db)).unwrap();
+        sqlite.sync_wal(&mut wal).unwrap();
+    }
 
     #[test]
     fn times_read_back_as_sqlx_writes_them() {
