@@ -383,7 +383,6 @@ impl SqlStore {
             .map_err(db_err)
     }
 
-    /// SQLite's own connections for the hot paths (see `sqlite_native.rs`).
     /// SQLite (on a file): the newest events written by the writer
     /// thread (see `recent_events.rs`).
     pub(crate) fn recent_events(&self) -> Option<&recent_events::RecentEvents> {
@@ -393,6 +392,7 @@ impl SqlStore {
             .map(sqlite_writer::SqliteWriter::recent_events)
     }
 
+    /// SQLite's own connections for the hot paths (see `sqlite_native.rs`).
     pub(crate) fn native_sqlite(&self) -> Option<&sqlite_native::NativeSqlite> {
         self.shared.sqlite_native.as_deref()
     }
