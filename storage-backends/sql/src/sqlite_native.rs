@@ -13,9 +13,11 @@
 //!
 //! So on SQLite:
 //! - a batch of commits is written by one blocking call on a connection of
-//!   its own: cached prepared statements, a row at a time, each commit in
-//!   its own savepoint so that a commit that fails (a moved root, a bad
-//!   row, an injected fault) is rolled back alone;
+//!   its own: cached prepared statements, a row at a time. A commit whose
+//!   root moved on fails alone; if a commit fails half-written (a bad row,
+//!   an injected fault), the batch is rolled back and written again with
+//!   each commit in its own savepoint, so that the failed one is undone
+//!   alone;
 //! - the session lookup of authentication, and the firehose's read of the
 //!   newest events, run inline on the calling thread, on a small pool of
 //!   reading connections: a point query or a short range on an index,
@@ -370,26 +372,75 @@ fn write_in_transaction(
 ) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
     // The same text sqlx writes for a `DateTime<Utc>`.
     let now = now.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    if let Some(outcomes) = in_transaction(conn, |conn| Ok(write_together(conn, batch, &now)))? {
+        return Ok(outcomes);
+    }
+    // A commit failed half-written and all was rolled back: one savepoint
+    // per commit undoes the failed one(s) alone.
+    in_transaction(conn, |conn| write_one_by_one(conn, batch, &now).map(Some))
+        .map(Option::unwrap_or_default)
+}
+
+/// Runs `body` in a write transaction: committed when it returns
+/// `Some`, rolled back when it returns `None` or fails.
+fn in_transaction<T>(
+    conn: &Connection,
+    body: impl FnOnce(&Connection) -> Result<Option<T>, StoreError>,
+) -> Result<Option<T>, StoreError> {
     run(conn, "BEGIN IMMEDIATE").map_err(sqlite_err)?;
-    let written = (|| {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for item in batch {
-            run(conn, "SAVEPOINT one_commit").map_err(sqlite_err)?;
-            let outcome = write_commit(conn, item, &now);
-            if outcome.is_err() {
-                run(conn, "ROLLBACK TO one_commit").map_err(sqlite_err)?;
-            }
-            run(conn, "RELEASE one_commit").map_err(sqlite_err)?;
-            outcomes.push(outcome);
+    let written = body(conn).and_then(|written| {
+        if written.is_some() {
+            run(conn, "COMMIT").map_err(sqlite_err)?;
         }
-        run(conn, "COMMIT").map_err(sqlite_err)?;
-        Ok(outcomes)
-    })();
-    if written.is_err() && !conn.is_autocommit() {
-        // If this fails too, the caller closes the connection.
+        Ok(written)
+    });
+    if !matches!(written, Ok(Some(_))) && !conn.is_autocommit() {
+        // If this fails, the caller closes the connection.
         let _ = run(conn, "ROLLBACK");
     }
     written
+}
+
+/// The batch's commits straight into the transaction, without savepoints:
+/// a savepoint makes SQLite copy every page a commit changes before
+/// changing it, which was a tenth of the writer thread's time. A commit
+/// whose root moved on fails alone (its first statement changed nothing);
+/// any other failure leaves a commit half-written, and `None` asks for
+/// the batch to be rolled back and written one savepoint per commit.
+fn write_together(
+    conn: &Connection,
+    batch: &[BatchCommit<'_>],
+    now: &str,
+) -> Option<Vec<Result<i64, StoreError>>> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for item in batch {
+        match write_commit(conn, item, now) {
+            Ok(seq) => outcomes.push(Ok(seq)),
+            Err(conflict @ StoreError::RootConflict { .. }) => outcomes.push(Err(conflict)),
+            Err(_) => return None,
+        }
+    }
+    Some(outcomes)
+}
+
+/// The batch's commits, each in a savepoint of its own, so that a commit
+/// that fails is rolled back alone.
+fn write_one_by_one(
+    conn: &Connection,
+    batch: &[BatchCommit<'_>],
+    now: &str,
+) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for item in batch {
+        run(conn, "SAVEPOINT one_commit").map_err(sqlite_err)?;
+        let outcome = write_commit(conn, item, now);
+        if outcome.is_err() {
+            run(conn, "ROLLBACK TO one_commit").map_err(sqlite_err)?;
+        }
+        run(conn, "RELEASE one_commit").map_err(sqlite_err)?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 /// Runs a statement without parameters, prepared once per connection
@@ -409,7 +460,8 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
 
 /// The statements of one commit, in the order of the SQL write path: the
 /// root's compare-and-swap, blocks, the record index and its blob
-/// references, the event.
+/// references, the event. A root conflict is returned before anything is
+/// written.
 fn write_commit(conn: &Connection, item: &BatchCommit<'_>, now: &str) -> Result<i64, StoreError> {
     let c = item.commit;
     let fault = |stage: CommitStage| {
