@@ -252,6 +252,37 @@ fn load_rejects_bad_trees() {
     assert!(Mst::load(&empty, &map).unwrap().is_empty());
 }
 
+/// The node encoder writes what the data model's canonical encoding of
+/// `{e: [{k, p, t, v}], l}` is, byte for byte, for nodes with and without
+/// subtrees and shared prefixes.
+#[test]
+fn nodes_encode_as_their_data_model() {
+    let mst =
+        Mst::from_entries((0..300).map(|i| (format!("app.test.coll/k{i:04}"), leaf()))).unwrap();
+    let blocks = mst.blocks().unwrap();
+    assert!(blocks.len() > 10, "a tree of several layers");
+    for (cid, bytes) in &blocks {
+        let value = data::decode_strict(bytes).unwrap();
+        let Ipld::Map(node) = &value else {
+            panic!("a node is a map")
+        };
+        let Some(Ipld::List(entries)) = node.get("e") else {
+            panic!("e is a list")
+        };
+        let fields: Vec<&str> = node.keys().map(String::as_str).collect();
+        assert_eq!(fields, ["e", "l"]);
+        for entry in entries {
+            let Ipld::Map(entry) = entry else {
+                panic!("an entry is a map")
+            };
+            let fields: Vec<&str> = entry.keys().map(String::as_str).collect();
+            assert_eq!(fields, ["k", "p", "t", "v"]);
+            assert!(matches!(entry["k"], Ipld::Bytes(_)));
+        }
+        assert_eq!(&data::encode(&value).unwrap()[..], &bytes[..], "{cid}");
+    }
+}
+
 fn arb_keys() -> impl Strategy<Value = Vec<String>> {
     proptest::collection::btree_set("[a-c]{1,3}\\.[a-z]{1,4}/[a-z0-9]{1,6}", 0..80)
         .prop_map(|s| s.into_iter().collect())
