@@ -55,6 +55,121 @@ fn check_structure(bytes: &[u8]) -> Result<(), DataError> {
     Ok(())
 }
 
+/// The head of the CBOR item at `pos`: its major type, additional
+/// information, argument, and where its content starts.
+fn head(bytes: &[u8], pos: usize) -> Result<(u8, u8, u64, usize), DataError> {
+    let malformed = |m: &str| DataError::MalformedCbor(m.to_owned());
+    let Some(&initial) = bytes.get(pos) else {
+        return Err(malformed("unexpected end of input"));
+    };
+    let pos = pos + 1;
+    let (major, info) = (initial >> 5, initial & 0x1f);
+    let (arg, next) = match info {
+        0..=23 => (u64::from(info), pos),
+        24..=27 => {
+            let len = 1usize << (info - 24);
+            let slice = bytes
+                .get(pos..pos + len)
+                .ok_or_else(|| malformed("truncated argument"))?;
+            let arg = slice.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            (arg, pos + len)
+        }
+        31 => {
+            return Err(DataError::NonCanonical(
+                "indefinite-length items are not allowed",
+            ));
+        }
+        _ => return Err(malformed("reserved additional information")),
+    };
+    Ok((major, info, arg, next))
+}
+
+/// Writes a CBOR head in its shortest form (as DAG-CBOR requires).
+fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
+    let major = major << 5;
+    let bytes = arg.to_be_bytes();
+    // The argument in the initial byte (below 24), or after it in 1, 2, 4
+    // or 8 bytes (additional information 24 to 27).
+    let (info, len) = match arg {
+        0..=23 => (bytes[7], 0),
+        24..=0xff => (0x18, 1),
+        0x100..=0xffff => (0x19, 2),
+        0x1_0000..=0xffff_ffff => (0x1a, 4),
+        _ => (0x1b, 8),
+    };
+    out.push(major | info);
+    out.extend_from_slice(&bytes[8 - len..]);
+}
+
+/// Whether map key `a` sorts before `b` in DAG-CBOR: shorter first, then
+/// bytewise.
+fn key_before(a: &[u8], b: &[u8]) -> bool {
+    (a.len(), a) < (b.len(), b)
+}
+
+/// Appends to `out` the canonical DAG-CBOR map `map` with the integer
+/// entry `key: value` added at its place, without decoding the map's
+/// values: only its structure and the order of its keys are checked.
+/// `map` must not have `key` already.
+pub fn append_map_with_int(
+    map: &[u8],
+    key: &str,
+    value: i64,
+    out: &mut Vec<u8>,
+) -> Result<(), DataError> {
+    let invalid = |why: &'static str| DataError::NonCanonical(why);
+    let (major, _, count, entries) = head(map, 0)?;
+    if major != 5 {
+        return Err(DataError::MalformedCbor("not a map".to_owned()));
+    }
+    let mut pos = entries;
+    let mut place = None;
+    let mut previous: Option<&[u8]> = None;
+    for _ in 0..count {
+        let (major, _, len, start) = head(map, pos)?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| start.checked_add(len))
+            .filter(|end| *end <= map.len())
+            .ok_or_else(|| DataError::MalformedCbor("truncated string".to_owned()))?;
+        let this = &map[start..end];
+        if major != 3 {
+            return Err(DataError::MalformedCbor(
+                "map keys must be strings".to_owned(),
+            ));
+        }
+        if previous.is_some_and(|p| !key_before(p, this)) {
+            return Err(invalid("map keys out of order or repeated"));
+        }
+        if this == key.as_bytes() {
+            return Err(invalid("the map has the key already"));
+        }
+        if place.is_none() && key_before(key.as_bytes(), this) {
+            place = Some(pos);
+        }
+        previous = Some(this);
+        pos = end + first_item_len(&map[end..])?;
+    }
+    if pos != map.len() {
+        return Err(DataError::MalformedCbor(
+            "trailing bytes after the map".to_owned(),
+        ));
+    }
+    let place = place.unwrap_or(pos);
+    out.reserve(map.len() + key.len() + 12);
+    write_head(out, 5, count + 1);
+    out.extend_from_slice(&map[entries..place]);
+    write_head(out, 3, key.len() as u64);
+    out.extend_from_slice(key.as_bytes());
+    // A negative integer n is written as major type 1 with -1 - n.
+    match u64::try_from(value) {
+        Ok(positive) => write_head(out, 0, positive),
+        Err(_) => write_head(out, 1, value.unsigned_abs() - 1),
+    }
+    out.extend_from_slice(&map[place..]);
+    Ok(())
+}
+
 /// Walks the first CBOR item in `bytes` iteratively, checking it stays
 /// within DAG-CBOR's subset, and returns its length in bytes. (Event-stream
 /// frames are two items back to back.)
@@ -76,29 +191,8 @@ pub fn first_item_len(bytes: &[u8]) -> Result<usize, DataError> {
         };
         *expecting -= 1;
 
-        let Some(&initial) = bytes.get(pos) else {
-            return Err(malformed("unexpected end of input"));
-        };
-        pos += 1;
-        let major = initial >> 5;
-        let info = initial & 0x1f;
-        let arg: u64 = match info {
-            0..=23 => u64::from(info),
-            24..=27 => {
-                let len = 1usize << (info - 24);
-                let slice = bytes
-                    .get(pos..pos + len)
-                    .ok_or_else(|| malformed("truncated argument"))?;
-                pos += len;
-                slice.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
-            }
-            31 => {
-                return Err(DataError::NonCanonical(
-                    "indefinite-length items are not allowed",
-                ));
-            }
-            _ => return Err(malformed("reserved additional information")),
-        };
+        let (major, info, arg, next) = head(bytes, pos)?;
+        pos = next;
         match major {
             0 | 1 => {}
             2 | 3 => {
@@ -153,6 +247,61 @@ pub fn first_item_len(bytes: &[u8]) -> Result<usize, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    /// The spliced map is what encoding the map with the entry would
+    /// give, wherever the key falls and whatever the value's size.
+    #[test]
+    fn an_int_entry_is_added_at_its_canonical_place() {
+        let maps: Vec<Vec<(&str, Ipld)>> = vec![
+            vec![],
+            vec![("a", Ipld::Null)],
+            vec![("zz", Ipld::Bool(true)), ("ops", Ipld::List(vec![]))],
+            vec![
+                ("op", Ipld::Integer(1)),
+                ("rev", Ipld::String("3l".into())),
+                ("sez", Ipld::Bytes(vec![7; 300])),
+                ("blocks", Ipld::Bytes(vec![1; 70_000])),
+                ("prevData", Ipld::Map([("x".to_owned(), Ipld::Null)].into())),
+            ],
+        ];
+        for entries in maps {
+            let map: BTreeMap<String, Ipld> = entries
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
+            let bytes = encode(&Ipld::Map(map.clone())).unwrap();
+            for value in [0, 23, 24, 255, 65_536, i64::MAX, -1, -25, i64::MIN] {
+                let mut out = vec![0xaa];
+                append_map_with_int(&bytes, "seq", value, &mut out).unwrap();
+                let mut expected = map.clone();
+                expected.insert("seq".to_owned(), Ipld::Integer(i128::from(value)));
+                assert_eq!(out[0], 0xaa, "appended after what was there");
+                assert_eq!(out[1..], encode(&Ipld::Map(expected)).unwrap()[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn an_int_entry_is_added_only_to_a_canonical_map_without_it() {
+        let add = |bytes: &[u8]| append_map_with_int(bytes, "seq", 1, &mut Vec::new());
+        let with_seq = encode(&Ipld::Map([("seq".to_owned(), Ipld::Integer(2))].into())).unwrap();
+        assert!(add(&with_seq).is_err(), "the key is there already");
+        assert!(
+            add(&encode(&Ipld::List(vec![])).unwrap()).is_err(),
+            "not a map"
+        );
+        let mut trailing = encode(&Ipld::Map(BTreeMap::new())).unwrap();
+        trailing.push(0);
+        assert!(add(&trailing).is_err(), "trailing bytes");
+        // {"b": 1, "a": 1}: keys out of order.
+        assert!(add(&[0xa2, 0x61, b'b', 1, 0x61, b'a', 1]).is_err());
+        // A map with an integer key.
+        assert!(add(&[0xa1, 0x01, 0x01]).is_err());
+        // Truncated.
+        assert!(add(&[0xa1, 0x61]).is_err());
+        assert!(add(&[]).is_err());
+    }
 
     #[test]
     fn rejects_hostile_structures_without_panicking() {

@@ -9,7 +9,7 @@ mod cbor;
 mod json;
 
 pub use blob::{BlobRef, collect_blob_refs};
-pub use cbor::{MAX_DEPTH, decode, decode_strict, encode, first_item_len};
+pub use cbor::{MAX_DEPTH, append_map_with_int, decode, decode_strict, encode, first_item_len};
 pub use ipld_core::ipld::Ipld;
 #[cfg(test)]
 pub(crate) use json::BASE64_LENIENT;

@@ -5,7 +5,6 @@
 use bytes::Bytes;
 
 use super::EventType;
-use super::body::decode_payload;
 use crate::data::{self, DataError, Ipld};
 
 /// A decoded frame.
@@ -43,13 +42,15 @@ fn two(header: &Ipld, body: &Ipld) -> Result<Bytes, DataError> {
 }
 
 /// Frames a stored event: its payload with `seq` added, under a `#<type>` header.
+///
+/// `seq` is written into the stored payload (a canonical map) at its place
+/// among the keys, without decoding and encoding the payload again: its
+/// blocks make it most of the frame, and each event is framed once for
+/// all subscribers but on the path of every write.
 pub fn encode_event(seq: i64, event_type: EventType, payload: &[u8]) -> Result<Bytes, DataError> {
-    let mut body = decode_payload(payload)?;
-    body.insert("seq".to_owned(), Ipld::Integer(i128::from(seq)));
-    two(
-        &header(1, Some(&format!("#{}", event_type.as_str()))),
-        &Ipld::Map(body),
-    )
+    let mut out = data::encode(&header(1, Some(&format!("#{}", event_type.as_str()))))?;
+    data::append_map_with_int(payload, "seq", seq, &mut out)?;
+    Ok(Bytes::from(out))
 }
 
 /// An `#info` message (e.g. `OutdatedCursor`).
