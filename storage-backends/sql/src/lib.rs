@@ -81,6 +81,16 @@ pub enum SqliteSync {
     Normal,
 }
 
+impl SqliteSync {
+    /// The value of SQLite's `synchronous` pragma.
+    pub(crate) fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
 /// Connection settings.
 #[derive(Debug, Clone)]
 pub struct SqlOptions {

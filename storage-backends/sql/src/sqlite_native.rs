@@ -108,7 +108,7 @@ pub(crate) struct BatchCommit<'a> {
 /// that may have left it inside a transaction.
 pub(crate) struct NativeSqlite {
     path: PathBuf,
-    synchronous: &'static str,
+    synchronous: SqliteSync,
     busy_timeout: Duration,
     cache_kib: u32,
     writer: Mutex<Option<Connection>>,
@@ -129,10 +129,7 @@ impl NativeSqlite {
     pub(crate) fn new(path: &Path, options: &SqlOptions) -> Self {
         Self {
             path: path.to_owned(),
-            synchronous: match options.sqlite_sync {
-                SqliteSync::Full => "FULL",
-                SqliteSync::Normal => "NORMAL",
-            },
+            synchronous: options.sqlite_sync,
             busy_timeout: options.acquire_timeout,
             cache_kib: options.sqlite_cache_kib,
             writer: Mutex::new(None),
@@ -155,7 +152,8 @@ impl NativeSqlite {
         conn.execute_batch(&format!(
             "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; \
              PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;",
-            self.synchronous, self.cache_kib
+            self.synchronous.pragma(),
+            self.cache_kib
         ))?;
         Ok(conn)
     }
@@ -172,7 +170,7 @@ impl NativeSqlite {
         let conn = self.open(OpenFlags::SQLITE_OPEN_READ_WRITE, self.busy_timeout)?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES_INLINE)?;
         if self.syncs_commits() {
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "synchronous", SqliteSync::Normal.pragma())?;
         }
         Ok(conn)
     }
@@ -181,7 +179,7 @@ impl NativeSqlite {
     /// (`synchronous = FULL`): then [`Self::sync_wal`] must follow each
     /// batch.
     pub(crate) fn syncs_commits(&self) -> bool {
-        self.synchronous == "FULL"
+        self.synchronous == SqliteSync::Full
     }
 
     /// Makes everything committed so far durable: fsyncs the write-ahead

@@ -21,6 +21,13 @@
 //! busy handler; it lets go when it runs out of work and at least every
 //! [`HOLD_AT_MOST`], so they never wait behind a long stream of commits.
 //!
+//! A second thread checkpoints: it copies the write-ahead log into the
+//! database file, which SQLite otherwise does on the committing
+//! connection every 1,000 pages, a few milliseconds with an fsync of the
+//! database that every waiting commit waited for. It runs after commits,
+//! at most every [`CHECKPOINT_EVERY`]; see `sqlite_native.rs` for how the
+//! log is kept from growing while commits never stop.
+//!
 //! With `synchronous = FULL` (the default) a third thread makes the
 //! batches durable: the committing connection does not fsync the log at
 //! each commit; the writer thread hands each committed batch to the sync
@@ -33,13 +40,6 @@
 //! head, the events readers get from the store, `current_seq`) and every
 //! acknowledgement wait for the sync, so a subscriber never sees an event
 //! a power cut could take back.
-//!
-//! A second thread checkpoints: it copies the write-ahead log into the
-//! database file, which SQLite otherwise does on the committing
-//! connection every 1,000 pages, a few milliseconds with an fsync of the
-//! database that every waiting commit waited for. It runs after commits,
-//! at most every [`CHECKPOINT_EVERY`]; see `sqlite_native.rs` for how the
-//! log is kept from growing while commits never stop.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
