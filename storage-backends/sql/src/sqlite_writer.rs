@@ -104,7 +104,10 @@ impl SqliteWriter {
         };
         std::thread::Builder::new()
             .name("aurora-sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_after_commits(&checkpointed, &to_checkpoint))?;
+            .spawn(move || {
+                set_thread_nice("checkpointer", CHECKPOINT_NICE);
+                checkpoint_after_commits(&checkpointed, &to_checkpoint);
+            })?;
         let acks = if sqlite.syncs_commits() {
             let (to_sync, synced) = std::sync::mpsc::channel();
             let syncing = sqlite.clone();
@@ -118,6 +121,7 @@ impl SqliteWriter {
         std::thread::Builder::new()
             .name("aurora-sqlite-writer".to_owned())
             .spawn(move || {
+                set_thread_nice("writer", WRITER_NICE);
                 let mut thread = WriterThread {
                     sqlite,
                     sqlx_writer,
@@ -327,6 +331,28 @@ impl WriterThread {
 
 /// The checkpointer thread: a checkpoint after commits, at most every
 /// [`CHECKPOINT_EVERY`]; ends with the writer thread.
+/// The checkpointer's scheduling priority (nice): the lowest. Under load
+/// it runs in the CPU time the requests and the writer leave; the log
+/// stays bounded all the same, as the committing connection checkpoints
+/// once the log is long. Measured at 16 clients, with [`WRITER_NICE`]:
+/// createRecord 1.05-1.10x.
+const CHECKPOINT_NICE: i32 = 19;
+
+/// The writer thread's priority: a little above the request threads. All
+/// commits go through it one batch at a time, so while it waits for a
+/// core every commit waits. Raising a priority needs `CAP_SYS_NICE`;
+/// without it the writer keeps the default.
+const WRITER_NICE: i32 = -5;
+
+/// Sets the calling thread's nice value (on Linux a priority set for a
+/// thread id is that thread's alone). A refusal is not an error.
+fn set_thread_nice(thread: &str, nice: i32) {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+        tracing::debug!(thread, nice, error = %e, "thread priority left as it is");
+    }
+}
+
 fn checkpoint_after_commits(sqlite: &NativeSqlite, written: &Receiver<()>) {
     let mut conn = None;
     while written.recv().is_ok() {
