@@ -329,13 +329,11 @@ impl WriterThread {
     }
 }
 
-/// The checkpointer thread: a checkpoint after commits, at most every
-/// [`CHECKPOINT_EVERY`]; ends with the writer thread.
 /// The checkpointer's scheduling priority (nice): the lowest. Under load
 /// it runs in the CPU time the requests and the writer leave; the log
 /// stays bounded all the same, as the committing connection checkpoints
 /// once the log is long. Measured at 16 clients, with [`WRITER_NICE`]:
-/// createRecord 1.05-1.10x.
+/// createRecord 1.05x.
 const CHECKPOINT_NICE: i32 = 19;
 
 /// The writer thread's priority: a little above the request threads. All
@@ -353,6 +351,8 @@ fn set_thread_nice(thread: &str, nice: i32) {
     }
 }
 
+/// The checkpointer thread: a checkpoint after commits, at most every
+/// [`CHECKPOINT_EVERY`]; ends with the writer thread.
 fn checkpoint_after_commits(sqlite: &NativeSqlite, written: &Receiver<()>) {
     let mut conn = None;
     while written.recv().is_ok() {
