@@ -48,16 +48,17 @@ use crate::{SqlOptions, SqliteSync};
 /// the lookup to the sqlx path (WAL readers wait only in rare cases, such
 /// as a checkpoint resetting the log).
 const LOOKUP_BUSY_TIMEOUT: Duration = Duration::from_millis(20);
+/// How long the restart of the log waits for readers to leave it.
+const RESTART_WAIT: Duration = Duration::from_millis(2);
 /// Reading connections kept open between lookups (lookups run inline, so
 /// at most one per runtime thread is in use at a time).
 const IDLE_READERS: usize = 4;
 /// The log size (in pages) at which the committing connection checkpoints
-/// itself. Until then the checkpointer thread copies the log into the
-/// database off the commit path; but while commits keep coming, the log
-/// only starts over after a checkpoint that nothing wrote during, which
-/// only the committing connection can be sure of. At this size it does
-/// one, copying what the checkpointer has not yet (SQLite's own default
-/// is 1,000 pages, every one of them copied on the commit path).
+/// itself. The checkpointer thread copies the log into the database off
+/// the commit path and has the log started over well before this size
+/// (`sqlite_writer.rs`); this is the backstop for a checkpointer that
+/// cannot keep up. (SQLite's own default is 1,000 pages, every one of
+/// them copied on the commit path.)
 const WAL_PAGES_INLINE: i64 = 10_000;
 /// The widest `seq` range read inline: the live tail of the log, a batch
 /// or a few. Longer ranges (a backfill) are read through sqlx, off the
@@ -88,6 +89,15 @@ impl WalFile {
 fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     (meta.dev(), meta.ino())
+}
+
+/// The write-ahead log after a checkpoint, in frames (pages).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogState {
+    /// Frames in the log.
+    pub(crate) frames: i64,
+    /// Frames it did not copy (written meanwhile, or still being read).
+    pub(crate) uncopied: i64,
 }
 
 /// The write-ahead log of the database at `db`.
@@ -214,14 +224,62 @@ impl NativeSqlite {
 
     /// Copies the write-ahead log's committed pages into the database file
     /// (a passive checkpoint: it waits for no one and nobody waits for
-    /// it), on the checkpointer's own connection. Blocks: call it from a
-    /// thread of its own.
-    pub(crate) fn checkpoint(&self, conn: &mut Option<Connection>) -> rusqlite::Result<()> {
+    /// it), on the checkpointer's own connection, then flushes the
+    /// database file (on a handle of its own, `db`), so that the
+    /// checkpoint that lets the log start over has little left to flush.
+    /// Blocks: call it from a thread of its own. Returns how many frames
+    /// the log holds and how many of them are still to be copied.
+    pub(crate) fn checkpoint(
+        &self,
+        conn: &mut Option<Connection>,
+        db: &mut Option<std::fs::File>,
+    ) -> Result<LogState, StoreError> {
         let conn = match conn {
             Some(conn) => conn,
-            None => conn.insert(self.open(OpenFlags::SQLITE_OPEN_READ_WRITE, self.busy_timeout)?),
+            None => conn.insert(
+                self.open(OpenFlags::SQLITE_OPEN_READ_WRITE, self.busy_timeout)
+                    .map_err(sqlite_err)?,
+            ),
         };
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        let state = conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                let (frames, copied): (i64, i64) = (row.get(1)?, row.get(2)?);
+                Ok(LogState {
+                    frames,
+                    uncopied: frames.saturating_sub(copied),
+                })
+            })
+            .map_err(sqlite_err)?;
+        let file = match db {
+            Some(file) => file,
+            None => db.insert(std::fs::File::open(&self.path).map_err(|e| io_err(&e))?),
+        };
+        file.sync_data().map_err(|e| io_err(&e))?;
+        Ok(state)
+    }
+
+    /// Lets the log start over: copies what is left of it into the
+    /// database file and waits for readers to leave it (a restart
+    /// checkpoint), on the committing connection, between batches. The
+    /// next commit then writes the log from its start. Blocks commits
+    /// while it runs, so it is called once the checkpointer has copied
+    /// and flushed nearly all of the log. Returns whether the log will
+    /// start over (not when a reader stayed in it).
+    pub(crate) fn restart_log(&self) -> Result<bool, StoreError> {
+        let mut slot = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(conn) = slot.as_mut() else {
+            return Ok(false);
+        };
+        // A reader that stays (a long export) must not hold the commits up:
+        // the restart then gives up, and is asked for again later.
+        conn.busy_timeout(RESTART_WAIT).map_err(sqlite_err)?;
+        let restarted = conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+                Ok(row.get::<_, i64>(0)? == 0)
+            })
+            .map_err(sqlite_err);
+        conn.busy_timeout(self.busy_timeout).map_err(sqlite_err)?;
+        restarted
     }
 
     /// Writes `batch` in one transaction, each commit in a savepoint of its
@@ -600,6 +658,11 @@ fn insert_event(conn: &Connection, c: &CommitWrite, now: &str) -> rusqlite::Resu
     Ok(conn.last_insert_rowid())
 }
 
+/// A database file that cannot be flushed is unavailable.
+fn io_err(e: &std::io::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
 /// Maps a SQLite error as `db_err` maps sqlx's: a full disk is `Full`, a
 /// database that cannot be opened or stays locked is `Unavailable`.
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
@@ -615,6 +678,7 @@ fn sqlite_err(e: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     /// The log is synced through a handle that follows the file: a log
     /// replaced by a new file is opened again, a missing one is no error.
@@ -640,6 +704,75 @@ mod tests {
         assert_ne!(wal.as_ref().unwrap().id, first, "opened again");
         std::fs::remove_file(wal_path(&db)).unwrap();
         sqlite.sync_wal(&mut wal).unwrap();
+    }
+
+    /// The log's length in frames, read as a passive checkpoint sees it.
+    fn log_frames(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+            .unwrap()
+    }
+
+    /// The checkpointer reports how long the log is and what it left; the
+    /// committing connection then has the log start over, unless a reader
+    /// stays in it, and then gives up at once and keeps committing.
+    #[test]
+    fn the_log_starts_over_on_the_committing_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("aurora.sqlite");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v BLOB);")
+            .unwrap();
+        let sqlite = NativeSqlite::new(&db, &SqlOptions::default());
+        let writer = sqlite.open_writer().unwrap();
+        let write = |conn: &Connection, rows: usize| {
+            for _ in 0..rows {
+                conn.execute("INSERT INTO t VALUES (zeroblob(3000))", [])
+                    .unwrap();
+            }
+        };
+        write(&writer, 50);
+        *sqlite.writer.lock().unwrap() = Some(writer);
+
+        let (mut conn, mut file) = (None, None);
+        let log = sqlite.checkpoint(&mut conn, &mut file).unwrap();
+        assert!(log.frames >= 50, "{log:?}");
+        assert_eq!(log.uncopied, 0, "nothing was reading or writing");
+
+        // A reader inside a transaction keeps the log (one that began
+        // with all of the log copied would read the database file only).
+        write(sqlite.writer.lock().unwrap().as_ref().unwrap(), 5);
+        let reader = sqlite
+            .open(OpenFlags::SQLITE_OPEN_READ_ONLY, LOOKUP_BUSY_TIMEOUT)
+            .unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        let started = Instant::now();
+        assert!(!sqlite.restart_log().unwrap(), "the reader is in the log");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "gave up at once"
+        );
+        reader.execute_batch("COMMIT").unwrap();
+
+        assert!(sqlite.restart_log().unwrap());
+        let slot = sqlite.writer.lock().unwrap();
+        let writer = slot.as_ref().unwrap();
+        write(writer, 1);
+        assert!(
+            log_frames(writer) < 10,
+            "the next commit wrote the log from its start"
+        );
+        let timeout: i64 = writer
+            .query_row("PRAGMA busy_timeout", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(
+            u128::try_from(timeout).unwrap(),
+            sqlite.busy_timeout.as_millis(),
+            "restored"
+        );
     }
 
     #[test]

@@ -25,8 +25,17 @@
 //! database file, which SQLite otherwise does on the committing
 //! connection every 1,000 pages, a few milliseconds with an fsync of the
 //! database that every waiting commit waited for. It runs after commits,
-//! at most every [`CHECKPOINT_EVERY`]; see `sqlite_native.rs` for how the
-//! log is kept from growing while commits never stop.
+//! at most every [`CHECKPOINT_EVERY`], and flushes the database file after
+//! each checkpoint. While commits never stop, the log can only start over
+//! after a checkpoint that nothing was written during, which only the
+//! committing connection can be sure of. So once the log is long
+//! ([`RESTART_AT_FRAMES`]) and the checkpointer has copied nearly all of
+//! it, the checkpointer asks the writer thread to start the log over
+//! between two batches: a restart checkpoint that copies and flushes the
+//! little left. Before, the committing connection did that checkpoint
+//! alone at 10,000 pages, copying and flushing what the checkpointer had
+//! not: every ~150 ms under load, commits stopped for 20-35 ms while it
+//! fsynced (p99 at 16 clients 0.59x with the handover).
 //!
 //! With `synchronous = FULL` (the default) a third thread makes the
 //! batches durable: the committing connection does not fsync the log at
@@ -43,6 +52,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -69,6 +79,14 @@ const HOLD_IDLE: Duration = Duration::from_millis(2);
 /// Least time between two checkpoints while commits come: each copies
 /// what came since the last and fsyncs the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
+/// The log length (in frames, a page each) from which the log is to start
+/// over: about 16 MiB.
+const RESTART_AT_FRAMES: i64 = 4_000;
+/// What may be left to copy when the committing connection is asked to
+/// start the log over: the restart copies it while commits wait.
+const RESTART_RESIDUAL_FRAMES: i64 = 1_000;
+/// Checkpoint passes in a row at most, while the log is long.
+const CHECKPOINT_PASSES: usize = 4;
 
 /// The sending side of the writer thread; the thread ends when this is
 /// dropped (with the store) and the commits sent before are written.
@@ -98,6 +116,8 @@ impl SqliteWriter {
         let (written, to_checkpoint) = std::sync::mpsc::sync_channel(1);
         let runtime = Handle::current();
         let checkpointed = sqlite.clone();
+        let restart = Arc::new(AtomicBool::new(false));
+        let restart_wanted = restart.clone();
         let announcer = Announcer {
             head,
             recent: recent.clone(),
@@ -106,7 +126,7 @@ impl SqliteWriter {
             .name("aurora-sqlite-checkpoint".to_owned())
             .spawn(move || {
                 set_thread_nice("checkpointer", CHECKPOINT_NICE);
-                checkpoint_after_commits(&checkpointed, &to_checkpoint);
+                checkpoint_after_commits(&checkpointed, &to_checkpoint, &restart_wanted);
             })?;
         let acks = if sqlite.syncs_commits() {
             let (to_sync, synced) = std::sync::mpsc::channel();
@@ -129,6 +149,7 @@ impl SqliteWriter {
                     runtime,
                     held: None,
                     written,
+                    restart,
                 };
                 thread.run(&queued);
                 thread.release();
@@ -229,6 +250,8 @@ struct WriterThread {
     held: Option<(PoolConnection<Sqlite>, Instant)>,
     /// Tells the checkpointer a batch was written.
     written: SyncSender<()>,
+    /// Set by the checkpointer when the log should start over.
+    restart: Arc<AtomicBool>,
 }
 
 impl WriterThread {
@@ -256,6 +279,14 @@ impl WriterThread {
             batch.retain(|q| !q.done.is_closed());
             if !batch.is_empty() {
                 self.write(batch);
+            }
+            if self.restart.swap(false, Ordering::AcqRel) {
+                match self.sqlite.restart_log() {
+                    Ok(true) => {}
+                    // The checkpointer asks again after its next pass.
+                    Ok(false) => tracing::debug!("a reader kept the SQLite log from starting over"),
+                    Err(e) => tracing::warn!(error = %e, "cannot start the SQLite log over"),
+                }
             }
         }
     }
@@ -353,13 +384,27 @@ fn set_thread_nice(thread: &str, nice: i32) {
 
 /// The checkpointer thread: a checkpoint after commits, at most every
 /// [`CHECKPOINT_EVERY`]; ends with the writer thread.
-fn checkpoint_after_commits(sqlite: &NativeSqlite, written: &Receiver<()>) {
-    let mut conn = None;
+fn checkpoint_after_commits(sqlite: &NativeSqlite, written: &Receiver<()>, restart: &AtomicBool) {
+    let (mut conn, mut db) = (None, None);
     while written.recv().is_ok() {
-        if let Err(e) = sqlite.checkpoint(&mut conn) {
-            // The committing connection checkpoints once the log is long.
-            tracing::warn!(error = %e, "checkpoint failed");
-            conn = None;
+        // Passes back to back while the log is long, each copying what
+        // the commits wrote during the one before, until little is left.
+        for _ in 0..CHECKPOINT_PASSES {
+            match sqlite.checkpoint(&mut conn, &mut db) {
+                Ok(log) if log.frames < RESTART_AT_FRAMES => break,
+                Ok(log) => {
+                    if log.uncopied <= RESTART_RESIDUAL_FRAMES {
+                        restart.store(true, Ordering::Release);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // The committing connection checkpoints once the log is long.
+                    tracing::warn!(error = %e, "checkpoint failed");
+                    (conn, db) = (None, None);
+                    break;
+                }
+            }
         }
         std::thread::sleep(CHECKPOINT_EVERY);
     }
