@@ -37,23 +37,26 @@
 //! not: every ~150 ms under load, commits stopped for 20-35 ms while it
 //! fsynced (p99 at 16 clients 0.59x with the handover).
 //!
-//! With `synchronous = FULL` (the default) a third thread makes the
-//! batches durable: the committing connection does not fsync the log at
-//! each commit; the writer thread hands each committed batch to the sync
-//! thread and goes on with the next, and the sync thread fsyncs the log
+//! With `synchronous = FULL` (the default) sync threads make the batches
+//! durable: the committing connection does not fsync the log at each
+//! commit; the writer thread hands each committed batch to the sync
+//! threads and goes on with the next, and a sync thread fsyncs the log
 //! (once for all the batches that came meanwhile) and only then
 //! acknowledges them, adds their events to the recent ones and announces
 //! the new head. The fsync, about a millisecond a batch, is no longer
-//! waited for by the next batch. A batch is visible to readers of the
+//! waited for by the next batch. There are [`SYNC_THREADS`] of them, so
+//! that a batch written during a sync does not wait for that sync to end
+//! before its own begins; they acknowledge in the order they took the
+//! batches (at 16 clients: 1.03x the commits, p99 0.72x, against one). A batch is visible to readers of the
 //! database from its commit, before it is durable; what is announced (the
 //! head, the events readers get from the store, `current_seq`) and every
 //! acknowledgement wait for the sync, so a subscriber never sees an event
 //! a power cut could take back.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use aurora_core::event::SeqEvent;
@@ -87,6 +90,10 @@ const RESTART_AT_FRAMES: i64 = 4_000;
 const RESTART_RESIDUAL_FRAMES: i64 = 1_000;
 /// Checkpoint passes in a row at most, while the log is long.
 const CHECKPOINT_PASSES: usize = 4;
+/// Sync threads: while one waits for its fsync, the next takes the
+/// batches committed meanwhile and starts its own (the disk serves
+/// concurrent flushes), so a batch waits for its own sync only.
+const SYNC_THREADS: usize = 2;
 
 /// The sending side of the writer thread; the thread ends when this is
 /// dropped (with the store) and the commits sent before are written.
@@ -130,10 +137,18 @@ impl SqliteWriter {
             })?;
         let acks = if sqlite.syncs_commits() {
             let (to_sync, synced) = std::sync::mpsc::channel();
-            let syncing = sqlite.clone();
-            std::thread::Builder::new()
-                .name("aurora-sqlite-sync".to_owned())
-                .spawn(move || sync_then_acknowledge(&syncing, &announcer, &synced))?;
+            let stage = Arc::new(SyncStage {
+                incoming: Mutex::new((synced, 0)),
+                next_ack: Mutex::new(0),
+                turn: Condvar::new(),
+                announcer,
+            });
+            for _ in 0..SYNC_THREADS {
+                let (syncing, stage) = (sqlite.clone(), stage.clone());
+                std::thread::Builder::new()
+                    .name("aurora-sqlite-sync".to_owned())
+                    .spawn(move || sync_then_acknowledge(&syncing, &stage))?;
+            }
             Acks::AfterSync(to_sync)
         } else {
             Acks::Now(announcer)
@@ -215,17 +230,49 @@ impl Announcer {
     }
 }
 
-/// The sync thread: for the batches committed so far, one fsync of the
-/// log, then their acknowledgement; meanwhile the writer thread goes on
-/// with the next batch. Ends with the writer thread, after the batches
-/// it sent.
-fn sync_then_acknowledge(sqlite: &NativeSqlite, announcer: &Announcer, synced: &Receiver<Written>) {
+/// What the sync threads share: the committed batches waiting for a sync,
+/// with the number of the next group of them to be taken, and the number
+/// of the next group to be acknowledged.
+struct SyncStage {
+    incoming: Mutex<(Receiver<Written>, u64)>,
+    next_ack: Mutex<u64>,
+    /// Signalled when `next_ack` moves.
+    turn: Condvar,
+    announcer: Announcer,
+}
+
+/// A sync thread: takes the batches committed so far, fsyncs the log
+/// once for all of them, then acknowledges them once every group taken
+/// before has been; meanwhile the writer thread goes on with the next
+/// batch, and the other sync thread takes and syncs the batches that come
+/// during this sync. Ends with the writer thread, after the batches it
+/// sent.
+fn sync_then_acknowledge(sqlite: &NativeSqlite, stage: &SyncStage) {
     let mut wal = None;
-    while let Ok(first) = synced.recv() {
-        let mut written = vec![first];
-        written.extend(synced.try_iter());
-        match sqlite.sync_wal(&mut wal) {
-            Ok(()) => written.into_iter().for_each(|w| announcer.announce(w)),
+    loop {
+        let (group, number) = {
+            let mut incoming = lock(&stage.incoming);
+            let Ok(first) = incoming.0.recv() else {
+                return;
+            };
+            let mut group = vec![first];
+            group.extend(incoming.0.try_iter());
+            let number = incoming.1;
+            incoming.1 += 1;
+            (group, number)
+        };
+        // Each batch was written before this sync began, so it is on disk
+        // when the sync returns.
+        let synced = sqlite.sync_wal(&mut wal);
+        let mut next_ack = lock(&stage.next_ack);
+        while *next_ack != number {
+            next_ack = stage
+                .turn
+                .wait(next_ack)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        match synced {
+            Ok(()) => group.into_iter().for_each(|w| stage.announcer.announce(w)),
             Err(e) => {
                 // The batches are committed but maybe not on disk: nobody
                 // is told they were written, and the next sync starts
@@ -233,12 +280,18 @@ fn sync_then_acknowledge(sqlite: &NativeSqlite, announcer: &Announcer, synced: &
                 tracing::error!(error = %e, "cannot sync the SQLite log; commits fail");
                 wal = None;
                 let e = StoreError::Unavailable(format!("the write could not be synced: {e}"));
-                for w in written {
+                for w in group {
                     fail_all(w.batch, &e);
                 }
             }
         }
+        *next_ack += 1;
+        stage.turn.notify_all();
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 struct WriterThread {
