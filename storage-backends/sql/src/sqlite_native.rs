@@ -173,9 +173,9 @@ impl NativeSqlite {
     /// the log reaches [`WAL_PAGES_INLINE`] pages.
     ///
     /// With `synchronous = FULL` its commits do not fsync the log
-    /// themselves: the writer thread syncs it after each batch, off the
-    /// committing connection ([`Self::sync_wal`]), and acknowledges the
-    /// batch only then.
+    /// themselves: a sync thread syncs it after each batch, off the
+    /// committing connection ([`Self::sync_wal`]), and the batch is
+    /// acknowledged only then.
     fn open_writer(&self) -> rusqlite::Result<Connection> {
         let conn = self.open(OpenFlags::SQLITE_OPEN_READ_WRITE, self.busy_timeout)?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES_INLINE)?;
@@ -264,7 +264,8 @@ impl NativeSqlite {
     /// next commit then writes the log from its start. Blocks commits
     /// while it runs, so it is called once the checkpointer has copied
     /// and flushed nearly all of the log. Returns whether the log will
-    /// start over (not when a reader stayed in it).
+    /// start over (not when a reader stayed in it, or another connection
+    /// was checkpointing or writing).
     pub(crate) fn restart_log(&self) -> Result<bool, StoreError> {
         let mut slot = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(conn) = slot.as_mut() else {
