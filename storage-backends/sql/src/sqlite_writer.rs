@@ -139,12 +139,7 @@ impl SqliteWriter {
             })?;
         let acks = if sqlite.syncs_commits() {
             let (to_sync, synced) = std::sync::mpsc::channel();
-            let stage = Arc::new(SyncStage {
-                incoming: Mutex::new((synced, 0)),
-                acks: Mutex::default(),
-                turn: Condvar::new(),
-                announcer,
-            });
+            let stage = Arc::new(SyncStage::new(synced, announcer));
             for _ in 0..SYNC_THREADS {
                 let (syncing, stage) = (sqlite.clone(), stage.clone());
                 std::thread::Builder::new()
@@ -257,6 +252,17 @@ struct AckTurn {
 }
 
 impl SyncStage {
+    /// The stage for the batches sent to `synced`, announced by
+    /// `announcer`.
+    fn new(synced: Receiver<Written>, announcer: Announcer) -> Self {
+        Self {
+            incoming: Mutex::new((synced, 0)),
+            acks: Mutex::default(),
+            turn: Condvar::new(),
+            announcer,
+        }
+    }
+
     /// Takes the batches committed so far (waiting for one) and numbers
     /// them as a group; `None` once the writer thread is gone.
     fn take(&self) -> Option<(Vec<Written>, u64)> {
@@ -503,15 +509,13 @@ mod tests {
     fn stage() -> (SyncStage, Sender<Written>, watch::Receiver<i64>) {
         let (to_sync, synced) = std::sync::mpsc::channel();
         let (head, watching) = watch::channel(0);
-        let stage = SyncStage {
-            incoming: Mutex::new((synced, 0)),
-            acks: Mutex::default(),
-            turn: Condvar::new(),
-            announcer: Announcer {
+        let stage = SyncStage::new(
+            synced,
+            Announcer {
                 head: Arc::new(head),
                 recent: Arc::default(),
             },
-        };
+        );
         (stage, to_sync, watching)
     }
 
