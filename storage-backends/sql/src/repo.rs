@@ -275,13 +275,7 @@ impl SqlStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         if self.engine() == Engine::Postgres {
-            txn.execute_raw(Statement::from_sql_and_values(
-                txn.get_database_backend(),
-                "SELECT pg_advisory_xact_lock($1)",
-                [SEQ_LOCK_KEY.into()],
-            ))
-            .await
-            .map_err(db_err)?;
+            return insert_events_postgres(txn, events, now).await;
         }
         let mut seqs = Vec::with_capacity(events.len());
         for chunk in events.chunks(INSERT_CHUNK) {
@@ -309,30 +303,67 @@ impl SqlStore {
                     ])
                     .map_err(|e| StoreError::Backend(e.to_string().into()))?;
             }
-            let rows = txn.query_all(&insert).await.map_err(db_err)?;
-            for row in rows {
-                seqs.push((
-                    row.try_get::<String>("", "did").map_err(db_err)?,
-                    row.try_get::<i64>("", "seq").map_err(db_err)?,
-                ));
-            }
-        }
-        if self.engine() == Engine::Postgres
-            && let Some(head) = seqs.iter().map(|(_, seq)| *seq).max()
-        {
-            // Delivered when (and only if) the transaction commits, to every
-            // process listening on this database: their subscribers wake
-            // for events other nodes wrote (see `sequencer.rs`).
-            txn.execute_raw(Statement::from_sql_and_values(
-                txn.get_database_backend(),
-                "SELECT pg_notify($1, $2)",
-                [SEQ_CHANNEL.into(), head.to_string().into()],
-            ))
-            .await
-            .map_err(db_err)?;
+            seqs.extend(seqs_of(txn.query_all(&insert).await.map_err(db_err)?)?);
         }
         Ok(seqs)
     }
+}
+
+/// [`SqlStore::insert_events`] on Postgres: the lock, the rows and the
+/// notification in one statement (one round trip instead of three; every
+/// commit waits for them, and they are most of its time at one client).
+///
+/// The lock is a materialized CTE joined into the insert's rows, so it is
+/// taken before the first row, and with it the first `seq`, is made. The
+/// notification is an init plan over the inserted rows: evaluated once,
+/// after them, and delivered only if the transaction commits.
+async fn insert_events_postgres(
+    txn: &DatabaseTransaction,
+    events: &[NewEvent],
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut seqs = Vec::with_capacity(events.len());
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let mut values: Vec<sea_orm::Value> =
+            vec![SEQ_LOCK_KEY.into(), SEQ_CHANNEL.into(), now.into()];
+        let mut rows = Vec::with_capacity(chunk.len());
+        for event in chunk {
+            let n = values.len();
+            rows.push(format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
+            values.push(event.did.as_str().into());
+            values.push(event.event_type.as_str().into());
+            values.push(event.payload.to_vec().into());
+        }
+        let sql = format!(
+            "WITH seq_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($1)), \
+             inserted AS ( \
+               INSERT INTO repo_seq (did, event_type, event, invalidated, sequenced_at) \
+               SELECT e.did, e.event_type, e.event, false, $3 \
+               FROM seq_lock, (VALUES {}) AS e (did, event_type, event) \
+               RETURNING did, seq) \
+             SELECT did, seq, \
+               (SELECT pg_notify($2, max(seq)::text) FROM inserted)::text AS notified \
+             FROM inserted",
+            rows.join(", ")
+        );
+        let statement = Statement::from_sql_and_values(txn.get_database_backend(), sql, values);
+        seqs.extend(seqs_of(
+            txn.query_all_raw(statement).await.map_err(db_err)?,
+        )?);
+    }
+    Ok(seqs)
+}
+
+/// The `(did, seq)` of inserted event rows.
+fn seqs_of(rows: Vec<sea_orm::QueryResult>) -> Result<Vec<(String, i64)>, StoreError> {
+    rows.into_iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<String>("", "did").map_err(db_err)?,
+                row.try_get::<i64>("", "seq").map_err(db_err)?,
+            ))
+        })
+        .collect()
 }
 
 #[async_trait]
