@@ -42,7 +42,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio::sync::{oneshot, watch};
 
-use crate::{SqlStore, advance_head, db_err};
+use crate::repo::writes_in_one_statement;
+use crate::{Engine, SqlStore, advance_head, blobs, db_err};
 
 /// Most commits written in one transaction; the rest wait for the next.
 pub(crate) const MAX_BATCH: usize = 128;
@@ -218,7 +219,15 @@ impl SqlStore {
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, i64>, StoreError> {
         let commits: Vec<&CommitWrite> = batch.iter().map(|q| &q.commit).collect();
-        let swapped = self.swap_roots(txn, &commits, now).await?;
+        // On Postgres, where every statement is a round trip the batch
+        // waits for, roots, blocks and records in one when it can.
+        let in_one = self.engine() == Engine::Postgres && writes_in_one_statement(&commits);
+        let swapped = if in_one {
+            self.swap_roots_with_blocks_and_records(txn, &commits, now)
+                .await?
+        } else {
+            self.swap_roots(txn, &commits, now).await?
+        };
         let written: Vec<&Queued> = batch
             .iter()
             .filter(|q| swapped.contains(q.commit.did.as_str()))
@@ -234,9 +243,15 @@ impl SqlStore {
         };
         fault(CommitStage::Root)?;
         let commits: Vec<&CommitWrite> = written.iter().map(|q| &q.commit).collect();
-        self.put_blocks(txn, &commits).await?;
+        if !in_one {
+            self.put_blocks(txn, &commits).await?;
+        }
         fault(CommitStage::Blocks)?;
-        self.write_records(txn, &commits, now).await?;
+        if in_one {
+            blobs::write_references(txn, &commits).await?;
+        } else {
+            self.write_records(txn, &commits, now).await?;
+        }
         fault(CommitStage::Records)?;
         let events: Vec<_> = commits.iter().map(|c| c.event()).collect();
         let seqs = self.insert_events(txn, &events, now).await?;

@@ -134,6 +134,119 @@ impl SqlStore {
             .collect()
     }
 
+    /// On Postgres, for `commits` whose record writes are all puts (see
+    /// [`writes_in_one_statement`]): swaps their roots, stores their blocks
+    /// and puts their records in one statement (one round trip instead of
+    /// three), for the commits whose swap succeeded; returns those repos.
+    /// The blocks and records go in as [`put_blocks`](Self::put_blocks) and
+    /// [`write_records`](Self::write_records) put them; the blob
+    /// references are left to [`blobs::write_references`].
+    pub(crate) async fn swap_roots_with_blocks_and_records(
+        &self,
+        txn: &DatabaseTransaction,
+        commits: &[&CommitWrite],
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<String>, StoreError> {
+        // Columns as arrays, so that the statement's text is the same for
+        // every batch and stays prepared.
+        let (mut root_dids, mut expected, mut new_cids, mut revs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut block_repos, mut block_cids, mut block_revs, mut sizes, mut contents) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut record_repos, mut collections, mut rkeys, mut record_cids, mut record_revs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for c in commits {
+            let Some(old) = c.expected_root else {
+                return Err(StoreError::Backend(
+                    "a batched root swap needs the expected root".into(),
+                ));
+            };
+            let (did, rev) = (c.did.as_str(), c.rev.as_str());
+            root_dids.push(did.to_owned());
+            expected.push(old.to_string());
+            new_cids.push(c.root.to_string());
+            revs.push(rev.to_owned());
+            // Each block once: Postgres refuses to update one row twice in
+            // a statement (two records with equal content share a block).
+            let mut seen = HashSet::with_capacity(c.blocks.len());
+            for (cid, bytes) in c.blocks.iter().filter(|b| seen.insert(b.0)) {
+                block_repos.push(did.to_owned());
+                block_cids.push(cid.to_string());
+                block_revs.push(rev.to_owned());
+                sizes.push(i32::try_from(bytes.len()).unwrap_or(i32::MAX));
+                contents.push(bytes.to_vec());
+            }
+            for write in &c.records {
+                let RecordWrite::Put {
+                    collection,
+                    rkey,
+                    cid,
+                    ..
+                } = write
+                else {
+                    return Err(StoreError::Backend(
+                        "a record delete in a one-statement commit".into(),
+                    ));
+                };
+                record_repos.push(did.to_owned());
+                collections.push(collection.as_str().to_owned());
+                rkeys.push(rkey.as_str().to_owned());
+                record_cids.push(cid.to_string());
+                record_revs.push(rev.to_owned());
+            }
+        }
+        // Sibling statements in a WITH see the same snapshot and do not see
+        // each other's rows, only `roots`' RETURNING: the blocks and records
+        // are those of the repos whose root moved. They touch other tables
+        // than `roots`, and no row twice. (A batch without records has an
+        // empty `records`, a no-op.)
+        let sql = "WITH roots AS ( \
+               UPDATE repo_root AS r SET cid = n.cid, rev = n.rev, updated_at = $1 \
+               FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) \
+                 AS n (did, expected, cid, rev) \
+               WHERE r.did = n.did AND r.cid = n.expected \
+               RETURNING r.did), \
+             blocks AS ( \
+               INSERT INTO repo_block (did, cid, repo_rev, size, content) \
+               SELECT b.did, b.cid, b.rev, b.size, b.content \
+               FROM unnest($6::text[], $7::text[], $8::text[], $9::int4[], $10::bytea[]) \
+                 AS b (did, cid, rev, size, content) \
+               WHERE b.did IN (SELECT did FROM roots) \
+               ON CONFLICT (did, cid) DO UPDATE SET repo_rev = excluded.repo_rev), \
+             records AS ( \
+               INSERT INTO record (did, collection, rkey, cid, repo_rev, indexed_at) \
+               SELECT v.did, v.collection, v.rkey, v.cid, v.rev, $1 \
+               FROM unnest($11::text[], $12::text[], $13::text[], $14::text[], $15::text[]) \
+                 AS v (did, collection, rkey, cid, rev) \
+               WHERE v.did IN (SELECT did FROM roots) \
+               ON CONFLICT (did, collection, rkey) DO UPDATE SET \
+                 cid = excluded.cid, repo_rev = excluded.repo_rev, \
+                 indexed_at = excluded.indexed_at) \
+             SELECT did FROM roots";
+        let values: Vec<sea_orm::Value> = vec![
+            now.into(),
+            root_dids.into(),
+            expected.into(),
+            new_cids.into(),
+            revs.into(),
+            block_repos.into(),
+            block_cids.into(),
+            block_revs.into(),
+            sizes.into(),
+            contents.into(),
+            record_repos.into(),
+            collections.into(),
+            rkeys.into(),
+            record_cids.into(),
+            record_revs.into(),
+        ];
+        let statement = Statement::from_sql_and_values(txn.get_database_backend(), sql, values);
+        let rows = txn.query_all_raw(statement).await.map_err(db_err)?;
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "did").map_err(db_err))
+            .collect()
+    }
+
     /// Stores the blocks of `commits`, in as few statements as the
     /// bind-parameter limit allows.
     pub(crate) async fn put_blocks(
@@ -352,6 +465,17 @@ async fn insert_events_postgres(
         )?);
     }
     Ok(seqs)
+}
+
+/// Whether [`SqlStore::swap_roots_with_blocks_and_records`] can write
+/// `commits`: every record write a put (a delete and a put of one record
+/// in one statement would happen in no set order).
+pub(crate) fn writes_in_one_statement(commits: &[&CommitWrite]) -> bool {
+    commits.iter().all(|c| {
+        c.records
+            .iter()
+            .all(|w| matches!(w, RecordWrite::Put { .. }))
+    })
 }
 
 /// The `(did, seq)` of inserted event rows.
