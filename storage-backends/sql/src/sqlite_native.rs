@@ -58,8 +58,10 @@ const IDLE_READERS: usize = 4;
 /// the commit path and has the log started over well before this size
 /// (`sqlite_writer.rs`); this is the backstop for a checkpointer that
 /// cannot keep up. (SQLite's own default is 1,000 pages, every one of
-/// them copied on the commit path.)
-const WAL_PAGES_INLINE: i64 = 10_000;
+/// them copied on the commit path.) Twice the length at which the log is
+/// started over: a log copied up to here starts over on its own at the
+/// next commit, without the restart's wait for readers.
+const WAL_PAGES_INLINE: i64 = 2 * crate::sqlite_writer::RESTART_AT_FRAMES;
 /// The widest `seq` range read inline: the live tail of the log, a batch
 /// or a few. Longer ranges (a backfill) are read through sqlx, off the
 /// runtime's threads.
