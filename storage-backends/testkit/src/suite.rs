@@ -114,6 +114,7 @@ macro_rules! store_conformance_suite {
             apply_commit_is_atomic_at_every_stage,
             events_are_sequenced_in_commit_order,
             concurrent_commits_on_many_repos_get_ordered_seqs,
+            a_reader_following_the_head_misses_no_event,
             concurrent_failing_commits_write_nothing_and_spare_the_others,
             stale_commits_among_other_repos_fail_alone,
             subscribers_wake_on_new_events,
@@ -699,6 +700,33 @@ pub async fn events_are_sequenced_in_commit_order(h: StoreHarness) {
     );
 }
 
+/// Starts `writers` tasks, each making `per_writer` commits in a row to a
+/// repo of its own (`{prefix}{n}`); each returns the `seq`s it got.
+fn spawn_writers(
+    h: &StoreHarness,
+    prefix: &str,
+    writers: usize,
+    per_writer: u64,
+) -> Vec<tokio::task::JoinHandle<Vec<i64>>> {
+    (0..writers)
+        .map(|w| {
+            let s = h.store.clone();
+            let me = did(&format!("{prefix}{w}"));
+            tokio::spawn(async move {
+                let mut root = None;
+                let mut seqs = Vec::new();
+                for i in 0..per_writer {
+                    let c = commit(&me, root, &format!("{w}-{i}"), i + 1, vec![], vec![]);
+                    let next = c.root;
+                    seqs.push(s.apply_commit(c).await.unwrap());
+                    root = Some(next);
+                }
+                seqs
+            })
+        })
+        .collect()
+}
+
 /// Awaits writer tasks, each returning the `seq`s its commits got, and
 /// checks that each writer's increase and that the log holds exactly the
 /// acknowledged ones (one event per successful commit), in order; returns
@@ -724,26 +752,47 @@ async fn log_holds_exactly_the_acknowledged(
 
 #[doc(hidden)]
 pub async fn concurrent_commits_on_many_repos_get_ordered_seqs(h: StoreHarness) {
-    let writers = 8;
-    let per_writer = 15;
-    let mut tasks = Vec::new();
-    for w in 0..writers {
-        let s = h.store.clone();
-        tasks.push(tokio::spawn(async move {
-            let me = did(&format!("writer{w}"));
-            let mut root = None;
-            let mut seqs = Vec::new();
-            for i in 0..per_writer {
-                let c = commit(&me, root, &format!("{w}-{i}"), i + 1, vec![], vec![]);
-                let next = c.root;
-                seqs.push(s.apply_commit(c).await.unwrap());
-                root = Some(next);
-            }
-            seqs
-        }));
-    }
+    let (writers, per_writer) = (8, 15);
+    let tasks = spawn_writers(&h, "writer", writers, per_writer);
     let logged = log_holds_exactly_the_acknowledged(&h, tasks).await;
     assert_eq!(logged.len(), writers * usize::try_from(per_writer).unwrap());
+}
+
+/// A reader that follows the head (as the firehose does: wait for the
+/// head to move, read the events up to it, remember where it stopped)
+/// while many repos commit at once gets every event: no event becomes
+/// readable with a `seq` at or below a head already announced. Batches
+/// written while an earlier one is still being committed must not break
+/// this.
+#[doc(hidden)]
+pub async fn a_reader_following_the_head_misses_no_event(h: StoreHarness) {
+    let (writers, per_writer) = (12, 20);
+    let mut head = h.store.subscribe();
+    let start = *head.borrow_and_update();
+    let tasks = spawn_writers(&h, "follow", writers, per_writer);
+    let s = h.store.clone();
+    let expected = writers * usize::try_from(per_writer).unwrap();
+    let reader = tokio::spawn(async move {
+        let (mut cursor, mut read) = (start, Vec::new());
+        while read.len() < expected {
+            let announced = *head.borrow_and_update();
+            read.extend(served_seqs(&s, cursor, announced).await);
+            cursor = announced;
+            if read.len() < expected {
+                tokio::time::timeout(std::time::Duration::from_secs(30), head.changed())
+                    .await
+                    .expect("the head moves while commits are acknowledged")
+                    .unwrap();
+            }
+        }
+        read
+    });
+    let logged = log_holds_exactly_the_acknowledged(&h, tasks).await;
+    let read = reader.await.unwrap();
+    assert_eq!(
+        read, logged,
+        "the reader got every event once, in order, as the log holds them"
+    );
 }
 
 /// Commits made at the same time may share a transaction (group commit):
