@@ -107,11 +107,7 @@ impl SqlStore {
         let (mut new_cid, mut new_rev) = (CaseStatement::new(), CaseStatement::new());
         let mut expected = Condition::any();
         for c in commits {
-            let Some(old) = c.expected_root else {
-                return Err(StoreError::Backend(
-                    "a batched root swap needs the expected root".into(),
-                ));
-            };
+            let old = expected_root(c)?;
             new_cid = new_cid.case(did().eq(c.did.as_str()), c.root.to_string());
             new_rev = new_rev.case(did().eq(c.did.as_str()), c.rev.as_str());
             expected = expected.add(
@@ -129,9 +125,7 @@ impl SqlStore {
             .returning_col(repo_root::Column::Did)
             .to_owned();
         let rows = txn.query_all(&update).await.map_err(db_err)?;
-        rows.iter()
-            .map(|row| row.try_get::<String>("", "did").map_err(db_err))
-            .collect()
+        dids_of(&rows)
     }
 
     /// On Postgres, for `commits` whose record writes are all puts (see
@@ -156,20 +150,13 @@ impl SqlStore {
         let (mut record_repos, mut collections, mut rkeys, mut record_cids, mut record_revs) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for c in commits {
-            let Some(old) = c.expected_root else {
-                return Err(StoreError::Backend(
-                    "a batched root swap needs the expected root".into(),
-                ));
-            };
+            let old = expected_root(c)?;
             let (did, rev) = (c.did.as_str(), c.rev.as_str());
             root_dids.push(did.to_owned());
             expected.push(old.to_string());
             new_cids.push(c.root.to_string());
             revs.push(rev.to_owned());
-            // Each block once: Postgres refuses to update one row twice in
-            // a statement (two records with equal content share a block).
-            let mut seen = HashSet::with_capacity(c.blocks.len());
-            for (cid, bytes) in c.blocks.iter().filter(|b| seen.insert(b.0)) {
+            for (cid, bytes) in distinct_blocks(c) {
                 block_repos.push(did.to_owned());
                 block_cids.push(cid.to_string());
                 block_revs.push(rev.to_owned());
@@ -242,9 +229,7 @@ impl SqlStore {
         ];
         let statement = Statement::from_sql_and_values(txn.get_database_backend(), sql, values);
         let rows = txn.query_all_raw(statement).await.map_err(db_err)?;
-        rows.iter()
-            .map(|row| row.try_get::<String>("", "did").map_err(db_err))
-            .collect()
+        dids_of(&rows)
     }
 
     /// Stores the blocks of `commits`, in as few statements as the
@@ -256,20 +241,14 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let mut rows = Vec::new();
         for c in commits {
-            // Each block once: Postgres refuses to update one row twice in
-            // a statement (two records with equal content share a block).
-            let mut seen = HashSet::with_capacity(c.blocks.len());
             rows.extend(
-                c.blocks
-                    .iter()
-                    .filter(|b| seen.insert(b.0))
-                    .map(|(cid, bytes)| repo_block::ActiveModel {
-                        did: Set(c.did.as_str().to_owned()),
-                        cid: Set(cid.to_string()),
-                        repo_rev: Set(c.rev.as_str().to_owned()),
-                        size: Set(i32::try_from(bytes.len()).unwrap_or(i32::MAX)),
-                        content: Set(bytes.to_vec()),
-                    }),
+                distinct_blocks(c).map(|(cid, bytes)| repo_block::ActiveModel {
+                    did: Set(c.did.as_str().to_owned()),
+                    cid: Set(cid.to_string()),
+                    repo_rev: Set(c.rev.as_str().to_owned()),
+                    size: Set(i32::try_from(bytes.len()).unwrap_or(i32::MAX)),
+                    content: Set(bytes.to_vec()),
+                }),
             );
         }
         let mut rows = rows.into_iter().peekable();
@@ -476,6 +455,27 @@ pub(crate) fn writes_in_one_statement(commits: &[&CommitWrite]) -> bool {
             .iter()
             .all(|w| matches!(w, RecordWrite::Put { .. }))
     })
+}
+
+/// The root `c`'s repo must be at for a batched swap (a repo's first
+/// commit has none and is never batched).
+fn expected_root(c: &CommitWrite) -> Result<Cid, StoreError> {
+    c.expected_root
+        .ok_or_else(|| StoreError::Backend("a batched root swap needs the expected root".into()))
+}
+
+/// `c`'s blocks, each once: Postgres refuses to update one row twice in a
+/// statement (two records with equal content share a block).
+fn distinct_blocks(c: &CommitWrite) -> impl Iterator<Item = &(Cid, Bytes)> {
+    let mut seen = HashSet::with_capacity(c.blocks.len());
+    c.blocks.iter().filter(move |b| seen.insert(b.0))
+}
+
+/// The `did` column of `rows` (the repos whose root swap succeeded).
+fn dids_of(rows: &[sea_orm::QueryResult]) -> Result<HashSet<String>, StoreError> {
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "did").map_err(db_err))
+        .collect()
 }
 
 /// The `(did, seq)` of inserted event rows.
